@@ -1,0 +1,249 @@
+//! The audit trail: one `audit_events` row per state change, written with
+//! [`record`] on the same connection (transaction) as the change itself, so
+//! the change and its record commit or roll back together.
+//!
+//! ```text
+//! let event = AuditEvent::new(clock.now(), Actor::ApiKey(key_id), "app.create", "app")
+//!     .tenant(tenant_id)
+//!     .target(app_id)
+//!     .app(app_id)
+//!     .request(&meta);
+//! audit::record(&mut *tx, &event).await?;
+//! ```
+//!
+//! Events never carry secrets: `details` is for ids, names and reasons.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::ids::{ApiKeyId, AppId, TenantId};
+
+/// The header the server sets on every request (and echoes in the response).
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Who did it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// The operator (operator token or the `perch` CLI).
+    Operator,
+    /// A tenant, through one of its API keys.
+    ApiKey(ApiKeyId),
+    /// An end user in the hosted login flow.
+    EndUser,
+    /// Perch itself (sweepers, rotation).
+    System,
+}
+
+impl Actor {
+    /// The stored form: `operator`, `api_key:<id>`, `end_user`, `system`.
+    pub fn as_stored(&self) -> String {
+        match self {
+            Self::Operator => "operator".to_owned(),
+            Self::ApiKey(id) => format!("api_key:{id}"),
+            Self::EndUser => "end_user".to_owned(),
+            Self::System => "system".to_owned(),
+        }
+    }
+}
+
+/// Whether the recorded action succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It happened.
+    Success,
+    /// It was attempted and refused or failed.
+    Failure,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Failure => "failure",
+        }
+    }
+}
+
+/// Where a request came from: the request id, the peer address and the user agent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestMeta {
+    /// The `x-request-id` header.
+    pub request_id: Option<String>,
+    /// The peer's IP address (from the connection).
+    pub ip: Option<IpAddr>,
+    /// The `User-Agent` header, truncated to 512 characters.
+    pub user_agent: Option<String>,
+}
+
+impl RequestMeta {
+    /// Reads the metadata from request parts.
+    pub fn from_parts(parts: &Parts) -> Self {
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.chars().take(512).collect::<String>())
+        };
+        Self {
+            request_id: header(REQUEST_ID_HEADER),
+            ip: parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip()),
+            user_agent: header("user-agent"),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self::from_parts(parts))
+    }
+}
+
+/// One audit event, built step by step and written by [`record`].
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    id: Uuid,
+    occurred_at: OffsetDateTime,
+    tenant_id: Option<TenantId>,
+    actor: Actor,
+    action: String,
+    target_type: String,
+    target_id: Option<String>,
+    app_id: Option<AppId>,
+    outcome: Outcome,
+    meta: RequestMeta,
+    details: serde_json::Value,
+}
+
+impl AuditEvent {
+    /// A successful `action` (e.g. `app.create`) by `actor` on an object of
+    /// `target_type` (e.g. `app`), at `occurred_at` (the clock's time).
+    pub fn new(
+        occurred_at: OffsetDateTime,
+        actor: Actor,
+        action: impl Into<String>,
+        target_type: impl Into<String>,
+    ) -> Self {
+        Self {
+            id: crate::ids::new_uuid_v7(occurred_at),
+            occurred_at,
+            tenant_id: None,
+            actor,
+            action: action.into(),
+            target_type: target_type.into(),
+            target_id: None,
+            app_id: None,
+            outcome: Outcome::Success,
+            meta: RequestMeta::default(),
+            details: serde_json::Value::Object(serde_json::Map::new()),
+        }
+    }
+
+    /// The tenant the event belongs to.
+    pub fn tenant(mut self, tenant_id: TenantId) -> Self {
+        self.tenant_id = Some(tenant_id);
+        self
+    }
+
+    /// The target's public id.
+    pub fn target(mut self, target_id: impl std::fmt::Display) -> Self {
+        self.target_id = Some(target_id.to_string());
+        self
+    }
+
+    /// The app the event concerns.
+    pub fn app(mut self, app_id: AppId) -> Self {
+        self.app_id = Some(app_id);
+        self
+    }
+
+    /// The outcome (default: success).
+    pub fn outcome(mut self, outcome: Outcome) -> Self {
+        self.outcome = outcome;
+        self
+    }
+
+    /// Request id, IP and user agent of the request that caused it.
+    pub fn request(mut self, meta: &RequestMeta) -> Self {
+        self.meta = meta.clone();
+        self
+    }
+
+    /// Extra non-secret details (a JSON object).
+    pub fn details(mut self, details: serde_json::Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    /// The event's id.
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+}
+
+/// Writes `event` on `conn`: pass the transaction that makes the change.
+pub async fn record(conn: &mut PgConnection, event: &AuditEvent) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO audit_events \
+         (id, tenant_id, occurred_at, actor, action, target_type, target_id, app_id, \
+          outcome, request_id, ip, user_agent, details) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::inet, $12, $13)",
+    )
+    .bind(event.id)
+    .bind(event.tenant_id.map(TenantId::uuid))
+    .bind(event.occurred_at)
+    .bind(event.actor.as_stored())
+    .bind(&event.action)
+    .bind(&event.target_type)
+    .bind(&event.target_id)
+    .bind(event.app_id.map(AppId::uuid))
+    .bind(event.outcome.as_str())
+    .bind(&event.meta.request_id)
+    .bind(event.meta.ip.map(|ip| ip.to_string()))
+    .bind(&event.meta.user_agent)
+    .bind(&event.details)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actors_have_stable_stored_forms() {
+        let at = time::macros::datetime!(2026-11-28 12:00 UTC);
+        let key = ApiKeyId::new(at);
+        assert_eq!(Actor::Operator.as_stored(), "operator");
+        assert_eq!(Actor::ApiKey(key).as_stored(), format!("api_key:{key}"));
+    }
+
+    #[test]
+    fn request_meta_reads_headers_and_peer() {
+        let mut request = axum::http::Request::builder()
+            .header("x-request-id", "req-1")
+            .header("user-agent", "curl/8")
+            .body(())
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([10, 0, 0, 7], 5555))));
+        let (parts, ()) = request.into_parts();
+        let meta = RequestMeta::from_parts(&parts);
+        assert_eq!(meta.request_id.as_deref(), Some("req-1"));
+        assert_eq!(meta.user_agent.as_deref(), Some("curl/8"));
+        assert_eq!(meta.ip, Some(IpAddr::from([10, 0, 0, 7])));
+    }
+}

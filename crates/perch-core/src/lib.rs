@@ -1,0 +1,27 @@
+//! `perch-core` holds what every Perch service crate shares and nothing
+//! service-specific:
+//!
+//! - [`clock`]: time as a parameter. Library code never reads the wall clock.
+//! - [`keyring`]: authenticated encryption of secrets at rest, with key ids so
+//!   keys rotate without downtime.
+//! - [`token`]: minting random, prefixed tokens and their SHA-256 digests.
+//! - [`secret`]: a string newtype whose `Debug` never shows the value.
+//! - [`ids`]: typed, prefixed public ids (`ten_...`, `key_...`, `app_...`).
+//! - [`audit`]: the audit-event builder and writer.
+//! - [`rotation`]: re-sealing stored secrets under the newest key.
+//! - [`problem`]: the RFC 9457 `application/problem+json` error every JSON API
+//!   answers with.
+
+pub mod audit;
+pub mod clock;
+pub mod ids;
+pub mod keyring;
+pub mod problem;
+pub mod rotation;
+pub mod secret;
+pub mod token;
+
+pub use clock::{Clock, SystemClock};
+pub use keyring::{Keyring, KeyringError, Sealed};
+pub use problem::Problem;
+pub use secret::SecretString;

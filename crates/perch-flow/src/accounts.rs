@@ -1,0 +1,358 @@
+//! Linked accounts over REST: list an app's accounts, read one, unlink one,
+//! and read its credentials (every read audited).
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use perch_core::audit::{self, AuditEvent, Outcome, RequestMeta};
+use perch_core::ids::AppId;
+use perch_core::{Keyring, KeyringError, SecretString};
+use perch_oauth1::{ConsumerSecret, Credentials, TokenSecret};
+use perch_tenants::TenantAuth;
+use perch_tenants::openapi::ProblemDoc;
+use perch_tenants::pagination::{self, ListParams};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::store::{self, AccountFilter, AccountRow};
+use crate::{AccountId, FlowError, FlowState};
+
+/// A linked account, as the API shows it (never its tokens).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AccountView {
+    /// `acct_...`.
+    #[schema(value_type = String, example = "acct_01jq3v0m2k8w5r7t9x1y3z5b7d")]
+    pub id: AccountId,
+    /// The app it is linked to.
+    #[schema(value_type = String)]
+    pub app_id: AppId,
+    /// Always `twitter`.
+    pub provider: &'static str,
+    /// Twitter's numeric user id, as a string.
+    pub provider_user_id: String,
+    /// The `@handle`, without `@`.
+    pub screen_name: String,
+    /// Display name.
+    pub name: String,
+    /// Verified email, or null when Twitter gives none.
+    pub email: Option<String>,
+    /// Avatar URL.
+    pub profile_image_url: Option<String>,
+    /// The tenant's own user id for this account, if it gave one.
+    pub subject: Option<String>,
+    /// When the account was first linked.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When the user last signed in.
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_login_at: OffsetDateTime,
+    /// How many times the user signed in.
+    pub login_count: i32,
+}
+
+impl From<&AccountRow> for AccountView {
+    fn from(row: &AccountRow) -> Self {
+        Self {
+            id: row.id,
+            app_id: row.app_id,
+            provider: "twitter",
+            provider_user_id: row.provider_user_id.clone(),
+            screen_name: row.screen_name.clone(),
+            name: row.name.clone(),
+            email: row.email.clone(),
+            profile_image_url: row.profile_image_url.clone(),
+            subject: row.subject.clone(),
+            created_at: row.created_at,
+            last_login_at: row.last_login_at,
+            login_count: row.login_count,
+        }
+    }
+}
+
+/// A page of accounts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountList {
+    /// The accounts, oldest first.
+    pub data: Vec<AccountView>,
+    /// Pass as `cursor` for the next page; null on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /v1/accounts/{id}/credentials`.
+#[derive(Serialize, ToSchema)]
+pub struct CredentialsView {
+    /// The app's consumer key.
+    pub consumer_key: String,
+    /// The user's access token.
+    pub access_token: String,
+    /// The user's access-token secret.
+    pub access_token_secret: String,
+}
+
+impl std::fmt::Debug for CredentialsView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialsView")
+            .field("consumer_key", &self.consumer_key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `?limit=&cursor=&screen_name=&subject=`.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AccountListParams {
+    /// Page size, 1..=200 (default 50).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
+    pub limit: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Only accounts with this screen name (case-insensitive).
+    pub screen_name: Option<String>,
+    /// Only accounts with this subject.
+    pub subject: Option<String>,
+}
+
+fn account_id(raw: &str) -> Result<AccountId, FlowError> {
+    AccountId::parse(raw).map_err(|_| FlowError::NotFound("account"))
+}
+
+/// Opens an account's access token and secret.
+pub(crate) fn open_tokens(
+    keyring: &Keyring,
+    row: &AccountRow,
+) -> Result<(SecretString, SecretString), KeyringError> {
+    let aad =
+        |column| store::account_token_aad(row.tenant_id, row.app_id, &row.provider_user_id, column);
+    let sealed = |key_id: &String, ciphertext: &Vec<u8>| perch_core::Sealed {
+        key_id: key_id.clone(),
+        ciphertext: ciphertext.clone(),
+    };
+    let token = keyring.open_string(
+        &sealed(&row.access_token_key_id, &row.access_token_sealed),
+        &aad("access_token"),
+    )?;
+    let secret = keyring.open_string(
+        &sealed(
+            &row.access_token_secret_key_id,
+            &row.access_token_secret_sealed,
+        ),
+        &aad("access_token_secret"),
+    )?;
+    Ok((token, secret))
+}
+
+/// List an app's linked accounts.
+#[utoipa::path(
+    get, path = "/v1/apps/{id}/accounts", tag = "accounts",
+    params(("id" = String, Path, description = "The app id (`app_...`)"), AccountListParams),
+    responses(
+        (status = 200, body = AccountList),
+        (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such app", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid limit or cursor", body = ProblemDoc, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn list_handler(
+    State(state): State<FlowState>,
+    auth: TenantAuth,
+    Path(raw_app_id): Path<String>,
+    query: Result<Query<AccountListParams>, QueryRejection>,
+) -> Result<Json<AccountList>, Response> {
+    let Query(params) = query.map_err(|_| FlowError::MalformedQuery.into_response())?;
+    let app_id =
+        AppId::parse(&raw_app_id).map_err(|_| FlowError::NotFound("app").into_response())?;
+    let page = ListParams {
+        limit: params.limit,
+        cursor: params.cursor,
+    }
+    .page("accounts")
+    .map_err(IntoResponse::into_response)?;
+    let app = perch_tenants::apps::store::find(state.pool(), auth.tenant_id, app_id)
+        .await
+        .map_err(|e| FlowError::from(e).into_response())?;
+    if app.is_none() {
+        return Err(FlowError::NotFound("app").into_response());
+    }
+    let filter = AccountFilter {
+        screen_name: params.screen_name.filter(|s| !s.is_empty()),
+        subject: params.subject.filter(|s| !s.is_empty()),
+    };
+    let rows = store::list_accounts(
+        state.pool(),
+        auth.tenant_id,
+        app_id,
+        &filter,
+        page.after,
+        page.limit + 1,
+    )
+    .await
+    .map_err(|e| FlowError::from(e).into_response())?;
+    let (rows, next_cursor) = pagination::finish(rows, page, "accounts", |row| row.id.uuid());
+    Ok(Json(AccountList {
+        data: rows.iter().map(AccountView::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// Read one linked account.
+#[utoipa::path(
+    get, path = "/v1/accounts/{id}", tag = "accounts",
+    params(("id" = String, Path, description = "The account id (`acct_...`)")),
+    responses(
+        (status = 200, body = AccountView),
+        (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such account", body = ProblemDoc, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn get_handler(
+    State(state): State<FlowState>,
+    auth: TenantAuth,
+    Path(raw_id): Path<String>,
+) -> Result<Json<AccountView>, FlowError> {
+    let id = account_id(&raw_id)?;
+    let row = store::find_account(state.pool(), auth.tenant_id, id)
+        .await?
+        .ok_or(FlowError::NotFound("account"))?;
+    Ok(Json(AccountView::from(&row)))
+}
+
+/// Unlink an account: its stored tokens are destroyed and the upstream
+/// token is invalidated (best effort, after the commit).
+#[utoipa::path(
+    delete, path = "/v1/accounts/{id}", tag = "accounts",
+    params(("id" = String, Path, description = "The account id (`acct_...`)")),
+    responses(
+        (status = 204, description = "Unlinked"),
+        (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such account", body = ProblemDoc, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn delete_handler(
+    State(state): State<FlowState>,
+    auth: TenantAuth,
+    meta: RequestMeta,
+    Path(raw_id): Path<String>,
+) -> Result<StatusCode, FlowError> {
+    let id = account_id(&raw_id)?;
+    let now = state.clock().now();
+    let mut tx = state.pool().begin().await?;
+    let row = store::delete_account(&mut *tx, auth.tenant_id, id)
+        .await?
+        .ok_or(FlowError::NotFound("account"))?;
+    let event = AuditEvent::new(now, auth.actor(), "account.delete", "account")
+        .tenant(auth.tenant_id)
+        .app(row.app_id)
+        .target(row.id)
+        .request(&meta)
+        .details(serde_json::json!({
+            "provider_user_id": row.provider_user_id,
+            "screen_name": row.screen_name,
+        }));
+    audit::record(&mut tx, &event).await?;
+    tx.commit().await?;
+
+    // Best effort, with nothing locked: a provider that is down must not
+    // keep a tenant from unlinking.
+    let invalidated = invalidate_upstream(&state, &row).await;
+    let outcome = if invalidated.is_ok() {
+        Outcome::Success
+    } else {
+        Outcome::Failure
+    };
+    let mut follow_up = AuditEvent::new(
+        state.clock().now(),
+        auth.actor(),
+        "account.token_invalidate",
+        "account",
+    )
+    .tenant(auth.tenant_id)
+    .app(row.app_id)
+    .target(row.id)
+    .outcome(outcome)
+    .request(&meta);
+    if let Err(failure) = &invalidated {
+        follow_up = follow_up.details(failure.details());
+    }
+    if let Err(error) = crate::login::record_alone(&state, &follow_up).await {
+        tracing::error!(%error, "auditing a token invalidation");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn invalidate_upstream(
+    state: &FlowState,
+    row: &AccountRow,
+) -> Result<(), crate::upstream::UpstreamFailure> {
+    let internal = || crate::upstream::UpstreamFailure::kind("internal");
+    let app = perch_tenants::load_for_login(state.pool(), row.app_id)
+        .await
+        .map_err(|_| internal())?
+        .ok_or_else(internal)?;
+    let consumer_secret = app
+        .consumer_secret(state.keyring())
+        .map_err(|_| internal())?;
+    let (token, secret) = open_tokens(state.keyring(), row).map_err(|_| internal())?;
+    let credentials = Credentials::new(
+        app.consumer_key.clone(),
+        ConsumerSecret::new(consumer_secret.expose()),
+    )
+    .with_token(token.expose(), TokenSecret::new(secret.expose()));
+    let result = state
+        .upstream()
+        .invalidate_token(&app.provider_base_url, &credentials, state.clock().unix())
+        .await;
+    if let Err(failure) = &result {
+        tracing::warn!(account_id = %row.id, kind = failure.kind, status = ?failure.status, "upstream token invalidation failed");
+    }
+    result
+}
+
+/// Read an account's credentials for calling Twitter on the user's behalf.
+/// Every read is audited.
+#[utoipa::path(
+    get, path = "/v1/accounts/{id}/credentials", tag = "accounts",
+    params(("id" = String, Path, description = "The account id (`acct_...`)")),
+    responses(
+        (status = 200, body = CredentialsView),
+        (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such account", body = ProblemDoc, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn credentials_handler(
+    State(state): State<FlowState>,
+    auth: TenantAuth,
+    meta: RequestMeta,
+    Path(raw_id): Path<String>,
+) -> Result<Json<CredentialsView>, FlowError> {
+    let id = account_id(&raw_id)?;
+    let row = store::find_account(state.pool(), auth.tenant_id, id)
+        .await?
+        .ok_or(FlowError::NotFound("account"))?;
+    let app = perch_tenants::apps::store::find(state.pool(), auth.tenant_id, row.app_id)
+        .await?
+        .ok_or(FlowError::NotFound("account"))?;
+    let (token, secret) = open_tokens(state.keyring(), &row)?;
+    let event = AuditEvent::new(
+        state.clock().now(),
+        auth.actor(),
+        "account.credentials.read",
+        "account",
+    )
+    .tenant(auth.tenant_id)
+    .app(row.app_id)
+    .target(row.id)
+    .request(&meta);
+    crate::login::record_alone(&state, &event).await?;
+    Ok(Json(CredentialsView {
+        consumer_key: app.consumer_key,
+        access_token: token.expose().to_owned(),
+        access_token_secret: secret.expose().to_owned(),
+    }))
+}

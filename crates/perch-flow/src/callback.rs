@@ -1,0 +1,467 @@
+//! Hop 2: `GET /callback` — where the provider sends the browser back.
+//!
+//! The pending login is claimed in one statement before anything else, so a
+//! replay, a race or another browser finds nothing to claim. Upstream calls
+//! run with no transaction open; everything they produce is written in one
+//! transaction at the end.
+
+use std::time::Instant;
+
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use perch_core::audit::{self, Actor, AuditEvent, Outcome, RequestMeta};
+use perch_core::token;
+use perch_oauth1::{ConsumerSecret, Credentials, TokenSecret};
+use perch_tenants::App;
+
+use crate::login::{browser_binding, internal_page, record_alone, redirect_with};
+use crate::metrics::{FailReason, Hop};
+use crate::pages;
+use crate::store::{self, AccountUpsert, CodeRow, LoginFlow};
+use crate::upstream::{ProviderKeys, TwitterUser, UpstreamFailure};
+use crate::{AccountId, CODE_TTL, FlowState};
+
+/// The readable prefix of every one-time login code.
+pub const CODE_PREFIX: &str = "perch_code_";
+
+/// `GET /callback?oauth_token=&oauth_verifier=` or `?denied=`.
+pub async fn handler(
+    State(state): State<FlowState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    meta: RequestMeta,
+) -> Response {
+    let started = Instant::now();
+    let response = callback(&state, query.as_deref(), &headers, &meta).await;
+    state.metrics().hop(Hop::Callback, started.elapsed());
+    response
+}
+
+enum Reply {
+    Approved { token: String, verifier: String },
+    Denied { token: String },
+}
+
+fn parse_reply(query: Option<&str>) -> Option<Reply> {
+    let mut token = None;
+    let mut verifier = None;
+    let mut denied = None;
+    for (name, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        let slot = match name.as_ref() {
+            "oauth_token" => &mut token,
+            "oauth_verifier" => &mut verifier,
+            "denied" => &mut denied,
+            _ => continue,
+        };
+        if slot.is_some() {
+            return None; // repeated: ambiguous, refuse
+        }
+        *slot = Some(value.into_owned());
+    }
+    match (token, verifier, denied) {
+        (Some(token), Some(verifier), None) if !token.is_empty() && !verifier.is_empty() => {
+            Some(Reply::Approved { token, verifier })
+        }
+        (None, None, Some(token)) if !token.is_empty() => Some(Reply::Denied { token }),
+        _ => None,
+    }
+}
+
+async fn callback(
+    state: &FlowState,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    meta: &RequestMeta,
+) -> Response {
+    let Some(reply) = parse_reply(query) else {
+        state.metrics().failed(FailReason::BadRequest);
+        return pages::error(
+            StatusCode::BAD_REQUEST,
+            "This sign-in response is not valid",
+            "Twitter's answer did not carry a sign-in token.",
+            None,
+        );
+    };
+    let token = match &reply {
+        Reply::Approved { token, .. } | Reply::Denied { token } => token.clone(),
+    };
+    let now = state.clock().now();
+    let binding = browser_binding(headers).unwrap_or_default();
+    let claimed =
+        match store::claim_login(state.pool(), &token, &token::digest(&binding), now).await {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                tracing::error!(%error, "claiming a pending login");
+                state.metrics().failed(FailReason::Internal);
+                return internal_page();
+            }
+        };
+    let Some(flow) = claimed else {
+        return unclaimable(state, &token, &binding, now).await;
+    };
+    let app = match perch_tenants::load_for_login(state.pool(), flow.app_id).await {
+        Ok(Some(app)) => app,
+        Ok(None) => {
+            return pages::error(
+                StatusCode::GONE,
+                "This app no longer exists",
+                "The app you were signing in to was removed while you were at Twitter.",
+                None,
+            );
+        }
+        Err(error) => {
+            tracing::error!(%error, "loading the app for a callback");
+            return internal_page();
+        }
+    };
+    match reply {
+        Reply::Denied { .. } => denied(state, &app, &flow, meta).await,
+        Reply::Approved { verifier, .. } => approved(state, &app, &flow, &verifier, meta).await,
+    }
+}
+
+/// Explains why a callback's token claims nothing, without revealing more
+/// than the visitor already holds.
+async fn unclaimable(
+    state: &FlowState,
+    token: &str,
+    binding: &str,
+    now: time::OffsetDateTime,
+) -> Response {
+    let existing = match store::find_login(state.pool(), token).await {
+        Ok(existing) => existing,
+        Err(error) => {
+            tracing::error!(%error, "reading a pending login");
+            return internal_page();
+        }
+    };
+    let Some(flow) = existing else {
+        state.metrics().failed(FailReason::InvalidToken);
+        return pages::error(
+            StatusCode::NOT_FOUND,
+            "This sign-in has expired",
+            "Perch does not know this sign-in. It may have expired a while ago.",
+            None,
+        );
+    };
+    let start_again = pages::origin_of(&flow.redirect_uri);
+    let same_browser = token::matches_digest(binding, &flow.browser_digest);
+    let (status, title, explanation, reason) = if flow.status != "pending" {
+        (
+            StatusCode::GONE,
+            "This sign-in was already used",
+            "This sign-in has already been completed or cancelled. Each sign-in link works once.",
+            FailReason::InvalidToken,
+        )
+    } else if flow.expires_at <= now {
+        (
+            StatusCode::GONE,
+            "This sign-in has expired",
+            "You took longer than 15 minutes at Twitter, so this sign-in expired.",
+            FailReason::InvalidToken,
+        )
+    } else if !same_browser {
+        (
+            StatusCode::FORBIDDEN,
+            "This sign-in started in another browser",
+            "For your safety a sign-in must finish in the browser that started it. \
+             Start again here.",
+            FailReason::ForeignBrowser,
+        )
+    } else {
+        (
+            StatusCode::CONFLICT,
+            "This sign-in is already being completed",
+            "Another request is completing this sign-in right now.",
+            FailReason::InvalidToken,
+        )
+    };
+    state.metrics().failed(reason);
+    pages::error(status, title, explanation, start_again.as_deref())
+}
+
+async fn denied(state: &FlowState, app: &App, flow: &LoginFlow, meta: &RequestMeta) -> Response {
+    state.metrics().denied();
+    let event = AuditEvent::new(state.clock().now(), Actor::EndUser, "login.denied", "login")
+        .tenant(app.tenant_id)
+        .app(app.id)
+        .target(flow.id)
+        .outcome(Outcome::Failure)
+        .request(meta);
+    if let Err(error) = record_alone(state, &event).await {
+        tracing::error!(%error, "auditing a denied login");
+    }
+    redirect_with(
+        &flow.redirect_uri,
+        &[("error", "access_denied"), ("state", &flow.state)],
+    )
+}
+
+async fn approved(
+    state: &FlowState,
+    app: &App,
+    flow: &LoginFlow,
+    verifier: &str,
+    meta: &RequestMeta,
+) -> Response {
+    let keyring = state.keyring();
+    let secrets = app.consumer_secret(keyring).and_then(|consumer| {
+        keyring
+            .open_string(
+                &flow.token_secret(),
+                &store::token_secret_aad(&flow.request_token),
+            )
+            .map(|request| (consumer, request))
+    });
+    let (consumer_secret, request_secret) = match secrets {
+        Ok(secrets) => secrets,
+        Err(error) => {
+            tracing::error!(%error, "opening login secrets");
+            state.metrics().failed(FailReason::Internal);
+            return internal_page();
+        }
+    };
+
+    // Step 3 and verify_credentials, no transaction open.
+    let access = match state
+        .upstream()
+        .access_token(
+            ProviderKeys {
+                base_url: &app.provider_base_url,
+                consumer_key: &app.consumer_key,
+                consumer_secret: consumer_secret.expose(),
+            },
+            &flow.request_token,
+            request_secret.expose(),
+            verifier,
+            state.clock().unix(),
+        )
+        .await
+    {
+        Ok(access) => access,
+        Err(failure) => {
+            return failed(
+                state,
+                app,
+                flow,
+                meta,
+                "access_token",
+                FailReason::UpstreamAccessToken,
+                &failure,
+            )
+            .await;
+        }
+    };
+    let credentials = Credentials::new(
+        app.consumer_key.clone(),
+        ConsumerSecret::new(consumer_secret.expose()),
+    )
+    .with_token(
+        access.token.clone(),
+        TokenSecret::new(access.secret.expose_secret()),
+    );
+    let user = match state
+        .upstream()
+        .verify_credentials(&app.provider_base_url, &credentials, state.clock().unix())
+        .await
+    {
+        Ok(user) => user,
+        Err(failure) => {
+            return failed(
+                state,
+                app,
+                flow,
+                meta,
+                "verify_credentials",
+                FailReason::UpstreamVerifyCredentials,
+                &failure,
+            )
+            .await;
+        }
+    };
+
+    match link(
+        state,
+        app,
+        flow,
+        &user,
+        &access.token,
+        access.secret.expose_secret(),
+        meta,
+    )
+    .await
+    {
+        Ok(code) => {
+            state.metrics().completed();
+            redirect_with(
+                &flow.redirect_uri,
+                &[("code", &code), ("state", &flow.state)],
+            )
+        }
+        Err(error) => {
+            tracing::error!(%error, "linking an account");
+            state.metrics().failed(FailReason::Internal);
+            redirect_with(
+                &flow.redirect_uri,
+                &[("error", "server_error"), ("state", &flow.state)],
+            )
+        }
+    }
+}
+
+/// An upstream failure after the claim: audit it (with the provider's
+/// status and code) and send the user back with an OAuth error.
+async fn failed(
+    state: &FlowState,
+    app: &App,
+    flow: &LoginFlow,
+    meta: &RequestMeta,
+    step: &str,
+    reason: FailReason,
+    failure: &UpstreamFailure,
+) -> Response {
+    tracing::warn!(
+        app_id = %app.id,
+        step,
+        kind = failure.kind,
+        status = ?failure.status,
+        code = ?failure.code,
+        "login failed upstream"
+    );
+    state.metrics().failed(reason);
+    // A 401 on the verifier means the user's approval did not hold: denied.
+    let error = if step == "access_token" && failure.status == Some(401) {
+        "access_denied"
+    } else {
+        "temporarily_unavailable"
+    };
+    let mut details = failure.details();
+    if let Some(object) = details.as_object_mut() {
+        object.insert("step".to_owned(), serde_json::json!(step));
+        object.insert("error".to_owned(), serde_json::json!(error));
+    }
+    let event = AuditEvent::new(
+        state.clock().now(),
+        Actor::EndUser,
+        "login.complete",
+        "login",
+    )
+    .tenant(app.tenant_id)
+    .app(app.id)
+    .target(flow.id)
+    .outcome(Outcome::Failure)
+    .request(meta)
+    .details(details);
+    if let Err(error) = record_alone(state, &event).await {
+        tracing::error!(%error, "auditing a failed login");
+    }
+    redirect_with(
+        &flow.redirect_uri,
+        &[("error", error), ("state", &flow.state)],
+    )
+}
+
+/// One transaction: upsert the account with its sealed tokens, mint the
+/// code, audit. Returns the code.
+async fn link(
+    state: &FlowState,
+    app: &App,
+    flow: &LoginFlow,
+    user: &TwitterUser,
+    access_token: &str,
+    access_secret: &str,
+    meta: &RequestMeta,
+) -> Result<String, crate::FlowError> {
+    let keyring = state.keyring();
+    let now = state.clock().now();
+    let aad = |column| store::account_token_aad(app.tenant_id, app.id, &user.id_str, column);
+    let sealed_token = keyring.seal_str(access_token, &aad("access_token"))?;
+    let sealed_secret = keyring.seal_str(access_secret, &aad("access_token_secret"))?;
+    let code = token::mint(CODE_PREFIX);
+
+    let mut tx = state.pool().begin().await?;
+    let upserted = store::upsert_account(
+        &mut tx,
+        &AccountUpsert {
+            new_id: AccountId::new(now),
+            tenant_id: app.tenant_id,
+            app_id: app.id,
+            provider_user_id: user.id_str.clone(),
+            screen_name: user.screen_name.clone(),
+            name: user.name.clone(),
+            email: user.email.clone().filter(|e| !e.is_empty()),
+            profile_image_url: user.profile_image_url_https.clone(),
+            subject: flow.subject.clone(),
+            access_token: sealed_token,
+            access_token_secret: sealed_secret,
+            now,
+        },
+    )
+    .await?;
+    let account = &upserted.account;
+    store::insert_code(
+        &mut tx,
+        &token::digest(code.expose()),
+        &CodeRow {
+            login_id: flow.id,
+            tenant_id: app.tenant_id,
+            app_id: app.id,
+            account_id: account.id,
+            subject: flow.subject.clone(),
+            code_challenge: flow.code_challenge.clone(),
+        },
+        now + CODE_TTL,
+    )
+    .await?;
+    let mut details = serde_json::json!({
+        "login_id": flow.id.to_string(),
+        "account_created": upserted.created,
+        "provider_user_id": user.id_str,
+        "screen_name": user.screen_name,
+        "login_count": account.login_count,
+    });
+    if let (Some(kept), Some(object)) = (&upserted.conflicting_subject, details.as_object_mut()) {
+        // The account keeps its first subject; the mismatch is recorded here.
+        object.insert(
+            "subject_conflict".to_owned(),
+            serde_json::json!({ "kept": kept, "requested": flow.subject }),
+        );
+    }
+    let event = AuditEvent::new(now, Actor::EndUser, "login.complete", "account")
+        .tenant(app.tenant_id)
+        .app(app.id)
+        .target(account.id)
+        .request(meta)
+        .details(details);
+    audit::record(&mut tx, &event).await?;
+    tx.commit().await?;
+    Ok(code.expose().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_must_be_unambiguous() {
+        assert!(matches!(
+            parse_reply(Some("oauth_token=t&oauth_verifier=v")),
+            Some(Reply::Approved { .. })
+        ));
+        assert!(matches!(
+            parse_reply(Some("denied=t")),
+            Some(Reply::Denied { .. })
+        ));
+        for bad in [
+            "",
+            "oauth_token=t",
+            "oauth_verifier=v",
+            "oauth_token=t&oauth_token=u&oauth_verifier=v",
+            "denied=t&oauth_token=t&oauth_verifier=v",
+            "denied=",
+        ] {
+            assert!(parse_reply(Some(bad)).is_none(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! Hop 3: `POST /v1/logins/exchange` — the tenant's server trades the
+//! one-time code for the linked account.
+//!
+//! The client authenticates with HTTP Basic `app_id:client_secret`, or, for
+//! a login started with a PKCE challenge, proves possession of the
+//! `code_verifier` instead (RFC 7636). The code is claimed in one
+//! statement; a refused exchange rolls the claim back, so only a
+//! successful exchange uses a code up.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use base64::Engine as _;
+use perch_core::audit::{self, Actor, AuditEvent, RequestMeta};
+use perch_core::ids::AppId;
+use perch_core::token;
+use perch_tenants::AppJson;
+use perch_tenants::openapi::ProblemDoc;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use utoipa::ToSchema;
+
+use crate::accounts::AccountView;
+use crate::metrics::Hop;
+use crate::{FlowError, FlowState, LoginId, store};
+
+/// The exchange request.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeRequest {
+    /// The `code` Perch appended to the redirect URI.
+    pub code: String,
+    /// The PKCE verifier, for a login started with `code_challenge`.
+    #[serde(default)]
+    pub code_verifier: Option<String>,
+}
+
+impl std::fmt::Debug for ExchangeRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExchangeRequest { .. }")
+    }
+}
+
+/// The exchange result.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExchangeResponse {
+    /// The linked account.
+    pub account: AccountView,
+    /// The `subject` this login was started with (null if none). It can
+    /// differ from `account.subject`, which keeps the first one linked.
+    pub subject: Option<String>,
+    /// This login's id (`login_...`), as in the audit trail.
+    #[schema(value_type = String)]
+    pub login_id: LoginId,
+}
+
+/// HTTP Basic credentials: `(app id, secret)`.
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, FlowError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let bad =
+        || FlowError::InvalidClient("Authorization must be Basic base64(app_id:client_secret)");
+    let value = value.to_str().map_err(|_| bad())?;
+    let (scheme, encoded) = value.split_once(' ').ok_or_else(bad)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(bad());
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| bad())?;
+    let text = String::from_utf8(decoded).map_err(|_| bad())?;
+    let (user, secret) = text.split_once(':').ok_or_else(bad)?;
+    Ok(Some((user.to_owned(), secret.to_owned())))
+}
+
+/// Exchange a one-time login code for the linked account.
+#[utoipa::path(
+    post, path = "/v1/logins/exchange", tag = "logins",
+    request_body = ExchangeRequest,
+    responses(
+        (status = 200, body = ExchangeResponse),
+        (status = 400, description = "`invalid_grant`: unknown, used or expired code, wrong app, or wrong verifier", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_client`: bad app credentials", body = ProblemDoc, content_type = "application/problem+json"),
+    ),
+    security(("client_basic" = []), ())
+)]
+pub async fn handler(
+    State(state): State<FlowState>,
+    headers: HeaderMap,
+    meta: RequestMeta,
+    AppJson(request): AppJson<ExchangeRequest>,
+) -> Result<Json<ExchangeResponse>, FlowError> {
+    let started = Instant::now();
+    let result = exchange(&state, &headers, &meta, request).await;
+    state.metrics().hop(Hop::Exchange, started.elapsed());
+    state.metrics().exchange(result.is_ok());
+    result.map(Json)
+}
+
+async fn exchange(
+    state: &FlowState,
+    headers: &HeaderMap,
+    meta: &RequestMeta,
+    request: ExchangeRequest,
+) -> Result<ExchangeResponse, FlowError> {
+    let digest = token::digest(&request.code);
+    let basic = basic_credentials(headers)?;
+    // Which app: the one that authenticates, or (PKCE, no secret) the one
+    // the code was minted for.
+    let (app_id, client_authenticated) =
+        match &basic {
+            Some((user, secret)) if !secret.is_empty() => {
+                let app_id = AppId::parse(user)
+                    .map_err(|_| FlowError::InvalidClient("unknown app or wrong client secret"))?;
+                let app = perch_tenants::load_for_login(state.pool(), app_id).await?;
+                match app {
+                    Some(app) if app.client_secret_matches(secret) => (app_id, true),
+                    _ => {
+                        return Err(FlowError::InvalidClient(
+                            "unknown app or wrong client secret",
+                        ));
+                    }
+                }
+            }
+            Some((user, _)) => {
+                let app_id = AppId::parse(user)
+                    .map_err(|_| FlowError::InvalidGrant("the code is not valid for this app"))?;
+                (app_id, false)
+            }
+            None => {
+                let app_id = store::code_app(state.pool(), &digest).await?.ok_or(
+                    FlowError::InvalidGrant("the code is unknown, used or expired"),
+                )?;
+                (app_id, false)
+            }
+        };
+
+    let now = state.clock().now();
+    let mut tx = state.pool().begin().await?;
+    let code = store::claim_code(&mut *tx, &digest, app_id, now)
+        .await?
+        .ok_or(FlowError::InvalidGrant(
+            "the code is unknown, used, expired, or for another app",
+        ))?;
+    match (&code.code_challenge, &request.code_verifier) {
+        (Some(challenge), Some(verifier)) => {
+            let computed = crate::login::s256(verifier);
+            if !bool::from(computed.as_bytes().ct_eq(challenge.as_bytes())) {
+                tx.rollback().await?;
+                return Err(FlowError::InvalidGrant(
+                    "code_verifier does not match code_challenge",
+                ));
+            }
+        }
+        (Some(_), None) => {
+            tx.rollback().await?;
+            return Err(FlowError::InvalidGrant(
+                "this login was started with a code_challenge: code_verifier is required",
+            ));
+        }
+        (None, _) if !client_authenticated => {
+            tx.rollback().await?;
+            return Err(FlowError::InvalidClient(
+                "this login needs the app's client secret (HTTP Basic app_id:client_secret)",
+            ));
+        }
+        (None, _) => {}
+    }
+    let account = store::find_account(&mut *tx, code.tenant_id, code.account_id)
+        .await?
+        .ok_or(FlowError::InvalidGrant(
+            "the account of this code was unlinked",
+        ))?;
+    let event = AuditEvent::new(now, Actor::EndUser, "login.exchange", "login")
+        .tenant(code.tenant_id)
+        .app(code.app_id)
+        .target(code.login_id)
+        .request(meta)
+        .details(serde_json::json!({
+            "account_id": account.id.to_string(),
+            "pkce": code.code_challenge.is_some(),
+        }));
+    audit::record(&mut tx, &event).await?;
+    tx.commit().await?;
+    Ok(ExchangeResponse {
+        account: AccountView::from(&account),
+        subject: code.subject,
+        login_id: code.login_id,
+    })
+}

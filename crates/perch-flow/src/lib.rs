@@ -1,0 +1,218 @@
+//! `perch-flow`: the "Log in with Twitter" flow run on a tenant's behalf.
+//!
+//! Hop by hop (see ARCHITECTURE.md for the invariants):
+//! 1. [`login`] `GET /login/{app_id}`: check the app and `redirect_uri`, get
+//!    a request token upstream, store the pending login bound to this
+//!    browser, redirect to the provider's `oauth/authenticate`.
+//! 2. [`callback`] `GET /callback`: claim the pending login atomically,
+//!    exchange the verifier upstream, identify the user, and in one
+//!    transaction link the account, store its tokens sealed, mint a one-time
+//!    code and audit; redirect to the tenant with the code.
+//! 3. [`exchange`] `POST /v1/logins/exchange`: claim the code atomically and
+//!    return the account.
+//!
+//! Plus the linked-accounts and audit reads ([`accounts`], [`audit_events`]),
+//! the hosted sign-in page, the expiry [`sweeper`] and the flow [`metrics`].
+
+pub mod accounts;
+pub mod audit_events;
+pub mod callback;
+mod error;
+pub mod exchange;
+pub mod login;
+pub mod metrics;
+mod openapi;
+mod pages;
+pub mod store;
+pub mod sweeper;
+pub mod upstream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::routing::{get, post};
+use perch_core::clock::SharedClock;
+use perch_core::rotation::SealedColumn;
+use perch_core::{Clock, Keyring};
+use perch_tenants::Authenticator;
+use sqlx::PgPool;
+use url::Url;
+
+pub use error::FlowError;
+pub use metrics::FlowMetrics;
+pub use openapi::openapi;
+
+perch_core::define_id!(
+    /// A linked account: `acct_...`.
+    AccountId,
+    "acct"
+);
+
+perch_core::define_id!(
+    /// One run of the hosted login: `login_...`.
+    LoginId,
+    "login"
+);
+
+/// How long a pending login (and its request token) lives.
+pub const LOGIN_TTL: time::Duration = time::Duration::minutes(15);
+/// How long a one-time code lives.
+pub const CODE_TTL: time::Duration = time::Duration::seconds(60);
+
+/// What the flow is built from.
+#[derive(Debug, Clone)]
+pub struct FlowConfig {
+    /// The database.
+    pub pool: PgPool,
+    /// Keys for secrets at rest.
+    pub keyring: Arc<Keyring>,
+    /// The clock.
+    pub clock: SharedClock,
+    /// `PERCH_PUBLIC_URL`.
+    pub public_url: Url,
+    /// `PERCH_ALLOWED_PROVIDER_HOSTS`: custom provider hosts still allowed.
+    pub allowed_provider_hosts: Vec<String>,
+    /// Upstream connect timeout.
+    pub upstream_connect_timeout: Duration,
+    /// Upstream total timeout per call.
+    pub upstream_timeout: Duration,
+    /// Counters the observability layer exports.
+    pub metrics: Arc<FlowMetrics>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    pool: PgPool,
+    keyring: Arc<Keyring>,
+    clock: SharedClock,
+    /// `PERCH_PUBLIC_URL` without a trailing slash.
+    public_base: String,
+    /// Cookies get `Secure` when Perch is served over https.
+    secure_cookies: bool,
+    upstream: upstream::Upstream,
+    metrics: Arc<FlowMetrics>,
+    authenticator: Authenticator,
+}
+
+/// The router's state.
+#[derive(Debug, Clone)]
+pub struct FlowState(Arc<Inner>);
+
+impl FlowState {
+    /// Builds the state, including the pooled upstream HTTP client.
+    pub fn new(config: FlowConfig) -> Result<Self, FlowError> {
+        let public_base = config.public_url.as_str().trim_end_matches('/').to_owned();
+        let upstream = upstream::Upstream::new(
+            &public_base,
+            config.allowed_provider_hosts,
+            config.upstream_connect_timeout,
+            config.upstream_timeout,
+        )?;
+        Ok(Self(Arc::new(Inner {
+            authenticator: Authenticator::new(config.pool.clone(), config.clock.clone()),
+            secure_cookies: config.public_url.scheme() == "https",
+            pool: config.pool,
+            keyring: config.keyring,
+            clock: config.clock,
+            public_base,
+            upstream,
+            metrics: config.metrics,
+        })))
+    }
+
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.0.pool
+    }
+    pub(crate) fn keyring(&self) -> &Keyring {
+        &self.0.keyring
+    }
+    pub(crate) fn clock(&self) -> &dyn Clock {
+        self.0.clock.as_ref()
+    }
+    pub(crate) fn public_base(&self) -> &str {
+        &self.0.public_base
+    }
+    pub(crate) fn upstream(&self) -> &upstream::Upstream {
+        &self.0.upstream
+    }
+    pub(crate) fn metrics(&self) -> &FlowMetrics {
+        &self.0.metrics
+    }
+    /// `{PUBLIC_URL}/callback`, the callback Perch gives every provider.
+    pub(crate) fn upstream_callback_url(&self) -> String {
+        format!("{}/callback", self.0.public_base)
+    }
+}
+
+impl FromRef<FlowState> for Authenticator {
+    fn from_ref(state: &FlowState) -> Self {
+        state.0.authenticator.clone()
+    }
+}
+
+fn login_token_secret_aad(row: &sqlx::postgres::PgRow) -> Result<Vec<u8>, sqlx::Error> {
+    use sqlx::Row as _;
+    let token: String = row.try_get("request_token")?;
+    Ok(store::token_secret_aad(&token))
+}
+
+fn account_aad(row: &sqlx::postgres::PgRow, column: &str) -> Result<Vec<u8>, sqlx::Error> {
+    use sqlx::Row as _;
+    Ok(store::account_token_aad(
+        row.try_get("tenant_id")?,
+        row.try_get("app_id")?,
+        &row.try_get::<String, _>("provider_user_id")?,
+        column,
+    ))
+}
+
+/// Every sealed column this crate stores, for `perch keys rotate`.
+pub const SEALED_COLUMNS: &[SealedColumn] = &[
+    SealedColumn {
+        table: "login_flows",
+        key_id_column: "token_secret_key_id",
+        ciphertext_column: "token_secret_sealed",
+        row_columns: &["request_token"],
+        associated_data: login_token_secret_aad,
+    },
+    SealedColumn {
+        table: "linked_accounts",
+        key_id_column: "access_token_key_id",
+        ciphertext_column: "access_token_sealed",
+        row_columns: &["tenant_id", "app_id", "provider_user_id"],
+        associated_data: |row| account_aad(row, "access_token"),
+    },
+    SealedColumn {
+        table: "linked_accounts",
+        key_id_column: "access_token_secret_key_id",
+        ciphertext_column: "access_token_secret_sealed",
+        row_columns: &["tenant_id", "app_id", "provider_user_id"],
+        associated_data: |row| account_aad(row, "access_token_secret"),
+    },
+];
+
+/// The flow's routes: the browser hops, the code exchange, and the
+/// linked-account and audit reads.
+pub fn router(state: FlowState) -> Router {
+    Router::new()
+        .route("/login/{app_id}", get(login::start_handler))
+        .route("/login/{app_id}/page", get(login::page_handler))
+        .route("/callback", get(callback::handler))
+        .route("/v1/logins/exchange", post(exchange::handler))
+        .route("/v1/apps/{id}/accounts", get(accounts::list_handler))
+        .route(
+            "/v1/accounts/{id}",
+            get(accounts::get_handler).delete(accounts::delete_handler),
+        )
+        .route(
+            "/v1/accounts/{id}/credentials",
+            get(accounts::credentials_handler),
+        )
+        .route("/v1/audit-events", get(audit_events::list_handler))
+        .layer(DefaultBodyLimit::max(
+            perch_tenants::extract::MAX_BODY_BYTES,
+        ))
+        .with_state(state)
+}

@@ -1,0 +1,255 @@
+//! Flow counters and hop timings, kept in atomics so recording costs a few
+//! nanoseconds and needs no lock. The binary renders them in Prometheus
+//! text format with [`FlowMetrics::render`].
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Why a login failed, as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailReason {
+    /// The upstream refused or failed the request token (hop 1).
+    UpstreamRequestToken,
+    /// The upstream refused or failed the access token (hop 2).
+    UpstreamAccessToken,
+    /// `verify_credentials` failed (hop 2).
+    UpstreamVerifyCredentials,
+    /// The callback named no pending login (unknown, expired, used).
+    InvalidToken,
+    /// The callback came from another browser.
+    ForeignBrowser,
+    /// A hosted-login request with bad parameters.
+    BadRequest,
+    /// A database or keyring failure.
+    Internal,
+}
+
+const REASONS: [FailReason; 7] = [
+    FailReason::UpstreamRequestToken,
+    FailReason::UpstreamAccessToken,
+    FailReason::UpstreamVerifyCredentials,
+    FailReason::InvalidToken,
+    FailReason::ForeignBrowser,
+    FailReason::BadRequest,
+    FailReason::Internal,
+];
+
+impl FailReason {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UpstreamRequestToken => "upstream_request_token",
+            Self::UpstreamAccessToken => "upstream_access_token",
+            Self::UpstreamVerifyCredentials => "upstream_verify_credentials",
+            Self::InvalidToken => "invalid_token",
+            Self::ForeignBrowser => "foreign_browser",
+            Self::BadRequest => "bad_request",
+            Self::Internal => "internal",
+        }
+    }
+
+    fn index(self) -> usize {
+        REASONS.iter().position(|r| *r == self).unwrap_or(0)
+    }
+}
+
+/// The hops of a login, as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hop {
+    /// `GET /login/{app}`.
+    Link,
+    /// `GET /callback`.
+    Callback,
+    /// `POST /v1/logins/exchange`.
+    Exchange,
+}
+
+const HOPS: [Hop; 3] = [Hop::Link, Hop::Callback, Hop::Exchange];
+
+impl Hop {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Link => "link",
+            Self::Callback => "callback",
+            Self::Exchange => "exchange",
+        }
+    }
+    fn index(self) -> usize {
+        HOPS.iter().position(|h| *h == self).unwrap_or(0)
+    }
+}
+
+/// Histogram bucket upper bounds, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+#[derive(Debug, Default)]
+struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
+            if seconds <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+}
+
+/// Login counters and hop timings.
+#[derive(Debug, Default)]
+pub struct FlowMetrics {
+    started: AtomicU64,
+    completed: AtomicU64,
+    denied: AtomicU64,
+    failed: [AtomicU64; REASONS.len()],
+    exchanged: AtomicU64,
+    exchange_refused: AtomicU64,
+    hops: [Histogram; HOPS.len()],
+}
+
+impl FlowMetrics {
+    /// A login was sent upstream (hop 1 succeeded).
+    pub fn started(&self) {
+        self.started.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A login produced a code (hop 2 succeeded).
+    pub fn completed(&self) {
+        self.completed.fetch_add(1, Ordering::Relaxed);
+    }
+    /// The user cancelled at the provider.
+    pub fn denied(&self) {
+        self.denied.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A login failed.
+    pub fn failed(&self, reason: FailReason) {
+        if let Some(counter) = self.failed.get(reason.index()) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    /// A code was exchanged, or refused.
+    pub fn exchange(&self, ok: bool) {
+        let counter = if ok {
+            &self.exchanged
+        } else {
+            &self.exchange_refused
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Records how long a hop took.
+    pub fn hop(&self, hop: Hop, elapsed: Duration) {
+        if let Some(histogram) = self.hops.get(hop.index()) {
+            histogram.observe(elapsed);
+        }
+    }
+
+    /// Logins completed so far (for tests and the load tool).
+    pub fn completed_count(&self) -> u64 {
+        self.completed.load(Ordering::Relaxed)
+    }
+
+    /// The metrics in Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let _ = writeln!(out, "# HELP perch_logins_total Hosted logins by outcome.");
+        let _ = writeln!(out, "# TYPE perch_logins_total counter");
+        for (outcome, counter) in [
+            ("started", &self.started),
+            ("completed", &self.completed),
+            ("denied", &self.denied),
+        ] {
+            let _ = writeln!(
+                out,
+                "perch_logins_total{{outcome=\"{outcome}\"}} {}",
+                load(counter)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP perch_login_failures_total Failed hosted logins by reason."
+        );
+        let _ = writeln!(out, "# TYPE perch_login_failures_total counter");
+        for (reason, counter) in REASONS.iter().zip(&self.failed) {
+            let _ = writeln!(
+                out,
+                "perch_login_failures_total{{reason=\"{}\"}} {}",
+                reason.as_str(),
+                load(counter)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP perch_code_exchanges_total Code exchanges by result."
+        );
+        let _ = writeln!(out, "# TYPE perch_code_exchanges_total counter");
+        let _ = writeln!(
+            out,
+            "perch_code_exchanges_total{{result=\"ok\"}} {}",
+            load(&self.exchanged)
+        );
+        let _ = writeln!(
+            out,
+            "perch_code_exchanges_total{{result=\"refused\"}} {}",
+            load(&self.exchange_refused)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP perch_login_hop_seconds Time Perch spent on each login hop, upstream calls included."
+        );
+        let _ = writeln!(out, "# TYPE perch_login_hop_seconds histogram");
+        for (hop, histogram) in HOPS.iter().zip(&self.hops) {
+            let name = hop.as_str();
+            for (bound, bucket) in BUCKETS.iter().zip(&histogram.buckets) {
+                let _ = writeln!(
+                    out,
+                    "perch_login_hop_seconds_bucket{{hop=\"{name}\",le=\"{bound}\"}} {}",
+                    load(bucket)
+                );
+            }
+            let count = load(&histogram.count);
+            let _ = writeln!(
+                out,
+                "perch_login_hop_seconds_bucket{{hop=\"{name}\",le=\"+Inf\"}} {count}"
+            );
+            #[allow(clippy::cast_precision_loss)] // a sum of microseconds fits f64 well enough
+            let sum = load(&histogram.sum_micros) as f64 / 1e6;
+            let _ = writeln!(out, "perch_login_hop_seconds_sum{{hop=\"{name}\"}} {sum}");
+            let _ = writeln!(
+                out,
+                "perch_login_hop_seconds_count{{hop=\"{name}\"}} {count}"
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histograms() {
+        let metrics = FlowMetrics::default();
+        metrics.started();
+        metrics.completed();
+        metrics.failed(FailReason::ForeignBrowser);
+        metrics.hop(Hop::Callback, Duration::from_millis(3));
+        let text = metrics.render();
+        assert!(text.contains("perch_logins_total{outcome=\"started\"} 1"));
+        assert!(text.contains("perch_login_failures_total{reason=\"foreign_browser\"} 1"));
+        assert!(text.contains("perch_login_hop_seconds_bucket{hop=\"callback\",le=\"0.002\"} 0"));
+        assert!(text.contains("perch_login_hop_seconds_bucket{hop=\"callback\",le=\"0.005\"} 1"));
+        assert!(text.contains("perch_login_hop_seconds_count{hop=\"callback\"} 1"));
+    }
+}

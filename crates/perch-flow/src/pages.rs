@@ -1,0 +1,111 @@
+//! The few HTML pages the browser hops show: errors that explain what
+//! happened and how to start again, and the hosted sign-in page.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;\
+background:#f5f8fa;color:#14171a;margin:0;display:flex;min-height:100vh;align-items:center;\
+justify-content:center}main{background:#fff;border:1px solid #e1e8ed;border-radius:12px;\
+padding:32px 36px;max-width:460px;box-shadow:0 2px 12px rgba(0,0,0,.06)}h1{font-size:22px;\
+margin:0 0 12px}p{line-height:1.5;color:#333}a.button{display:inline-block;background:#1d9bf0;\
+color:#fff;text-decoration:none;padding:10px 18px;border-radius:999px;font-weight:600}\
+a.link{color:#1d9bf0}small{color:#657786}";
+
+/// A whole page: title, body HTML (already escaped), and status.
+pub fn page(status: StatusCode, title: &str, body_html: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <title>{title}</title><style>{STYLE}</style></head>\
+         <body><main><h1>{title}</h1>{body_html}</main></body></html>",
+        title = escape(title)
+    );
+    let mut response = (status, html).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    // Error pages may echo parameters; never cache or frame them.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::HeaderName::from_static("x-frame-options"),
+        HeaderValue::from_static("DENY"),
+    );
+    response
+}
+
+/// An error page for a browser hop, offering a way back when there is one.
+pub fn error(
+    status: StatusCode,
+    title: &str,
+    explanation: &str,
+    start_again: Option<&str>,
+) -> Response {
+    let back = match start_again {
+        Some(url) => format!(
+            "<p><a class=\"button\" href=\"{}\">Start again</a></p>",
+            escape(url)
+        ),
+        None => "<p><small>Go back to the site you came from and choose \
+                 “Sign in with Twitter” again.</small></p>"
+            .to_owned(),
+    };
+    page(
+        status,
+        title,
+        &format!("<p>{}</p>{back}", escape(explanation)),
+    )
+}
+
+/// The scheme, host and port of a URL: where "start again" sends a user.
+pub fn origin_of(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    match parsed.scheme() {
+        "http" | "https" => Some(format!("{}/", parsed.origin().ascii_serialization())),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(
+            escape("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+    }
+
+    #[test]
+    fn origins_are_http_only() {
+        assert_eq!(
+            origin_of("https://greatest.example/auth/done?x=1").as_deref(),
+            Some("https://greatest.example/")
+        );
+        assert_eq!(
+            origin_of("http://127.0.0.1:8123/cb").as_deref(),
+            Some("http://127.0.0.1:8123/")
+        );
+        assert_eq!(origin_of("com.example.app:/cb"), None);
+    }
+}

@@ -1,0 +1,442 @@
+//! Every SQL statement of the flow. Tenant-owned rows (linked accounts) are
+//! always filtered by `tenant_id`; short-lived rows (pending logins, codes)
+//! are found by their token or its digest.
+
+use perch_core::Sealed;
+use perch_core::ids::{AppId, TenantId};
+use sqlx::{FromRow, PgConnection, PgExecutor};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{AccountId, LoginId};
+
+/// A pending login as stored.
+#[derive(Debug, Clone, FromRow)]
+pub struct LoginFlow {
+    /// The upstream request token.
+    pub request_token: String,
+    /// The login id.
+    pub id: LoginId,
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The app.
+    pub app_id: AppId,
+    /// Key id of the sealed request-token secret.
+    pub token_secret_key_id: String,
+    /// The sealed request-token secret.
+    pub token_secret_sealed: Vec<u8>,
+    /// Where the user goes back to.
+    pub redirect_uri: String,
+    /// The tenant's opaque state.
+    pub state: String,
+    /// The tenant's own user id, if it gave one.
+    pub subject: Option<String>,
+    /// PKCE S256 challenge, if any.
+    pub code_challenge: Option<String>,
+    /// SHA-256 of the browser-binding cookie.
+    pub browser_digest: Vec<u8>,
+    /// `pending` or `claimed`.
+    pub status: String,
+    /// Created.
+    pub created_at: OffsetDateTime,
+    /// Expires.
+    pub expires_at: OffsetDateTime,
+}
+
+impl LoginFlow {
+    /// The sealed request-token secret.
+    pub fn token_secret(&self) -> Sealed {
+        Sealed {
+            key_id: self.token_secret_key_id.clone(),
+            ciphertext: self.token_secret_sealed.clone(),
+        }
+    }
+}
+
+/// Associated data sealing a request-token secret: bound to its token.
+pub fn token_secret_aad(request_token: &str) -> Vec<u8> {
+    format!("login_flows|token_secret|{request_token}").into_bytes()
+}
+
+/// Inserts a pending login. A request token the provider hands out twice
+/// is refused by the primary key.
+pub async fn insert_login(conn: &mut PgConnection, flow: &LoginFlow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO login_flows (request_token, id, tenant_id, app_id, token_secret_key_id, \
+         token_secret_sealed, redirect_uri, state, subject, code_challenge, browser_digest, \
+         status, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', $12, $13)",
+    )
+    .bind(&flow.request_token)
+    .bind(flow.id)
+    .bind(flow.tenant_id)
+    .bind(flow.app_id)
+    .bind(&flow.token_secret_key_id)
+    .bind(&flow.token_secret_sealed)
+    .bind(&flow.redirect_uri)
+    .bind(&flow.state)
+    .bind(&flow.subject)
+    .bind(&flow.code_challenge)
+    .bind(&flow.browser_digest)
+    .bind(flow.created_at)
+    .bind(flow.expires_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Claims a pending login in one statement: only a pending, unexpired login
+/// started by this browser is returned, and it is marked claimed in the
+/// same statement, so of two racing callbacks exactly one gets it.
+pub async fn claim_login(
+    exec: impl PgExecutor<'_>,
+    request_token: &str,
+    browser_digest: &[u8],
+    now: OffsetDateTime,
+) -> Result<Option<LoginFlow>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE login_flows SET status = 'claimed' \
+         WHERE request_token = $1 AND status = 'pending' AND expires_at > $2 \
+           AND browser_digest = $3 \
+         RETURNING *",
+    )
+    .bind(request_token)
+    .bind(now)
+    .bind(browser_digest)
+    .fetch_optional(exec)
+    .await
+}
+
+/// Reads a login without claiming it: to explain why a claim found nothing.
+pub async fn find_login(
+    exec: impl PgExecutor<'_>,
+    request_token: &str,
+) -> Result<Option<LoginFlow>, sqlx::Error> {
+    sqlx::query_as("SELECT * FROM login_flows WHERE request_token = $1")
+        .bind(request_token)
+        .fetch_optional(exec)
+        .await
+}
+
+/// A linked account as stored (tokens still sealed).
+#[derive(Debug, Clone, FromRow)]
+pub struct AccountRow {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The account id.
+    pub id: AccountId,
+    /// The app it is linked to.
+    pub app_id: AppId,
+    /// Twitter's user id.
+    pub provider_user_id: String,
+    /// `@handle`.
+    pub screen_name: String,
+    /// Display name.
+    pub name: String,
+    /// Verified email, if Twitter gave one.
+    pub email: Option<String>,
+    /// Avatar URL.
+    pub profile_image_url: Option<String>,
+    /// The tenant's own user id.
+    pub subject: Option<String>,
+    /// Key id of the sealed access token.
+    pub access_token_key_id: String,
+    /// Sealed access token.
+    pub access_token_sealed: Vec<u8>,
+    /// Key id of the sealed access-token secret.
+    pub access_token_secret_key_id: String,
+    /// Sealed access-token secret.
+    pub access_token_secret_sealed: Vec<u8>,
+    /// First linked.
+    pub created_at: OffsetDateTime,
+    /// Last login.
+    pub last_login_at: OffsetDateTime,
+    /// Logins so far.
+    pub login_count: i32,
+}
+
+/// Associated data for an account's sealed tokens: table, column, and the
+/// account's natural key (tenant, app, Twitter user id), which is known
+/// before the upsert decides the account id.
+pub fn account_token_aad(
+    tenant_id: TenantId,
+    app_id: AppId,
+    provider_user_id: &str,
+    column: &str,
+) -> Vec<u8> {
+    format!("linked_accounts|{column}|{tenant_id}|{app_id}|{provider_user_id}").into_bytes()
+}
+
+/// What a login learned about the user.
+#[derive(Debug, Clone)]
+pub struct AccountUpsert {
+    /// A fresh id, used only if the account is new.
+    pub new_id: AccountId,
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The app.
+    pub app_id: AppId,
+    /// Twitter's user id.
+    pub provider_user_id: String,
+    /// `@handle`.
+    pub screen_name: String,
+    /// Display name.
+    pub name: String,
+    /// Verified email.
+    pub email: Option<String>,
+    /// Avatar URL.
+    pub profile_image_url: Option<String>,
+    /// The subject the login was started with.
+    pub subject: Option<String>,
+    /// The sealed access token (see [`account_token_aad`]).
+    pub access_token: Sealed,
+    /// The sealed access-token secret.
+    pub access_token_secret: Sealed,
+    /// Now.
+    pub now: OffsetDateTime,
+}
+
+/// The account row before and after an upsert.
+#[derive(Debug, Clone)]
+pub struct Upserted {
+    /// The account as it is now.
+    pub account: AccountRow,
+    /// Whether this login created it.
+    pub created: bool,
+    /// The subject it had before, when it had one different from the login's.
+    pub conflicting_subject: Option<String>,
+}
+
+/// Links (or re-links) an account. A returning user keeps their id and
+/// their first subject; profile, `last_login_at` and `login_count` are
+/// updated along with the tokens.
+pub async fn upsert_account(
+    conn: &mut PgConnection,
+    upsert: &AccountUpsert,
+) -> Result<Upserted, sqlx::Error> {
+    // Read the previous subject under the row lock the upsert takes anyway.
+    let previous: Option<(Option<String>,)> = sqlx::query_as(
+        "SELECT subject FROM linked_accounts \
+         WHERE tenant_id = $1 AND app_id = $2 AND provider_user_id = $3 FOR UPDATE",
+    )
+    .bind(upsert.tenant_id)
+    .bind(upsert.app_id)
+    .bind(&upsert.provider_user_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let account: AccountRow = sqlx::query_as(
+        "INSERT INTO linked_accounts (tenant_id, id, app_id, provider_user_id, screen_name, name, \
+           email, profile_image_url, subject, access_token_key_id, access_token_sealed, \
+           access_token_secret_key_id, access_token_secret_sealed, created_at, last_login_at, \
+           login_count) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, 1) \
+         ON CONFLICT (tenant_id, app_id, provider_user_id) DO UPDATE SET \
+           screen_name = EXCLUDED.screen_name, name = EXCLUDED.name, email = EXCLUDED.email, \
+           profile_image_url = EXCLUDED.profile_image_url, \
+           subject = COALESCE(linked_accounts.subject, EXCLUDED.subject), \
+           access_token_key_id = EXCLUDED.access_token_key_id, \
+           access_token_sealed = EXCLUDED.access_token_sealed, \
+           access_token_secret_key_id = EXCLUDED.access_token_secret_key_id, \
+           access_token_secret_sealed = EXCLUDED.access_token_secret_sealed, \
+           last_login_at = EXCLUDED.last_login_at, \
+           login_count = linked_accounts.login_count + 1 \
+         RETURNING *",
+    )
+    .bind(upsert.tenant_id)
+    .bind(upsert.new_id)
+    .bind(upsert.app_id)
+    .bind(&upsert.provider_user_id)
+    .bind(&upsert.screen_name)
+    .bind(&upsert.name)
+    .bind(&upsert.email)
+    .bind(&upsert.profile_image_url)
+    .bind(&upsert.subject)
+    .bind(&upsert.access_token.key_id)
+    .bind(&upsert.access_token.ciphertext)
+    .bind(&upsert.access_token_secret.key_id)
+    .bind(&upsert.access_token_secret.ciphertext)
+    .bind(upsert.now)
+    .fetch_one(&mut *conn)
+    .await?;
+    let conflicting_subject = match (&previous, &upsert.subject) {
+        (Some((Some(old),)), Some(new)) if old != new => Some(old.clone()),
+        _ => None,
+    };
+    Ok(Upserted {
+        account,
+        created: previous.is_none(),
+        conflicting_subject,
+    })
+}
+
+/// One account of a tenant.
+pub async fn find_account(
+    exec: impl PgExecutor<'_>,
+    tenant_id: TenantId,
+    account_id: AccountId,
+) -> Result<Option<AccountRow>, sqlx::Error> {
+    sqlx::query_as("SELECT * FROM linked_accounts WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant_id)
+        .bind(account_id)
+        .fetch_optional(exec)
+        .await
+}
+
+/// Deletes an account (and with it its stored tokens), returning what it held.
+pub async fn delete_account(
+    exec: impl PgExecutor<'_>,
+    tenant_id: TenantId,
+    account_id: AccountId,
+) -> Result<Option<AccountRow>, sqlx::Error> {
+    sqlx::query_as("DELETE FROM linked_accounts WHERE tenant_id = $1 AND id = $2 RETURNING *")
+        .bind(tenant_id)
+        .bind(account_id)
+        .fetch_optional(exec)
+        .await
+}
+
+/// Filters for listing an app's accounts.
+#[derive(Debug, Clone, Default)]
+pub struct AccountFilter {
+    /// Case-insensitive exact screen name.
+    pub screen_name: Option<String>,
+    /// Exact subject.
+    pub subject: Option<String>,
+}
+
+/// A page of an app's accounts, ordered by id, after `after`.
+pub async fn list_accounts(
+    exec: impl PgExecutor<'_>,
+    tenant_id: TenantId,
+    app_id: AppId,
+    filter: &AccountFilter,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<AccountRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT * FROM linked_accounts \
+         WHERE tenant_id = $1 AND app_id = $2 \
+           AND ($3::text IS NULL OR lower(screen_name) = lower($3)) \
+           AND ($4::text IS NULL OR subject = $4) \
+           AND ($5::uuid IS NULL OR id > $5) \
+         ORDER BY id LIMIT $6",
+    )
+    .bind(tenant_id)
+    .bind(app_id)
+    .bind(&filter.screen_name)
+    .bind(&filter.subject)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(exec)
+    .await
+}
+
+/// A one-time code as stored.
+#[derive(Debug, Clone, FromRow)]
+pub struct CodeRow {
+    /// The login it ends.
+    pub login_id: LoginId,
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The app.
+    pub app_id: AppId,
+    /// The linked account.
+    pub account_id: AccountId,
+    /// The subject the login was started with.
+    pub subject: Option<String>,
+    /// PKCE S256 challenge, if the login had one.
+    pub code_challenge: Option<String>,
+}
+
+/// Stores a new code's digest.
+pub async fn insert_code(
+    conn: &mut PgConnection,
+    digest: &[u8],
+    code: &CodeRow,
+    expires_at: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO login_codes (code_digest, login_id, tenant_id, app_id, account_id, subject, \
+           code_challenge, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(digest)
+    .bind(code.login_id)
+    .bind(code.tenant_id)
+    .bind(code.app_id)
+    .bind(code.account_id)
+    .bind(&code.subject)
+    .bind(&code.code_challenge)
+    .bind(expires_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Claims a code in one statement: unused, unexpired, for this app. A
+/// second claim (a replay, or a race) finds nothing.
+pub async fn claim_code(
+    exec: impl PgExecutor<'_>,
+    digest: &[u8],
+    app_id: AppId,
+    now: OffsetDateTime,
+) -> Result<Option<CodeRow>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE login_codes SET used_at = $3 \
+         WHERE code_digest = $1 AND app_id = $2 AND used_at IS NULL AND expires_at > $3 \
+         RETURNING login_id, tenant_id, app_id, account_id, subject, code_challenge",
+    )
+    .bind(digest)
+    .bind(app_id)
+    .bind(now)
+    .fetch_optional(exec)
+    .await
+}
+
+/// The app a code was minted for, whatever its state (PKCE exchanges carry
+/// no client id, so the code names the app).
+pub async fn code_app(
+    exec: impl PgExecutor<'_>,
+    digest: &[u8],
+) -> Result<Option<AppId>, sqlx::Error> {
+    sqlx::query_scalar("SELECT app_id FROM login_codes WHERE code_digest = $1")
+        .bind(digest)
+        .fetch_optional(exec)
+        .await
+}
+
+/// Deletes up to `batch` expired pending logins, without waiting on rows
+/// another replica's sweeper holds. Returns how many went.
+pub async fn sweep_logins(
+    exec: impl PgExecutor<'_>,
+    now: OffsetDateTime,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    let result = sqlx::query(
+        "DELETE FROM login_flows WHERE ctid IN ( \
+           SELECT ctid FROM login_flows WHERE expires_at <= $1 \
+           LIMIT $2 FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(now)
+    .bind(batch)
+    .execute(exec)
+    .await?;
+    Ok(result.rows_affected())
+}
+
+/// Deletes up to `batch` expired or used codes.
+pub async fn sweep_codes(
+    exec: impl PgExecutor<'_>,
+    now: OffsetDateTime,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    let result = sqlx::query(
+        "DELETE FROM login_codes WHERE ctid IN ( \
+           SELECT ctid FROM login_codes WHERE expires_at <= $1 OR used_at IS NOT NULL \
+           LIMIT $2 FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(now)
+    .bind(batch)
+    .execute(exec)
+    .await?;
+    Ok(result.rows_affected())
+}

@@ -1,0 +1,129 @@
+//! The expiry sweeper: deletes expired pending logins, used or expired
+//! codes, and (through the sandbox's own function) its expired rows, in
+//! small batches.
+//!
+//! Each batch is one short statement that skips rows another replica's
+//! sweeper holds (`FOR UPDATE SKIP LOCKED`), so several replicas can sweep
+//! at once and no sweep ever blocks a login: logins touch live rows, the
+//! sweeper only expired ones.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use perch_core::clock::SharedClock;
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+use crate::store;
+
+/// How often and how much to sweep.
+#[derive(Debug, Clone, Copy)]
+pub struct SweeperConfig {
+    /// Pause between sweeps.
+    pub interval: Duration,
+    /// Rows per statement.
+    pub batch: i64,
+}
+
+impl Default for SweeperConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(30),
+            batch: 1000,
+        }
+    }
+}
+
+/// Any error a sweep can meet.
+pub type SweepError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A further table to sweep: given the pool, the clock's time and the
+/// batch size, deletes one batch and returns how many rows went.
+pub type ExtraSweep = Box<
+    dyn Fn(
+            PgPool,
+            time::OffsetDateTime,
+            i64,
+        ) -> Pin<Box<dyn Future<Output = Result<u64, SweepError>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Rows deleted by one sweep, per table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Expired pending logins.
+    pub logins: u64,
+    /// Used or expired codes.
+    pub codes: u64,
+    /// Rows of the extra sweeps.
+    pub other: u64,
+}
+
+impl SweepReport {
+    /// All rows deleted.
+    pub fn total(&self) -> u64 {
+        self.logins + self.codes + self.other
+    }
+}
+
+/// Sweeps until nothing expired is left (batch by batch), once.
+pub async fn sweep_once(
+    pool: &PgPool,
+    clock: &SharedClock,
+    batch: i64,
+    extra: &[ExtraSweep],
+) -> Result<SweepReport, SweepError> {
+    let mut report = SweepReport::default();
+    let now = clock.now();
+    loop {
+        let logins = store::sweep_logins(pool, now, batch).await?;
+        let codes = store::sweep_codes(pool, now, batch).await?;
+        let mut other = 0;
+        for sweep in extra {
+            other += sweep(pool.clone(), now, batch).await?;
+        }
+        report.logins += logins;
+        report.codes += codes;
+        report.other += other;
+        let full = |n: u64| n >= u64::try_from(batch).unwrap_or(u64::MAX);
+        if !(full(logins) || full(codes) || full(other)) {
+            return Ok(report);
+        }
+        // Yield between batches so a long backlog never hogs a connection.
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Runs the sweeper until `stop` turns true. `on_sweep` sees every report
+/// (the metrics hook).
+pub async fn run(
+    pool: PgPool,
+    clock: SharedClock,
+    config: SweeperConfig,
+    extra: Vec<ExtraSweep>,
+    on_sweep: impl Fn(&SweepReport) + Send,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        match sweep_once(&pool, &clock, config.batch, &extra).await {
+            Ok(report) => {
+                on_sweep(&report);
+                if report.total() > 0 {
+                    tracing::info!(
+                        logins = report.logins,
+                        codes = report.codes,
+                        other = report.other,
+                        "sweeper removed expired rows"
+                    );
+                }
+            }
+            Err(error) => tracing::warn!(%error, "sweep failed; will retry"),
+        }
+        tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => return,
+            () = tokio::time::sleep(config.interval) => {}
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! Calls to the app's upstream provider: Twitter, an operator-allowed
+//! Twitter-compatible host, or Perch's own sandbox.
+//!
+//! One pooled client with connect and total timeouts, no redirects
+//! followed. The base URL is checked against the operator's allow list at
+//! every call, not only when the app was saved, so removing a host from
+//! `PERCH_ALLOWED_PROVIDER_HOSTS` takes effect at once.
+
+use std::time::Duration;
+
+use perch_oauth1::client::{AccessToken, Client, ClientConfig, ClientError, RequestToken};
+use perch_oauth1::{ConsumerSecret, Credentials, TokenSecret};
+use serde::Deserialize;
+
+use crate::FlowError;
+
+/// Twitter's own API base URL.
+pub const TWITTER_BASE_URL: &str = "https://api.twitter.com";
+
+/// What went wrong upstream, in the terms the audit trail keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamFailure {
+    /// `timeout`, `connect`, `network`, `status`, `malformed`, `not_allowed`,
+    /// `callback_not_confirmed`.
+    pub kind: &'static str,
+    /// The HTTP status, when the provider answered.
+    pub status: Option<u16>,
+    /// Twitter's error code, when the body carried one.
+    pub code: Option<u32>,
+    /// The provider's message (never a secret: error bodies only).
+    pub message: Option<String>,
+}
+
+impl UpstreamFailure {
+    fn from_client(error: &ClientError) -> Self {
+        match error {
+            ClientError::Timeout => Self::kind("timeout"),
+            ClientError::Connect(_) => Self::kind("connect"),
+            ClientError::Upstream { status, errors, .. } => Self {
+                kind: "status",
+                status: Some(*status),
+                code: errors.first().and_then(|e| e.code),
+                message: errors
+                    .first()
+                    .map(|e| e.message.chars().take(200).collect()),
+            },
+            ClientError::MalformedReply { what } => Self {
+                message: Some((*what).to_owned()),
+                ..Self::kind("malformed")
+            },
+            _ => Self::kind("network"),
+        }
+    }
+
+    pub(crate) fn kind(kind: &'static str) -> Self {
+        Self {
+            kind,
+            status: None,
+            code: None,
+            message: None,
+        }
+    }
+
+    /// The audit-event details for this failure.
+    pub fn details(&self) -> serde_json::Value {
+        serde_json::json!({
+            "upstream_error": self.kind,
+            "upstream_status": self.status,
+            "upstream_code": self.code,
+            "upstream_message": self.message,
+        })
+    }
+}
+
+/// The user as `verify_credentials` describes them.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TwitterUser {
+    /// The numeric id as a string.
+    pub id_str: String,
+    /// `@handle` without the `@`.
+    pub screen_name: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Present only when asked for, allowed and verified.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Avatar.
+    #[serde(default)]
+    pub profile_image_url_https: Option<String>,
+}
+
+/// An app's provider and the consumer credentials Perch holds for it.
+#[derive(Clone, Copy)]
+pub struct ProviderKeys<'a> {
+    /// The provider's base URL, no trailing slash.
+    pub base_url: &'a str,
+    /// The consumer key.
+    pub consumer_key: &'a str,
+    /// The consumer secret (opened from the keyring).
+    pub consumer_secret: &'a str,
+}
+
+impl std::fmt::Debug for ProviderKeys<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderKeys")
+            .field("base_url", &self.base_url)
+            .field("consumer_key", &self.consumer_key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProviderKeys<'_> {
+    fn credentials(&self) -> Credentials {
+        Credentials::new(self.consumer_key, ConsumerSecret::new(self.consumer_secret))
+    }
+}
+
+/// The upstream client and the allow list it enforces.
+#[derive(Debug)]
+pub struct Upstream {
+    client: Client,
+    sandbox_base: String,
+    allowed_hosts: Vec<String>,
+}
+
+impl Upstream {
+    /// A pooled client; `public_base` is Perch's own public URL (the
+    /// sandbox lives under it).
+    pub fn new(
+        public_base: &str,
+        allowed_hosts: Vec<String>,
+        connect_timeout: Duration,
+        timeout: Duration,
+    ) -> Result<Self, FlowError> {
+        let client = Client::new(&ClientConfig {
+            connect_timeout,
+            timeout,
+            ..ClientConfig::default()
+        })?;
+        Ok(Self {
+            client,
+            sandbox_base: format!("{public_base}/sandbox"),
+            allowed_hosts,
+        })
+    }
+
+    /// Whether Perch may call `base_url`: Twitter, its own sandbox, or a
+    /// host the operator allowed.
+    pub fn is_allowed(&self, base_url: &str) -> bool {
+        if base_url == TWITTER_BASE_URL || base_url == self.sandbox_base {
+            return true;
+        }
+        let Ok(url) = url::Url::parse(base_url) else {
+            return false;
+        };
+        let Some(host) = url.host_str() else {
+            return false;
+        };
+        let authority = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
+        self.allowed_hosts.contains(&authority)
+    }
+
+    fn check(&self, base_url: &str) -> Result<(), UpstreamFailure> {
+        if self.is_allowed(base_url) {
+            Ok(())
+        } else {
+            Err(UpstreamFailure::kind("not_allowed"))
+        }
+    }
+
+    /// Step 1: a request token with `callback`.
+    pub async fn request_token(
+        &self,
+        keys: ProviderKeys<'_>,
+        callback: &str,
+        now_unix: u64,
+    ) -> Result<RequestToken, UpstreamFailure> {
+        self.check(keys.base_url)?;
+        let token = self
+            .client
+            .request_token(
+                &format!("{}/oauth/request_token", keys.base_url),
+                &keys.credentials(),
+                callback,
+                &[],
+                now_unix,
+            )
+            .await
+            .map_err(|e| UpstreamFailure::from_client(&e))?;
+        if !token.callback_confirmed {
+            return Err(UpstreamFailure::kind("callback_not_confirmed"));
+        }
+        Ok(token)
+    }
+
+    /// Step 3: the access token for a verified request token.
+    pub async fn access_token(
+        &self,
+        keys: ProviderKeys<'_>,
+        request_token: &str,
+        request_secret: &str,
+        verifier: &str,
+        now_unix: u64,
+    ) -> Result<AccessToken, UpstreamFailure> {
+        self.check(keys.base_url)?;
+        let credentials = keys
+            .credentials()
+            .with_token(request_token, TokenSecret::new(request_secret));
+        self.client
+            .access_token(
+                &format!("{}/oauth/access_token", keys.base_url),
+                &credentials,
+                verifier,
+                now_unix,
+            )
+            .await
+            .map_err(|e| UpstreamFailure::from_client(&e))
+    }
+
+    /// `account/verify_credentials` with the email asked for.
+    pub async fn verify_credentials(
+        &self,
+        base_url: &str,
+        credentials: &Credentials,
+        now_unix: u64,
+    ) -> Result<TwitterUser, UpstreamFailure> {
+        self.check(base_url)?;
+        let response = self
+            .client
+            .send(
+                perch_oauth1::client::Method::GET,
+                &format!("{base_url}/1.1/account/verify_credentials.json"),
+                &[("include_email", "true"), ("skip_status", "true")],
+                credentials,
+                now_unix,
+            )
+            .await
+            .map_err(|e| UpstreamFailure::from_client(&e))?;
+        serde_json::from_slice(&response.body).map_err(|_| UpstreamFailure {
+            message: Some("verify_credentials reply is not a user object".to_owned()),
+            ..UpstreamFailure::kind("malformed")
+        })
+    }
+
+    /// Invalidates an access token (best effort: the caller logs failures).
+    pub async fn invalidate_token(
+        &self,
+        base_url: &str,
+        credentials: &Credentials,
+        now_unix: u64,
+    ) -> Result<(), UpstreamFailure> {
+        self.check(base_url)?;
+        self.client
+            .send(
+                perch_oauth1::client::Method::POST,
+                &format!("{base_url}/1.1/oauth/invalidate_token"),
+                &[],
+                credentials,
+                now_unix,
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| UpstreamFailure::from_client(&e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_twitter_the_sandbox_and_allowed_hosts_are_called() {
+        let upstream = Upstream::new(
+            "https://perch.test",
+            vec!["twitter.internal:8443".to_owned()],
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert!(upstream.is_allowed("https://api.twitter.com"));
+        assert!(upstream.is_allowed("https://perch.test/sandbox"));
+        assert!(upstream.is_allowed("https://twitter.internal:8443"));
+        assert!(!upstream.is_allowed("https://twitter.internal"));
+        assert!(!upstream.is_allowed("https://evil.example"));
+        assert!(!upstream.is_allowed("https://perch.test/sandbox/../x"));
+    }
+}

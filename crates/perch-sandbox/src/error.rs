@@ -1,0 +1,38 @@
+//! The sandbox's typed error, converted into an HTTP answer once, at the edge.
+
+/// Why a sandbox operation failed. Never carries a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// A request field is invalid; `field` names it.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The offending field.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A unique value (screen name) is taken.
+    #[error("{0}")]
+    Conflict(String),
+    /// The object does not exist.
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A sealed secret could not be sealed or opened.
+    #[error("keyring error: {0}")]
+    Keyring(#[from] perch_core::KeyringError),
+    /// Password hashing failed or its worker could not run.
+    #[error("password hashing failed: {0}")]
+    PasswordHash(String),
+}
+
+impl SandboxError {
+    pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! `perch-sandbox`: a Twitter-compatible OAuth 1.0a provider, mounted at
+//! `/sandbox` when `PERCH_SANDBOX=on`.
+//!
+//! Any Twitter client library pointed at `{PUBLIC_URL}/sandbox` works
+//! unmodified: the endpoints, bodies, content types and error codes are
+//! Twitter's. Every signature check goes through `perch-oauth1`.
+//!
+//! - [`router`] builds the routes (full paths, `/sandbox/...`) over a
+//!   [`SandboxState`].
+//! - [`consumers`] registers consumers (also used by the tenant API for
+//!   `provider.kind = "sandbox"`).
+//! - [`users`] creates sandbox users (argon2id passwords).
+//! - [`sweep`] deletes expired nonces, request tokens and sessions.
+
+mod admin;
+mod api;
+mod auth;
+pub mod consumers;
+mod error;
+mod html;
+mod pages;
+mod passwords;
+mod state;
+mod store;
+pub mod sweep;
+mod twitter;
+pub mod users;
+
+pub use error::SandboxError;
+pub use state::SandboxState;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+/// The path the sandbox is mounted at.
+pub const MOUNT: &str = "/sandbox";
+
+/// Every sandbox route, with full paths under [`MOUNT`]; merge it into the
+/// application router.
+pub fn router(state: SandboxState) -> Router {
+    Router::new()
+        .route("/sandbox/oauth/request_token", post(api::request_token))
+        .route("/sandbox/oauth/access_token", post(api::access_token))
+        .route(
+            "/sandbox/oauth/invalidate_token",
+            post(api::invalidate_token),
+        )
+        .route(
+            "/sandbox/1.1/oauth/invalidate_token",
+            post(api::invalidate_token),
+        )
+        .route(
+            "/sandbox/1.1/account/verify_credentials.json",
+            get(api::verify_credentials),
+        )
+        .route("/sandbox/oauth/authenticate", get(pages::authenticate))
+        .route(
+            "/sandbox/oauth/authorize",
+            get(pages::authorize).post(pages::decide),
+        )
+        .route("/sandbox/sign_out", get(pages::sign_out))
+        .route(
+            "/sandbox/profile_images/default_profile.svg",
+            get(pages::default_profile_image),
+        )
+        .route("/sandbox/admin/consumers", post(admin::create_consumer))
+        .route(
+            "/sandbox/admin/consumers/{consumer_key}/regenerate_keys",
+            post(admin::regenerate_consumer),
+        )
+        .route("/sandbox/admin/users", post(admin::create_user))
+        .route(
+            "/sandbox/admin/users/{id}/revoke_tokens",
+            post(admin::revoke_user_tokens),
+        )
+        .with_state(state)
+}
+
+fn text_column(row: &sqlx::postgres::PgRow, column: &str) -> Result<String, sqlx::Error> {
+    use sqlx::Row as _;
+    row.try_get(column)
+}
+
+/// Every sealed column the sandbox stores, for `perch keys rotate`.
+pub const SEALED_COLUMNS: &[perch_core::rotation::SealedColumn] = &[
+    perch_core::rotation::SealedColumn {
+        table: "sandbox_consumers",
+        key_id_column: "secret_key_id",
+        ciphertext_column: "secret_ciphertext",
+        row_columns: &["consumer_key"],
+        associated_data: |row| Ok(consumers::secret_aad(&text_column(row, "consumer_key")?)),
+    },
+    perch_core::rotation::SealedColumn {
+        table: "sandbox_request_tokens",
+        key_id_column: "secret_key_id",
+        ciphertext_column: "secret_ciphertext",
+        row_columns: &["token"],
+        associated_data: |row| Ok(auth::request_token_aad(&text_column(row, "token")?)),
+    },
+    perch_core::rotation::SealedColumn {
+        table: "sandbox_access_tokens",
+        key_id_column: "secret_key_id",
+        ciphertext_column: "secret_ciphertext",
+        row_columns: &["token"],
+        associated_data: |row| Ok(auth::access_token_aad(&text_column(row, "token")?)),
+    },
+];

@@ -1,0 +1,292 @@
+//! Tenant API keys: minted once, stored as a SHA-256 digest, looked up by
+//! the key id embedded in the token, compared in constant time.
+//!
+//! A key is `perch_sk_` + the key id's 26 base32 characters + 32 random
+//! alphanumerics (190 bits). Revocation is a column the lookup filters on,
+//! so it takes effect on the very next request. `last_used_at` is written
+//! at most once a minute per key ([`LAST_USED_GRANULARITY`]), not on every
+//! request.
+
+pub mod store;
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use perch_core::audit::{self, AuditEvent, RequestMeta};
+use perch_core::ids::{ApiKeyId, TenantId};
+use perch_core::{Clock, SecretString, token};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgPool};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use crate::extract::{AppJson, TenantAuth};
+use crate::openapi::ProblemDoc;
+use crate::pagination::{self, ListParams};
+use crate::{Error, TenantsState, validate_name};
+
+/// The readable prefix of every tenant API key.
+pub const SECRET_PREFIX: &str = "perch_sk_";
+const RANDOM_LEN: usize = 32;
+/// `last_used_at` is refreshed only when older than this.
+pub const LAST_USED_GRANULARITY: time::Duration = time::Duration::minutes(1);
+
+/// A new key: its id and its secret (shown once).
+#[derive(Debug)]
+pub struct MintedKey {
+    /// The key id.
+    pub id: ApiKeyId,
+    /// The whole secret token.
+    pub secret: SecretString,
+}
+
+/// Mints a key stamped with `at`.
+pub fn mint(at: OffsetDateTime) -> MintedKey {
+    let id = ApiKeyId::new(at);
+    let secret = format!(
+        "{SECRET_PREFIX}{}{}",
+        perch_core::ids::encode_u128(id.uuid().as_u128()),
+        token::random_alphanumeric(RANDOM_LEN)
+    );
+    MintedKey {
+        id,
+        secret: SecretString::new(secret),
+    }
+}
+
+/// The key id embedded in a presented token, if it is shaped like a key.
+pub fn parse_key_id(token: &str) -> Option<ApiKeyId> {
+    let rest = token.strip_prefix(SECRET_PREFIX)?;
+    if rest.len() != perch_core::ids::ENCODED_LEN + RANDOM_LEN
+        || !rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
+        return None;
+    }
+    let (id, _) = rest.split_at(perch_core::ids::ENCODED_LEN);
+    perch_core::ids::decode_u128(id).map(|v| ApiKeyId(uuid::Uuid::from_u128(v)))
+}
+
+/// Authenticates a presented token: `Some` for a live key whose digest
+/// matches. Refreshes `last_used_at` when it is a minute old.
+pub async fn authenticate(
+    pool: &PgPool,
+    clock: &dyn Clock,
+    presented: &str,
+) -> Result<Option<TenantAuth>, Error> {
+    let Some(key_id) = parse_key_id(presented) else {
+        return Ok(None);
+    };
+    let candidates = store::find_live_by_id(pool, key_id).await?;
+    let Some(found) = candidates
+        .into_iter()
+        .find(|row| token::matches_digest(presented, &row.secret_digest))
+    else {
+        return Ok(None);
+    };
+    let now = crate::db_now(clock);
+    let stale = found
+        .last_used_at
+        .is_none_or(|at| at <= now - LAST_USED_GRANULARITY);
+    if stale {
+        store::touch(
+            pool,
+            found.tenant_id,
+            key_id,
+            now,
+            now - LAST_USED_GRANULARITY,
+        )
+        .await?;
+    }
+    Ok(Some(TenantAuth {
+        tenant_id: found.tenant_id,
+        api_key_id: key_id,
+    }))
+}
+
+/// `POST /v1/api-keys` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiKey {
+    /// A name for the key, unique among the tenant's live keys (1-100 characters).
+    pub label: String,
+}
+
+/// An API key as listed (no secret).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyView {
+    /// The key id.
+    #[schema(value_type = String, example = "key_01jq3v6y8x2k4m5n6p7q8r9s0t")]
+    pub id: ApiKeyId,
+    /// Its label.
+    pub label: String,
+    /// When it was created.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When it last authenticated a request (to the minute); null if never.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_used_at: Option<OffsetDateTime>,
+}
+
+/// A new API key, with its secret (this response only).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedApiKey {
+    /// The key id.
+    #[schema(value_type = String, example = "key_01jq3v6y8x2k4m5n6p7q8r9s0t")]
+    pub id: ApiKeyId,
+    /// Its label.
+    pub label: String,
+    /// The secret: `Authorization: Bearer <secret>`. Shown once.
+    pub secret: String,
+    /// When it was created.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// A page of API keys.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyList {
+    /// The keys.
+    pub data: Vec<ApiKeyView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Creates a key for `tenant_id` on `conn` (the caller's transaction) and
+/// records `api_key.create` by `actor`.
+pub async fn create(
+    conn: &mut PgConnection,
+    clock: &dyn Clock,
+    tenant_id: TenantId,
+    label: &str,
+    actor: audit::Actor,
+    meta: &RequestMeta,
+) -> Result<CreatedApiKey, Error> {
+    let label = validate_name("label", label)?;
+    let now = crate::db_now(clock);
+    let minted = mint(now);
+    store::insert(
+        &mut *conn,
+        tenant_id,
+        minted.id,
+        &label,
+        &token::digest(minted.secret.expose()),
+        now,
+    )
+    .await?;
+    audit::record(
+        conn,
+        &AuditEvent::new(now, actor, "api_key.create", "api_key")
+            .tenant(tenant_id)
+            .target(minted.id)
+            .request(meta)
+            .details(serde_json::json!({ "label": label })),
+    )
+    .await?;
+    Ok(CreatedApiKey {
+        id: minted.id,
+        label,
+        secret: minted.secret.expose().to_owned(),
+        created_at: now,
+    })
+}
+
+/// Create an API key.
+#[utoipa::path(
+    post, path = "/v1/api-keys", tag = "api-keys",
+    request_body = CreateApiKey,
+    responses(
+        (status = 201, description = "The key; its secret is shown only here", body = CreatedApiKey),
+        (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "A live key has this label", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field", body = ProblemDoc, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub(crate) async fn create_handler(
+    State(state): State<TenantsState>,
+    auth: TenantAuth,
+    meta: RequestMeta,
+    AppJson(body): AppJson<CreateApiKey>,
+) -> Result<(StatusCode, Json<CreatedApiKey>), Error> {
+    let mut tx = state.pool().begin().await?;
+    let created = create(
+        &mut tx,
+        state.clock(),
+        auth.tenant_id,
+        &body.label,
+        auth.actor(),
+        &meta,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// List the tenant's live API keys.
+#[utoipa::path(
+    get, path = "/v1/api-keys", tag = "api-keys",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of keys, oldest first", body = ApiKeyList),
+        (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid limit or cursor", body = ProblemDoc, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub(crate) async fn list_handler(
+    State(state): State<TenantsState>,
+    auth: TenantAuth,
+    query: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<ApiKeyList>, Error> {
+    let page = ListParams::from_query(query)?.page("api_keys")?;
+    let rows = store::list(state.pool(), auth.tenant_id, page).await?;
+    let (rows, next_cursor) = pagination::finish(rows, page, "api_keys", |r| r.id.uuid());
+    Ok(Json(ApiKeyList {
+        data: rows,
+        next_cursor,
+    }))
+}
+
+/// Revoke an API key, effective on the next request.
+#[utoipa::path(
+    delete, path = "/v1/api-keys/{id}", tag = "api-keys",
+    params(("id" = String, Path, description = "The key id (key_...)")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such live key for this tenant", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "It is the tenant's last live key (`last_api_key`)", body = ProblemDoc, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub(crate) async fn revoke_handler(
+    State(state): State<TenantsState>,
+    auth: TenantAuth,
+    meta: RequestMeta,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Error> {
+    let key_id = ApiKeyId::parse(&id).map_err(|_| Error::NotFound("API key"))?;
+    let now = crate::db_now(state.clock());
+    let mut tx = state.pool().begin().await?;
+    // Lock the tenant's live keys so two revocations cannot race past the
+    // last-key check.
+    let live = store::lock_live(&mut tx, auth.tenant_id).await?;
+    if !live.contains(&key_id) {
+        return Err(Error::NotFound("API key"));
+    }
+    if live.len() == 1 {
+        return Err(Error::LastApiKey);
+    }
+    store::revoke(&mut tx, auth.tenant_id, key_id, now).await?;
+    audit::record(
+        &mut tx,
+        &AuditEvent::new(now, auth.actor(), "api_key.revoke", "api_key")
+            .tenant(auth.tenant_id)
+            .target(key_id)
+            .request(&meta),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

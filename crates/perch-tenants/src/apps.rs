@@ -1,0 +1,584 @@
+//! Apps: a tenant's registered sites, with their callback URLs, upstream
+//! provider settings and client secret.
+//!
+//! The client secret (`perch_cs_...`) is shown once and stored as a SHA-256
+//! digest. The upstream consumer secret is sealed with the keyring; its
+//! associated data ([`consumer_secret_aad`]) binds it to the tenant and the
+//! app, and no endpoint ever returns it.
+
+pub mod store;
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use perch_core::audit::{self, AuditEvent, RequestMeta};
+use perch_core::ids::{AppId, TenantId};
+use perch_core::{Keyring, KeyringError, Sealed, SecretString, token};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgExecutor};
+use time::OffsetDateTime;
+use url::Url;
+use utoipa::ToSchema;
+
+use crate::callback::CallbackUrls;
+use crate::extract::{AppJson, TenantAuth};
+use crate::openapi::ProblemDoc;
+use crate::pagination::{self, ListParams};
+use crate::provider::{ProviderInput, ProviderKind, ProviderView, ValidProvider};
+use crate::{Error, TenantsState, validate_name};
+
+/// The readable prefix of every app client secret.
+pub const CLIENT_SECRET_PREFIX: &str = "perch_cs_";
+
+/// The associated data sealing an app's consumer secret: binds it to the
+/// table, column, tenant and app, so a ciphertext moved to another row
+/// fails to open.
+pub fn consumer_secret_aad(tenant_id: TenantId, app_id: AppId) -> Vec<u8> {
+    format!("apps|consumer_secret|{tenant_id}|{app_id}").into_bytes()
+}
+
+/// An app as stored. This is what the hosted login reads
+/// ([`load_for_login`]): the tenant, the callback URLs, the provider and
+/// its keys (the consumer secret still sealed).
+#[derive(Debug, Clone)]
+pub struct App {
+    /// The owner.
+    pub tenant_id: TenantId,
+    /// The app id.
+    pub id: AppId,
+    /// Its name.
+    pub name: String,
+    /// Where the hosted login may send users back to.
+    pub callback_urls: CallbackUrls,
+    /// Whether to use `oauth/authenticate` (Sign in with Twitter).
+    pub sign_in_with_twitter: bool,
+    /// `twitter` or `sandbox`.
+    pub provider_kind: ProviderKind,
+    /// The provider's API base URL (no trailing slash), e.g.
+    /// `https://api.twitter.com` or `{PUBLIC_URL}/sandbox`.
+    pub provider_base_url: String,
+    /// The consumer key.
+    pub consumer_key: String,
+    /// The consumer secret, sealed; open it with [`App::consumer_secret`].
+    pub consumer_secret: Sealed,
+    /// SHA-256 of the client secret.
+    client_secret_digest: Vec<u8>,
+    /// Creation time.
+    pub created_at: OffsetDateTime,
+    /// Last change.
+    pub updated_at: OffsetDateTime,
+}
+
+impl App {
+    /// Opens the consumer secret (for signing upstream requests).
+    pub fn consumer_secret(&self, keyring: &Keyring) -> Result<SecretString, KeyringError> {
+        keyring.open_string(
+            &self.consumer_secret,
+            &consumer_secret_aad(self.tenant_id, self.id),
+        )
+    }
+
+    /// Whether `presented` is this app's client secret (constant time).
+    pub fn client_secret_matches(&self, presented: &str) -> bool {
+        token::matches_digest(presented, &self.client_secret_digest)
+    }
+
+    fn view(&self, links: &Links) -> AppView {
+        AppView {
+            id: self.id,
+            name: self.name.clone(),
+            callback_urls: self.callback_urls.to_strings(),
+            provider: ProviderView {
+                kind: self.provider_kind,
+                consumer_key: self.consumer_key.clone(),
+                base_url: self.provider_base_url.clone(),
+            },
+            sign_in_with_twitter: self.sign_in_with_twitter,
+            login_url: links.login_url(self.id),
+            upstream_callback_url: links.upstream_callback_url(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+/// Loads an app by id alone, for the hosted login (`GET /login/{app_id}`)
+/// and the code exchange, where the app id is all there is. Every
+/// tenant-facing lookup goes through [`store::find`] with the tenant.
+pub async fn load_for_login(
+    exec: impl PgExecutor<'_>,
+    app_id: AppId,
+) -> Result<Option<App>, sqlx::Error> {
+    store::find_by_id(exec, app_id).await
+}
+
+/// The public URLs derived from `PERCH_PUBLIC_URL`.
+#[derive(Debug, Clone)]
+pub struct Links {
+    base: String,
+}
+
+impl Links {
+    /// From the public URL.
+    pub fn new(public_url: &Url) -> Self {
+        Self {
+            base: public_url.as_str().trim_end_matches('/').to_owned(),
+        }
+    }
+
+    /// `{PUBLIC_URL}/login/{app_id}`.
+    pub fn login_url(&self, app_id: AppId) -> String {
+        format!("{}/login/{app_id}", self.base)
+    }
+
+    /// `{PUBLIC_URL}/callback`: what a tenant registers in its Twitter app.
+    pub fn upstream_callback_url(&self) -> String {
+        format!("{}/callback", self.base)
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `POST /v1/apps` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApp {
+    /// The app's name, unique within the tenant (1-100 characters).
+    pub name: String,
+    /// 1 to 10 callback URLs: https, http for loopback only, or a
+    /// reverse-domain private-use scheme; no fragment, userinfo or wildcard;
+    /// in canonical form.
+    pub callback_urls: Vec<String>,
+    /// The upstream provider.
+    pub provider: ProviderInput,
+    /// Use "Sign in with Twitter" (`oauth/authenticate`): returning users
+    /// who already approved the app skip the consent page. Default true.
+    #[serde(default = "yes")]
+    pub sign_in_with_twitter: bool,
+}
+
+/// `PATCH /v1/apps/{id}` body: every field optional; `provider` replaces
+/// the provider settings as a whole.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateApp {
+    /// A new name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// A new list of callback URLs (replaces the old list).
+    #[serde(default)]
+    pub callback_urls: Option<Vec<String>>,
+    /// New provider settings (new keys, or another kind).
+    #[serde(default)]
+    pub provider: Option<ProviderInput>,
+    /// Use "Sign in with Twitter".
+    #[serde(default)]
+    pub sign_in_with_twitter: Option<bool>,
+}
+
+/// An app. Never includes the consumer secret.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AppView {
+    /// The app id.
+    #[schema(value_type = String, example = "app_01jq3v6y8x2k4m5n6p7q8r9s0t")]
+    pub id: AppId,
+    /// Its name.
+    pub name: String,
+    /// Its callback URLs, exactly as registered.
+    pub callback_urls: Vec<String>,
+    /// The upstream provider (no secret).
+    pub provider: ProviderView,
+    /// Whether "Sign in with Twitter" is used.
+    pub sign_in_with_twitter: bool,
+    /// Where to send users to log in: `{PUBLIC_URL}/login/{id}`.
+    pub login_url: String,
+    /// What to register as the callback URL of the upstream (Twitter) app:
+    /// `{PUBLIC_URL}/callback`.
+    pub upstream_callback_url: String,
+    /// Creation time.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Last change.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// A new app, with its client secret (this response only).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedApp {
+    /// The app.
+    #[serde(flatten)]
+    pub app: AppView,
+    /// The client secret for `POST /v1/logins/exchange`. Shown once.
+    pub client_secret: String,
+}
+
+/// A new client secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RotatedSecret {
+    /// The new client secret; the old one stops working at once. Shown once.
+    pub client_secret: String,
+}
+
+/// A page of apps.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppList {
+    /// The apps.
+    pub data: Vec<AppView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn parse_callback_urls(raw: &[String]) -> Result<CallbackUrls, Error> {
+    CallbackUrls::parse(raw).map_err(|e| Error::invalid(e.field(), e.to_string()))
+}
+
+/// Resolves a validated provider to stored form: for `sandbox`, provisions a
+/// sandbox consumer on `conn` (the request's transaction).
+async fn provision(
+    state: &TenantsState,
+    conn: &mut PgConnection,
+    tenant_id: TenantId,
+    app_id: AppId,
+    app_name: &str,
+    sign_in_with_twitter: bool,
+    provider: ValidProvider,
+) -> Result<(ProviderKind, String, String, Sealed), Error> {
+    let (kind, base_url, consumer_key, consumer_secret) = match provider {
+        ValidProvider::Twitter {
+            base_url,
+            consumer_key,
+            consumer_secret,
+        } => (
+            ProviderKind::Twitter,
+            base_url,
+            consumer_key,
+            consumer_secret,
+        ),
+        ValidProvider::Sandbox => {
+            let credentials = perch_sandbox::consumers::create(
+                conn,
+                state.keyring(),
+                state.clock(),
+                perch_sandbox::consumers::NewConsumer {
+                    name: format!("{app_name} ({app_id})"),
+                    callback_urls: vec![state.links().upstream_callback_url()],
+                    sign_in_with_twitter,
+                    request_email: true,
+                },
+            )
+            .await?;
+            (
+                ProviderKind::Sandbox,
+                state.provider_policy().sandbox_base_url.clone(),
+                credentials.consumer_key,
+                credentials.consumer_secret,
+            )
+        }
+    };
+    let sealed = state.keyring().seal_str(
+        consumer_secret.expose(),
+        &consumer_secret_aad(tenant_id, app_id),
+    )?;
+    Ok((kind, base_url, consumer_key, sealed))
+}
+
+/// Register an app.
+#[utoipa::path(
+    post, path = "/v1/apps", tag = "apps",
+    request_body = CreateApp,
+    responses(
+        (status = 201, description = "The app; its client_secret is shown only here", body = CreatedApp),
+        (status = 400, description = "Malformed JSON", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant has an app with this name", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid, unknown or missing field (named in `field`)", body = ProblemDoc, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub(crate) async fn create_handler(
+    State(state): State<TenantsState>,
+    auth: TenantAuth,
+    meta: RequestMeta,
+    AppJson(body): AppJson<CreateApp>,
+) -> Result<(StatusCode, Json<CreatedApp>), Error> {
+    let name = validate_name("name", &body.name)?;
+    let callback_urls = parse_callback_urls(&body.callback_urls)?;
+    let provider = state
+        .provider_policy()
+        .validate(body.provider, "provider")?;
+    let now = crate::db_now(state.clock());
+    let app_id = AppId::new(now);
+    let client_secret = token::mint(CLIENT_SECRET_PREFIX);
+
+    let mut tx = state.pool().begin().await?;
+    let (provider_kind, provider_base_url, consumer_key, consumer_secret) = provision(
+        &state,
+        &mut tx,
+        auth.tenant_id,
+        app_id,
+        &name,
+        body.sign_in_with_twitter,
+        provider,
+    )
+    .await?;
+    let app = App {
+        tenant_id: auth.tenant_id,
+        id: app_id,
+        name,
+        callback_urls,
+        sign_in_with_twitter: body.sign_in_with_twitter,
+        provider_kind,
+        provider_base_url,
+        consumer_key,
+        consumer_secret,
+        client_secret_digest: token::digest(client_secret.expose()).to_vec(),
+        created_at: now,
+        updated_at: now,
+    };
+    store::insert(&mut tx, &app).await?;
+    audit::record(
+        &mut tx,
+        &AuditEvent::new(now, auth.actor(), "app.create", "app")
+            .tenant(auth.tenant_id)
+            .target(app_id)
+            .app(app_id)
+            .request(&meta)
+            .details(serde_json::json!({
+                "name": app.name,
+                "provider": app.provider_kind.as_str(),
+            })),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedApp {
+            app: app.view(state.links()),
+            client_secret: client_secret.expose().to_owned(),
+        }),
+    ))
+}
+
+/// List the tenant's apps.
+#[utoipa::path(
+    get, path = "/v1/apps", tag = "apps",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of apps, oldest first", body = AppList),
+        (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid limit or cursor", body = ProblemDoc, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub(crate) async fn list_handler(
+    State(state): State<TenantsState>,
+    auth: TenantAuth,
+    query: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<AppList>, Error> {
+    let page = ListParams::from_query(query)?.page("apps")?;
+    let rows = store::list(state.pool(), auth.tenant_id, page).await?;
+    let (rows, next_cursor) = pagination::finish(rows, page, "apps", |a| a.id.uuid());
+    Ok(Json(AppList {
+        data: rows.iter().map(|a| a.view(state.links())).collect(),
+        next_cursor,
+    }))
+}
+
+fn parse_app_id(id: &str) -> Result<AppId, Error> {
+    AppId::parse(id).map_err(|_| Error::NotFound("app"))
+}
+
+/// Read an app.
+#[utoipa::path(
+    get, path = "/v1/apps/{id}", tag = "apps",
+    params(("id" = String, Path, description = "The app id (app_...)")),
+    responses(
+        (status = 200, description = "The app", body = AppView),
+        (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such app for this tenant", body = ProblemDoc, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub(crate) async fn get_handler(
+    State(state): State<TenantsState>,
+    auth: TenantAuth,
+    Path(id): Path<String>,
+) -> Result<Json<AppView>, Error> {
+    let app_id = parse_app_id(&id)?;
+    let app = store::find(state.pool(), auth.tenant_id, app_id)
+        .await?
+        .ok_or(Error::NotFound("app"))?;
+    Ok(Json(app.view(state.links())))
+}
+
+/// Change an app.
+#[utoipa::path(
+    patch, path = "/v1/apps/{id}", tag = "apps",
+    params(("id" = String, Path, description = "The app id (app_...)")),
+    request_body = UpdateApp,
+    responses(
+        (status = 200, description = "The changed app", body = AppView),
+        (status = 400, description = "Malformed JSON", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such app for this tenant", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant has another app with this name", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid, unknown or missing field (named in `field`)", body = ProblemDoc, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub(crate) async fn update_handler(
+    State(state): State<TenantsState>,
+    auth: TenantAuth,
+    meta: RequestMeta,
+    Path(id): Path<String>,
+    AppJson(body): AppJson<UpdateApp>,
+) -> Result<Json<AppView>, Error> {
+    let app_id = parse_app_id(&id)?;
+    // Validate everything before touching the database.
+    let name = body
+        .name
+        .as_deref()
+        .map(|n| validate_name("name", n))
+        .transpose()?;
+    let callback_urls = body
+        .callback_urls
+        .as_deref()
+        .map(parse_callback_urls)
+        .transpose()?;
+    let provider = body
+        .provider
+        .map(|p| state.provider_policy().validate(p, "provider"))
+        .transpose()?;
+
+    let mut tx = state.pool().begin().await?;
+    let mut app = store::find_for_update(&mut tx, auth.tenant_id, app_id)
+        .await?
+        .ok_or(Error::NotFound("app"))?;
+    let mut changed: Vec<&str> = Vec::new();
+    if let Some(name) = name {
+        app.name = name;
+        changed.push("name");
+    }
+    if let Some(urls) = callback_urls {
+        app.callback_urls = urls;
+        changed.push("callback_urls");
+    }
+    if let Some(sign_in) = body.sign_in_with_twitter {
+        app.sign_in_with_twitter = sign_in;
+        changed.push("sign_in_with_twitter");
+    }
+    if let Some(provider) = provider {
+        let (kind, base_url, key, sealed) = provision(
+            &state,
+            &mut tx,
+            auth.tenant_id,
+            app_id,
+            &app.name,
+            app.sign_in_with_twitter,
+            provider,
+        )
+        .await?;
+        app.provider_kind = kind;
+        app.provider_base_url = base_url;
+        app.consumer_key = key;
+        app.consumer_secret = sealed;
+        changed.push("provider");
+    }
+    let now = crate::db_now(state.clock());
+    app.updated_at = now;
+    store::update(&mut tx, &app).await?;
+    audit::record(
+        &mut tx,
+        &AuditEvent::new(now, auth.actor(), "app.update", "app")
+            .tenant(auth.tenant_id)
+            .target(app_id)
+            .app(app_id)
+            .request(&meta)
+            .details(serde_json::json!({ "changed": changed })),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(app.view(state.links())))
+}
+
+/// Delete an app. Its stored secrets go with it.
+#[utoipa::path(
+    delete, path = "/v1/apps/{id}", tag = "apps",
+    params(("id" = String, Path, description = "The app id (app_...)")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such app for this tenant", body = ProblemDoc, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub(crate) async fn delete_handler(
+    State(state): State<TenantsState>,
+    auth: TenantAuth,
+    meta: RequestMeta,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Error> {
+    let app_id = parse_app_id(&id)?;
+    let now = crate::db_now(state.clock());
+    let mut tx = state.pool().begin().await?;
+    if !store::delete(&mut tx, auth.tenant_id, app_id).await? {
+        return Err(Error::NotFound("app"));
+    }
+    audit::record(
+        &mut tx,
+        &AuditEvent::new(now, auth.actor(), "app.delete", "app")
+            .tenant(auth.tenant_id)
+            .target(app_id)
+            .app(app_id)
+            .request(&meta),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Replace an app's client secret; the old one stops working at once.
+#[utoipa::path(
+    post, path = "/v1/apps/{id}/rotate-secret", tag = "apps",
+    params(("id" = String, Path, description = "The app id (app_...)")),
+    responses(
+        (status = 200, description = "The new client secret, shown only here", body = RotatedSecret),
+        (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such app for this tenant", body = ProblemDoc, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub(crate) async fn rotate_secret_handler(
+    State(state): State<TenantsState>,
+    auth: TenantAuth,
+    meta: RequestMeta,
+    Path(id): Path<String>,
+) -> Result<Json<RotatedSecret>, Error> {
+    let app_id = parse_app_id(&id)?;
+    let now = crate::db_now(state.clock());
+    let client_secret = token::mint(CLIENT_SECRET_PREFIX);
+    let mut tx = state.pool().begin().await?;
+    let digest = token::digest(client_secret.expose());
+    if !store::set_client_secret(&mut tx, auth.tenant_id, app_id, &digest, now).await? {
+        return Err(Error::NotFound("app"));
+    }
+    audit::record(
+        &mut tx,
+        &AuditEvent::new(now, auth.actor(), "app.rotate_secret", "app")
+            .tenant(auth.tenant_id)
+            .target(app_id)
+            .app(app_id)
+            .request(&meta),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(RotatedSecret {
+        client_secret: client_secret.expose().to_owned(),
+    }))
+}

@@ -1,0 +1,189 @@
+//! `perch-tenants`: the tenant API.
+//!
+//! - Operator: `POST /v1/tenants` ([`tenants`]).
+//! - Tenant: API keys ([`api_keys`]) and apps ([`apps`]), authenticated by
+//!   [`extract::TenantAuth`], which hands handlers a [`TenantId`]; every
+//!   store function on tenant data takes it explicitly, so another tenant's
+//!   id is simply not found (404).
+//! - [`callback`]: the one validated callback-URL type and the login matcher.
+//! - [`extract::AppJson`]: JSON bodies whose rejections are problem+json.
+//! - [`openapi()`]: the OpenAPI 3.1 document of these endpoints.
+//! - [`SEALED_COLUMNS`]: this crate's sealed columns, for `perch keys rotate`.
+//!
+//! Every mutation and its audit event commit in one transaction.
+
+pub mod api_keys;
+pub mod apps;
+pub mod callback;
+mod error;
+pub mod extract;
+pub mod openapi;
+pub mod pagination;
+pub mod provider;
+pub mod tenants;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::routing::{delete, get, post};
+use perch_core::clock::SharedClock;
+use perch_core::rotation::SealedColumn;
+use perch_core::{Clock, Keyring, SecretString};
+use sqlx::{PgPool, Row};
+use url::Url;
+
+pub use apps::{App, load_for_login};
+pub use callback::{CallbackUrl, CallbackUrls};
+pub use error::Error;
+pub use extract::{AppJson, Authenticator, OperatorAuth, OperatorToken, TenantAuth};
+pub use openapi::openapi;
+pub use perch_core::ids::{ApiKeyId, AppId, TenantId};
+
+/// What the tenant API is built from.
+#[derive(Debug, Clone)]
+pub struct TenantsConfig {
+    /// The database.
+    pub pool: PgPool,
+    /// Keys for secrets at rest.
+    pub keyring: Arc<Keyring>,
+    /// The clock.
+    pub clock: SharedClock,
+    /// `PERCH_PUBLIC_URL`.
+    pub public_url: Url,
+    /// `PERCH_OPERATOR_TOKEN`; `None` turns the operator API off (404).
+    pub operator_token: Option<SecretString>,
+    /// `PERCH_ALLOWED_PROVIDER_HOSTS`.
+    pub allowed_provider_hosts: Vec<String>,
+    /// Whether the sandbox is mounted (`provider.kind = "sandbox"` is refused otherwise).
+    pub sandbox: bool,
+}
+
+#[derive(Debug)]
+struct Inner {
+    pool: PgPool,
+    keyring: Arc<Keyring>,
+    clock: SharedClock,
+    links: apps::Links,
+    provider_policy: provider::ProviderPolicy,
+    authenticator: Authenticator,
+    operator_token: OperatorToken,
+}
+
+/// The router's state.
+#[derive(Debug, Clone)]
+pub struct TenantsState(Arc<Inner>);
+
+impl TenantsState {
+    /// Builds the state from the configuration.
+    pub fn new(config: TenantsConfig) -> Self {
+        let provider_policy = provider::ProviderPolicy {
+            allowed_hosts: config.allowed_provider_hosts,
+            sandbox: config.sandbox,
+            sandbox_base_url: provider::sandbox_base_url(&config.public_url),
+        };
+        Self(Arc::new(Inner {
+            authenticator: Authenticator::new(config.pool.clone(), config.clock.clone()),
+            operator_token: OperatorToken::new(config.operator_token.as_ref()),
+            links: apps::Links::new(&config.public_url),
+            pool: config.pool,
+            keyring: config.keyring,
+            clock: config.clock,
+            provider_policy,
+        }))
+    }
+
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.0.pool
+    }
+    pub(crate) fn keyring(&self) -> &Keyring {
+        &self.0.keyring
+    }
+    pub(crate) fn clock(&self) -> &dyn Clock {
+        self.0.clock.as_ref()
+    }
+    pub(crate) fn links(&self) -> &apps::Links {
+        &self.0.links
+    }
+    pub(crate) fn provider_policy(&self) -> &provider::ProviderPolicy {
+        &self.0.provider_policy
+    }
+}
+
+impl FromRef<TenantsState> for Authenticator {
+    fn from_ref(state: &TenantsState) -> Self {
+        state.0.authenticator.clone()
+    }
+}
+
+impl FromRef<TenantsState> for OperatorToken {
+    fn from_ref(state: &TenantsState) -> Self {
+        state.0.operator_token.clone()
+    }
+}
+
+/// The tenant API's routes (`/v1/tenants`, `/v1/api-keys`, `/v1/apps`),
+/// with a 64 KiB body limit.
+pub fn router(config: TenantsConfig) -> Router {
+    Router::new()
+        .route("/v1/tenants", post(tenants::create_handler))
+        .route(
+            "/v1/api-keys",
+            post(api_keys::create_handler).get(api_keys::list_handler),
+        )
+        .route("/v1/api-keys/{id}", delete(api_keys::revoke_handler))
+        .route(
+            "/v1/apps",
+            post(apps::create_handler).get(apps::list_handler),
+        )
+        .route(
+            "/v1/apps/{id}",
+            get(apps::get_handler)
+                .patch(apps::update_handler)
+                .delete(apps::delete_handler),
+        )
+        .route(
+            "/v1/apps/{id}/rotate-secret",
+            post(apps::rotate_secret_handler),
+        )
+        .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
+        .with_state(TenantsState::new(config))
+}
+
+/// The clock's time truncated to microseconds, as Postgres stores it, so a
+/// response shows exactly what a later read returns.
+pub(crate) fn db_now(clock: &dyn Clock) -> time::OffsetDateTime {
+    let now = clock.now();
+    let micros = now.nanosecond() / 1_000 * 1_000;
+    now.replace_nanosecond(micros).unwrap_or(now)
+}
+
+/// Validates a name or label: trimmed, 1-100 characters, no control characters.
+pub(crate) fn validate_name(field: &str, value: &str) -> Result<String, Error> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(Error::invalid(field, "must not be empty"));
+    }
+    if trimmed.chars().count() > 100 {
+        return Err(Error::invalid(field, "must be at most 100 characters"));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err(Error::invalid(field, "must not contain control characters"));
+    }
+    Ok(trimmed.to_owned())
+}
+
+fn app_consumer_secret_aad(row: &sqlx::postgres::PgRow) -> Result<Vec<u8>, sqlx::Error> {
+    let tenant_id: TenantId = row.try_get("tenant_id")?;
+    let app_id: AppId = row.try_get("id")?;
+    Ok(apps::consumer_secret_aad(tenant_id, app_id))
+}
+
+/// Every sealed column this crate stores, for `perch keys rotate`.
+pub const SEALED_COLUMNS: &[SealedColumn] = &[SealedColumn {
+    table: "apps",
+    key_id_column: "consumer_secret_key_id",
+    ciphertext_column: "consumer_secret_sealed",
+    row_columns: &["tenant_id", "id"],
+    associated_data: app_consumer_secret_aad,
+}];

@@ -1,0 +1,121 @@
+//! The real server, in-process, on port 0.
+
+use std::time::Duration;
+
+use perch::config::{DatabaseConfig, LogFormat, ServeConfig};
+use std::sync::Arc;
+
+use perch_core::clock::SharedClock;
+use perch_core::{Keyring, SecretString, SystemClock};
+
+use crate::TestDb;
+
+/// The operator token every test server accepts.
+pub const OPERATOR_TOKEN: &str = "test-operator-token-0123456789";
+
+/// Knobs a test may turn before starting a server.
+#[derive(Debug, Clone)]
+pub struct TestServerOptions {
+    /// Mount the sandbox provider.
+    pub sandbox: bool,
+    /// Hosts tenants may use as custom provider base URLs.
+    pub allowed_provider_hosts: Vec<String>,
+    /// The keyring configuration.
+    pub encryption_keys: String,
+    /// The clock the server reads; a `ManualClock` lets a test move time.
+    pub clock: SharedClock,
+    /// Upstream total timeout (short, so failure tests run fast).
+    pub upstream_timeout: Duration,
+}
+
+impl Default for TestServerOptions {
+    fn default() -> Self {
+        Self {
+            sandbox: true,
+            allowed_provider_hosts: Vec::new(),
+            encryption_keys: Keyring::generate_entry("test1"),
+            clock: Arc::new(SystemClock),
+            upstream_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// A running Perch on `127.0.0.1:<random port>` over a fresh database.
+#[derive(Debug)]
+pub struct TestServer {
+    /// `http://127.0.0.1:<port>`, no trailing slash.
+    pub base: String,
+    /// The database behind it.
+    pub db: TestDb,
+    running: Option<perch::server::Running>,
+}
+
+impl TestServer {
+    /// A server with default options on a fresh database.
+    pub async fn start() -> Self {
+        Self::start_with(TestServerOptions::default()).await
+    }
+
+    /// A server with the given options on a fresh database.
+    pub async fn start_with(options: TestServerOptions) -> Self {
+        let db = TestDb::new().await;
+        Self::start_on(db, options).await
+    }
+
+    /// A server on an existing database.
+    pub async fn start_on(db: TestDb, options: TestServerOptions) -> Self {
+        let config = ServeConfig {
+            database: DatabaseConfig {
+                url: SecretString::new(db.url.clone()),
+                max_connections: 10,
+                acquire_timeout: Duration::from_secs(5),
+            },
+            listen: "127.0.0.1:0".parse().expect("address"),
+            public_url: None,
+            operator_token: Some(SecretString::new(OPERATOR_TOKEN)),
+            keyring: std::sync::Arc::new(
+                Keyring::parse(&options.encryption_keys).expect("test keyring"),
+            ),
+            sandbox: options.sandbox,
+            allowed_provider_hosts: options.allowed_provider_hosts,
+            log_format: LogFormat::Compact,
+            shutdown_grace: Duration::from_secs(5),
+            upstream_connect_timeout: options.upstream_timeout.min(Duration::from_secs(3)),
+            upstream_timeout: options.upstream_timeout,
+            // Tests sweep explicitly, at the time they choose.
+            sweeper: None,
+        };
+        let running = perch::server::start(config, db.pool.clone(), options.clock)
+            .await
+            .expect("server starts");
+        let base = format!("http://{}", running.local_addr);
+        Self {
+            base,
+            db,
+            running: Some(running),
+        }
+    }
+
+    /// `base` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A client that keeps cookies and never follows redirects, like a
+    /// browser whose every hop the test inspects.
+    pub fn browser(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client")
+    }
+
+    /// Stops the server, draining in-flight requests.
+    pub async fn shutdown(mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await.expect("clean shutdown");
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! Linked accounts over REST, tenant isolation, the audit trail, and no
+//! token in plaintext at rest.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use perch_tests::flow::Fixture;
+use perch_tests::sandbox::browser;
+use perch_tests::{TestServerOptions, tenants};
+use reqwest::Method;
+
+#[tokio::test]
+async fn accounts_list_read_credentials_and_unlink() {
+    let fx = Fixture::new(TestServerOptions::default()).await;
+    for (user, subject) in [("alice", "u-1"), ("bob", "u-2")] {
+        let landing = fx
+            .login(&browser(), user, "s", &format!("&subject={subject}"))
+            .await;
+        assert_eq!(
+            fx.exchange(landing.code.as_deref().unwrap()).await.status,
+            200
+        );
+    }
+    let accounts_path = format!("/v1/apps/{}/accounts", fx.app_id);
+
+    let page = fx
+        .api(Method::GET, &format!("{accounts_path}?limit=1"))
+        .await;
+    assert_eq!(page.status, 200);
+    assert_eq!(page.body["data"].as_array().unwrap().len(), 1);
+    let cursor = page.body["next_cursor"].as_str().unwrap().to_owned();
+    let rest = fx
+        .api(
+            Method::GET,
+            &format!("{accounts_path}?limit=1&cursor={cursor}"),
+        )
+        .await;
+    assert_eq!(rest.body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(rest.body["next_cursor"], serde_json::Value::Null);
+    assert_ne!(page.body["data"][0]["id"], rest.body["data"][0]["id"]);
+
+    let by_name = fx
+        .api(Method::GET, &format!("{accounts_path}?screen_name=ALICE"))
+        .await;
+    assert_eq!(by_name.body["data"].as_array().unwrap().len(), 1);
+    let alice = by_name.body["data"][0].clone();
+    assert_eq!(alice["screen_name"], "alice");
+    let by_subject = fx
+        .api(Method::GET, &format!("{accounts_path}?subject=u-2"))
+        .await;
+    assert_eq!(by_subject.body["data"][0]["screen_name"], "bob");
+    let bad_limit = fx
+        .api(Method::GET, &format!("{accounts_path}?limit=0"))
+        .await;
+    assert_eq!(bad_limit.status, 422);
+
+    let id = alice["id"].as_str().unwrap();
+    let one = fx.api(Method::GET, &format!("/v1/accounts/{id}")).await;
+    assert_eq!(one.body, alice);
+
+    let credentials = fx
+        .api(Method::GET, &format!("/v1/accounts/{id}/credentials"))
+        .await;
+    assert_eq!(credentials.status, 200);
+    let access_token = credentials.body["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let access_secret = credentials.body["access_token_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        !credentials.body["consumer_key"]
+            .as_str()
+            .unwrap()
+            .is_empty()
+    );
+
+    // Perch stores no access token or secret in plaintext. (The sandbox,
+    // playing Twitter, keys its own tokens by their public half; it seals
+    // the secrets.)
+    let rows = tenants::dump_rows(&fx.server.db.pool).await;
+    for (table, row) in &rows {
+        let public_half_allowed = table.starts_with("sandbox_");
+        for secret in [&access_token, &access_secret] {
+            if public_half_allowed && secret == &access_token {
+                continue;
+            }
+            assert!(
+                !row.contains(secret.as_str()),
+                "{table} holds a token in plaintext"
+            );
+            assert!(
+                !row.contains(&tenants::hex(secret.as_bytes())),
+                "{table} (hex)"
+            );
+        }
+    }
+
+    // Unlink: 204, then gone; the tokens with it.
+    let deleted = fx.api(Method::DELETE, &format!("/v1/accounts/{id}")).await;
+    assert_eq!(deleted.status, 204);
+    assert_eq!(
+        fx.api(Method::GET, &format!("/v1/accounts/{id}"))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        fx.api(Method::GET, &format!("/v1/accounts/{id}/credentials"))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        fx.api(Method::DELETE, &format!("/v1/accounts/{id}"))
+            .await
+            .status,
+        404
+    );
+    let invalidated: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sandbox_access_tokens WHERE token = $1")
+            .bind(&access_token)
+            .fetch_one(&fx.server.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(invalidated, 0, "the upstream token was invalidated");
+
+    // The audit trail has every step, and every credentials read.
+    let events = fx.api(Method::GET, "/v1/audit-events?limit=200").await;
+    let actions: Vec<&str> = events.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "login.start",
+        "login.complete",
+        "login.exchange",
+        "account.credentials.read",
+        "account.delete",
+        "account.token_invalidate",
+    ] {
+        assert!(actions.contains(&expected), "{expected} in {actions:?}");
+    }
+    let filtered = fx
+        .api(
+            Method::GET,
+            &format!(
+                "/v1/audit-events?app_id={}&action=login.exchange&limit=1",
+                fx.app_id
+            ),
+        )
+        .await;
+    assert_eq!(filtered.body["data"].as_array().unwrap().len(), 1);
+    assert!(filtered.body["next_cursor"].is_string());
+}
+
+#[tokio::test]
+async fn another_tenant_sees_nothing() {
+    let fx = Fixture::new(TestServerOptions::default()).await;
+    let landing = fx.login(&browser(), "alice", "s", "").await;
+    let account = fx.exchange(landing.code.as_deref().unwrap()).await.body["account"].clone();
+    let id = account["id"].as_str().unwrap();
+    let other = tenants::create_tenant(&fx.server, "Other").await;
+    for (method, path) in [
+        (Method::GET, format!("/v1/apps/{}/accounts", fx.app_id)),
+        (Method::GET, format!("/v1/accounts/{id}")),
+        (Method::GET, format!("/v1/accounts/{id}/credentials")),
+        (Method::DELETE, format!("/v1/accounts/{id}")),
+    ] {
+        let answer = tenants::call(&fx.server, method.clone(), &path, Some(&other.key), None).await;
+        assert_eq!(answer.status, 404, "{method} {path}");
+        assert!(!answer.body.to_string().contains("alice"));
+    }
+    let events = tenants::call(
+        &fx.server,
+        Method::GET,
+        "/v1/audit-events",
+        Some(&other.key),
+        None,
+    )
+    .await;
+    assert!(
+        events.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| !e["action"].as_str().unwrap().starts_with("login")),
+        "{:?}",
+        events.body
+    );
+    // Without a key: 401.
+    let anonymous = tenants::call(
+        &fx.server,
+        Method::GET,
+        &format!("/v1/accounts/{id}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(anonymous.status, 401);
+    // Still there for its owner.
+    assert_eq!(
+        fx.api(Method::GET, &format!("/v1/accounts/{id}"))
+            .await
+            .status,
+        200
+    );
+}

@@ -1,0 +1,205 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Each sandbox page rendered once in headless Chromium, the screenshot kept
+//! under `target/test-artifacts/sandbox/`. Chromium also parses each form
+//! (`--dump-dom`); the form it parsed is submitted with the cookie-keeping
+//! client that fetched the page.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use perch_core::SystemClock;
+use perch_tests::TestServer;
+use perch_tests::sandbox::{Sandbox, browser, buttons, form_action, inputs, location};
+
+fn artifacts() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
+        .join("test-artifacts")
+        .join("sandbox");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn chromium_binary() -> String {
+    for candidate in ["chromium", "chromium-browser", "google-chrome"] {
+        if std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {candidate}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            return candidate.to_owned();
+        }
+    }
+    panic!(
+        "headless Chromium is needed for the page tests and was not found: install it \
+         (Debian/Ubuntu: apt-get install -y chromium; .ci/run does this)"
+    );
+}
+
+async fn chromium(args: &[String]) -> std::process::Output {
+    let profile = std::env::temp_dir().join(format!("perch-chromium-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&profile).unwrap();
+    let mut command = tokio::process::Command::new(chromium_binary());
+    command.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-quic",
+        "--window-size=1000,800",
+    ]);
+    command.arg(format!("--user-data-dir={}", profile.display()));
+    command.args(args);
+    command.kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(90), command.output())
+        .await
+        .expect("Chromium finishes within 90 s")
+        .expect("Chromium runs");
+    let _ = std::fs::remove_dir_all(&profile);
+    output
+}
+
+/// Screenshots `url` into `<artifacts>/<name>.png` and checks it is a PNG.
+async fn screenshot(url: &str, name: &str) {
+    let path = artifacts().join(format!("{name}.png"));
+    let _ = std::fs::remove_file(&path);
+    let output = chromium(&[format!("--screenshot={}", path.display()), url.to_owned()]).await;
+    let png = std::fs::read(&path).unwrap_or_else(|_| {
+        panic!(
+            "no screenshot of {name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    assert!(png.starts_with(b"\x89PNG"), "{name} is a PNG");
+    assert!(
+        png.len() > 5_000,
+        "{name} has content ({} bytes)",
+        png.len()
+    );
+}
+
+/// Saves `html` as `<name>.html`, screenshots it, and returns the DOM as
+/// Chromium parsed it.
+async fn render_saved(html: &str, name: &str) -> String {
+    let path = artifacts().join(format!("{name}.html"));
+    std::fs::write(&path, html).unwrap();
+    let url = format!("file://{}", path.canonicalize().unwrap().display());
+    screenshot(&url, name).await;
+    let output = chromium(&["--dump-dom".to_owned(), url]).await;
+    let dom = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(dom.contains("<form"), "Chromium parsed the form of {name}");
+    dom
+}
+
+/// Posts the form Chromium parsed, with `fields`, from `client`.
+async fn submit_dom(
+    client: &reqwest::Client,
+    dom: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let action = form_action(dom).unwrap();
+    let mut body: Vec<(String, String)> = inputs(dom)
+        .into_iter()
+        .filter(|i| i.kind == "hidden")
+        .map(|i| (i.name, i.value))
+        .collect();
+    body.extend(
+        fields
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
+    );
+    client.post(action).form(&body).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn every_page_renders_in_chromium_and_its_form_submits() {
+    chromium_binary();
+    let server = TestServer::start().await;
+    let sandbox = Sandbox::new(&server, Arc::new(SystemClock));
+    let callback = "https://app.example/auth/done";
+    let consumer = sandbox
+        .consumer("Greatest Website", &[callback], true)
+        .await;
+    let second = sandbox.consumer("Another App", &[callback], true).await;
+    let desktop = sandbox.consumer("Desktop App", &[], true).await;
+    sandbox.user("jack", "pw").await;
+    let client = browser();
+
+    // Sign-in + consent, live from the server.
+    let token = sandbox.request_token(&consumer, callback).await;
+    let live = sandbox.url(&format!(
+        "/sandbox/oauth/authenticate?oauth_token={}&screen_name=jack",
+        token.token
+    ));
+    screenshot(&live, "01-sign-in-and-consent").await;
+    let html = client
+        .get(&live)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let dom = render_saved(&html, "01-sign-in-and-consent-saved").await;
+    let parsed = inputs(&dom);
+    assert!(parsed.iter().any(|i| i.kind == "text" && i.value == "jack"));
+    assert!(parsed.iter().any(|i| i.kind == "password"));
+    assert!(buttons(&dom).iter().any(|(n, _)| n == "cancel"));
+    let done = submit_dom(
+        &client,
+        &dom,
+        &[
+            ("session[username_or_email]", "jack"),
+            ("session[password]", "pw"),
+            ("allow", "Sign in"),
+        ],
+    )
+    .await;
+    assert_eq!(done.status(), 302);
+    assert!(location(&done).starts_with(callback));
+
+    // Consent only (signed in, another app).
+    let token = sandbox.request_token(&second, callback).await;
+    let html = sandbox
+        .page(&client, "authenticate", &token, "")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let dom = render_saved(&html, "02-consent").await;
+    assert!(!inputs(&dom).iter().any(|i| i.kind == "password"));
+    let done = submit_dom(&client, &dom, &[("allow", "Authorize app")]).await;
+    assert_eq!(done.status(), 302);
+
+    // oob: the PIN page.
+    let token = sandbox.request_token(&desktop, "oob").await;
+    let html = sandbox
+        .page(&client, "authorize", &token, "")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let dom = render_saved(&html, "03-consent-oob").await;
+    let pin_page = submit_dom(&client, &dom, &[("allow", "Authorize app")]).await;
+    assert_eq!(pin_page.status(), 200);
+    let html = pin_page.text().await.unwrap();
+    let path = artifacts().join("04-oob-pin.html");
+    std::fs::write(&path, &html).unwrap();
+    screenshot(
+        &format!("file://{}", path.canonicalize().unwrap().display()),
+        "04-oob-pin",
+    )
+    .await;
+
+    // Whoa there, live.
+    screenshot(
+        &sandbox.url("/sandbox/oauth/authenticate?oauth_token=no-such-token"),
+        "05-whoa-there",
+    )
+    .await;
+}

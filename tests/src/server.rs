@@ -26,6 +26,13 @@ pub struct TestServerOptions {
     pub clock: SharedClock,
     /// Upstream total timeout (short, so failure tests run fast).
     pub upstream_timeout: Duration,
+    /// Serve `/metrics` on a second listener (`PERCH_ADMIN_LISTEN`) on port 0.
+    pub admin_listener: bool,
+    /// `PERCH_DRAIN_DELAY_SECS`: how long /readyz answers 503 before the
+    /// listener closes.
+    pub drain_delay: Duration,
+    /// `PERCH_SHUTDOWN_GRACE_SECS`.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for TestServerOptions {
@@ -36,6 +43,9 @@ impl Default for TestServerOptions {
             encryption_keys: Keyring::generate_entry("test1"),
             clock: Arc::new(SystemClock),
             upstream_timeout: Duration::from_secs(3),
+            admin_listener: false,
+            drain_delay: Duration::ZERO,
+            shutdown_grace: Duration::from_secs(5),
         }
     }
 }
@@ -47,6 +57,8 @@ pub struct TestServer {
     pub base: String,
     /// The database behind it.
     pub db: TestDb,
+    /// `http://127.0.0.1:<admin port>` when started with `admin_listener`.
+    pub admin_base: Option<String>,
     running: Option<perch::server::Running>,
 }
 
@@ -79,7 +91,11 @@ impl TestServer {
             sandbox: options.sandbox,
             allowed_provider_hosts: options.allowed_provider_hosts,
             log_format: LogFormat::Compact,
-            shutdown_grace: Duration::from_secs(5),
+            shutdown_grace: options.shutdown_grace,
+            drain_delay: options.drain_delay,
+            admin_listen: options
+                .admin_listener
+                .then(|| "127.0.0.1:0".parse().expect("address")),
             upstream_connect_timeout: options.upstream_timeout.min(Duration::from_secs(3)),
             upstream_timeout: options.upstream_timeout,
             // Tests sweep explicitly, at the time they choose.
@@ -89,8 +105,10 @@ impl TestServer {
             .await
             .expect("server starts");
         let base = format!("http://{}", running.local_addr);
+        let admin_base = running.admin_addr.map(|addr| format!("http://{addr}"));
         Self {
             base,
+            admin_base,
             db,
             running: Some(running),
         }
@@ -110,6 +128,24 @@ impl TestServer {
             .timeout(Duration::from_secs(30))
             .build()
             .expect("client")
+    }
+
+    /// Sends the shutdown signal (as SIGTERM does) without waiting.
+    pub fn begin_shutdown(&self) {
+        if let Some(running) = &self.running {
+            let _ = running.shutdown_handle().send(true);
+        }
+    }
+
+    /// The server's metrics in Prometheus text (from `/metrics`, wherever
+    /// it is served).
+    pub async fn scrape(&self) -> String {
+        let base = self.admin_base.as_deref().unwrap_or(&self.base);
+        let response = reqwest::get(format!("{base}/metrics"))
+            .await
+            .expect("scrape");
+        assert_eq!(response.status(), 200);
+        response.text().await.expect("metrics body")
     }
 
     /// Stops the server, draining in-flight requests.

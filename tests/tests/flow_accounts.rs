@@ -56,6 +56,14 @@ async fn accounts_list_read_credentials_and_unlink() {
     let one = fx.api(Method::GET, &format!("/v1/accounts/{id}")).await;
     assert_eq!(one.body, alice);
 
+    // Secrets in answers are never cacheable.
+    let raw = reqwest::Client::new()
+        .get(fx.server.url(&format!("/v1/accounts/{id}/credentials")))
+        .bearer_auth(&fx.tenant.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.headers()["cache-control"], "no-store");
     let credentials = fx
         .api(Method::GET, &format!("/v1/accounts/{id}/credentials"))
         .await;

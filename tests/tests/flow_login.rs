@@ -179,6 +179,10 @@ async fn pkce_logins_exchange_with_the_verifier() {
         )
         .await;
     assert_eq!((wrong.status, wrong.code()), (400, "invalid_grant"));
+    let malformed = fx
+        .exchange_with(None, &json!({ "code": code, "code_verifier": "short" }))
+        .await;
+    assert_eq!((malformed.status, malformed.code()), (400, "invalid_grant"));
     // The secret alone does not replace the verifier.
     let secret_only = fx.exchange(&code).await;
     assert_eq!(

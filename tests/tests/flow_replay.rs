@@ -197,3 +197,50 @@ async fn the_sweeper_removes_expired_logins_and_used_codes_only() {
         "accounts are never swept"
     );
 }
+
+#[tokio::test]
+async fn a_callback_url_removed_mid_login_receives_nothing() {
+    let fx = Fixture::new(TestServerOptions::default()).await;
+    let alice = browser();
+    let provider_url = fx.start(&alice, "s", "").await;
+    let callback_url = fx.approve(&alice, &provider_url, "alice").await;
+    // The tenant drops the callback URL while the user is at the provider.
+    let patched = perch_tests::tenants::call(
+        &fx.server,
+        reqwest::Method::PATCH,
+        &format!("/v1/apps/{}", fx.app_id),
+        Some(&fx.tenant.key),
+        Some(&serde_json::json!({ "callback_urls": ["http://127.0.0.1/native/cb"] })),
+    )
+    .await;
+    assert_eq!(patched.status, 200, "{:?}", patched.body);
+    let landing = fx.callback(&alice, &callback_url).await;
+    assert_eq!(landing.status(), 400);
+    assert!(landing.headers().get("location").is_none());
+    assert_eq!(count(&fx, "login_codes").await, 0);
+}
+
+#[tokio::test]
+async fn the_browser_cookie_is_refreshed_with_the_same_value() {
+    let fx = Fixture::new(TestServerOptions::default()).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let first = client.get(fx.login_url("a", "")).send().await.unwrap();
+    let cookie = first.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("perch_browser="), "{cookie}");
+    for flag in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=86400"] {
+        assert!(cookie.contains(flag), "{cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain http public URL");
+    let value = cookie.split(';').next().unwrap().to_owned();
+    let second = client
+        .get(fx.login_url("b", ""))
+        .header("cookie", &value)
+        .send()
+        .await
+        .unwrap();
+    let again = second.headers()["set-cookie"].to_str().unwrap();
+    assert!(again.starts_with(&format!("{value};")), "{again}");
+}

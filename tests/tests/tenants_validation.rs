@@ -687,3 +687,21 @@ async fn the_login_matcher_on_registered_apps() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_sandbox_app_may_use_the_longest_allowed_name() {
+    let server = perch_tests::TestServer::start().await;
+    let tenant = perch_tests::tenants::create_tenant(&server, "Acme").await;
+    let name = "n".repeat(100);
+    let app = perch_tests::tenants::create_app(
+        &server,
+        &tenant.key,
+        &serde_json::json!({
+            "name": name,
+            "callback_urls": ["https://greatest.example/auth/done"],
+            "provider": {"kind": "sandbox"},
+        }),
+    )
+    .await;
+    assert_eq!(app["name"], name.as_str());
+}

@@ -47,3 +47,46 @@ mod tests {
         assert_eq!(secret.expose(), "hunter2");
     }
 }
+
+/// A secret Perch mints and shows exactly once, in the response that creates
+/// it (API keys, client secrets). It serialises as the plain string — that
+/// is its purpose — but its `Debug` is redacted, so logging the response
+/// value never leaks it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ShownOnce(String);
+
+impl ShownOnce {
+    /// Wraps a freshly minted secret.
+    pub fn new(secret: &SecretString) -> Self {
+        Self(secret.expose().to_owned())
+    }
+
+    /// The secret value.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ShownOnce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl serde::Serialize for ShownOnce {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod shown_once_tests {
+    use super::*;
+
+    #[test]
+    fn serialises_plainly_but_debugs_redacted() {
+        let shown = ShownOnce::new(&SecretString::new("perch_sk_abc"));
+        assert_eq!(serde_json::to_string(&shown).unwrap(), "\"perch_sk_abc\"");
+        assert_eq!(format!("{shown:?}"), "[redacted]");
+    }
+}

@@ -101,7 +101,10 @@ async fn callback(
         return unclaimable(state, &token, &binding, now).await;
     };
     let app = match perch_tenants::load_for_login(state.pool(), flow.app_id).await {
-        Ok(Some(app)) => app,
+        Ok(Some(app)) => {
+            crate::record_app(&app);
+            app
+        }
         Ok(None) => {
             return pages::error(
                 StatusCode::GONE,
@@ -115,6 +118,18 @@ async fn callback(
             return internal_page();
         }
     };
+    // The tenant may have removed this callback URL while the user was at
+    // the provider: never deliver a code (or an error) to it any more.
+    if app.callback_urls.find(&flow.redirect_uri).is_none() {
+        state.metrics().failed(FailReason::BadRequest);
+        return pages::error(
+            StatusCode::BAD_REQUEST,
+            "This sign-in can no longer finish",
+            "The site you were signing in to no longer accepts sign-ins at the address \
+             this sign-in was started for.",
+            None,
+        );
+    }
     match reply {
         Reply::Denied { .. } => denied(state, &app, &flow, meta).await,
         Reply::Approved { verifier, .. } => approved(state, &app, &flow, &verifier, meta).await,
@@ -364,6 +379,7 @@ async fn failed(
 
 /// One transaction: upsert the account with its sealed tokens, mint the
 /// code, audit. Returns the code.
+#[tracing::instrument(name = "db.tx.link_account", skip_all)]
 async fn link(
     state: &FlowState,
     app: &App,

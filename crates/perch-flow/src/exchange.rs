@@ -56,6 +56,14 @@ pub struct ExchangeResponse {
     pub login_id: LoginId,
 }
 
+/// RFC 7636 §4.1: 43 to 128 characters from the unreserved set.
+fn is_valid_verifier(verifier: &str) -> bool {
+    (43..=128).contains(&verifier.len())
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
 /// HTTP Basic credentials: `(app id, secret)`.
 fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, FlowError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
@@ -138,6 +146,7 @@ async fn exchange(
             }
         };
 
+    tracing::Span::current().record("app_id", tracing::field::display(app_id));
     let now = state.clock().now();
     let mut tx = state.pool().begin().await?;
     let code = store::claim_code(&mut *tx, &digest, app_id, now)
@@ -147,6 +156,12 @@ async fn exchange(
         ))?;
     match (&code.code_challenge, &request.code_verifier) {
         (Some(challenge), Some(verifier)) => {
+            if !is_valid_verifier(verifier) {
+                tx.rollback().await?;
+                return Err(FlowError::InvalidGrant(
+                    "code_verifier must be 43-128 characters of A-Z a-z 0-9 - . _ ~ (RFC 7636)",
+                ));
+            }
             let computed = crate::login::s256(verifier);
             if !bool::from(computed.as_bytes().ct_eq(challenge.as_bytes())) {
                 tx.rollback().await?;

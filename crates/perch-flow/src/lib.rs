@@ -56,6 +56,13 @@ perch_core::define_id!(
     "login"
 );
 
+/// Records the app and its tenant on the current request span.
+pub(crate) fn record_app(app: &perch_tenants::App) {
+    let span = tracing::Span::current();
+    span.record("tenant_id", tracing::field::display(app.tenant_id));
+    span.record("app_id", tracing::field::display(app.id));
+}
+
 /// How long a pending login (and its request token) lives.
 pub const LOGIN_TTL: time::Duration = time::Duration::minutes(15);
 /// How long a one-time code lives.
@@ -80,6 +87,8 @@ pub struct FlowConfig {
     pub upstream_timeout: Duration,
     /// Counters the observability layer exports.
     pub metrics: Arc<FlowMetrics>,
+    /// Sees every upstream request (trace-context headers, upstream metrics).
+    pub upstream_hook: Option<Arc<dyn perch_oauth1::client::RequestHook>>,
 }
 
 #[derive(Debug)]
@@ -109,6 +118,7 @@ impl FlowState {
             config.allowed_provider_hosts,
             config.upstream_connect_timeout,
             config.upstream_timeout,
+            config.upstream_hook,
         )?;
         Ok(Self(Arc::new(Inner {
             authenticator: Authenticator::new(config.pool.clone(), config.clock.clone()),

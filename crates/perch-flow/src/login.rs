@@ -94,7 +94,10 @@ async fn load_app(state: &FlowState, raw_id: &str) -> Result<App, Response> {
         return Err(not_found());
     };
     match perch_tenants::load_for_login(state.pool(), app_id).await {
-        Ok(Some(app)) => Ok(app),
+        Ok(Some(app)) => {
+            crate::record_app(&app);
+            Ok(app)
+        }
         Ok(None) => Err(not_found()),
         Err(error) => {
             tracing::error!(%error, "loading the app for a login");
@@ -314,10 +317,8 @@ async fn start(
             return internal_page();
         }
     };
-    let (binding, new_cookie) = match browser_binding(headers) {
-        Some(existing) => (existing, false),
-        None => (token::random_alphanumeric(BROWSER_VALUE_LEN), true),
-    };
+    let binding =
+        browser_binding(headers).unwrap_or_else(|| token::random_alphanumeric(BROWSER_VALUE_LEN));
     let flow = LoginFlow {
         request_token: request_token.token.clone(),
         id: login_id,
@@ -371,22 +372,23 @@ async fn start(
         }
     }
     let mut response = found(location.as_str());
-    if new_cookie {
-        let secure = if state.0.secure_cookies {
-            "; Secure"
-        } else {
-            ""
-        };
-        let cookie = format!(
-            "{BROWSER_COOKIE}={binding}; Path=/; HttpOnly; SameSite=Lax; Max-Age=86400{secure}"
-        );
-        if let Ok(value) = HeaderValue::from_str(&cookie) {
-            response.headers_mut().append(header::SET_COOKIE, value);
-        }
+    // Sent on every start (the same value when the browser has one), so the
+    // cookie always outlives the login it binds.
+    let secure = if state.0.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{BROWSER_COOKIE}={binding}; Path=/; HttpOnly; SameSite=Lax; Max-Age=86400{secure}"
+    );
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
     }
     response
 }
 
+#[tracing::instrument(name = "db.tx.start_login", skip_all)]
 async fn insert_login(
     state: &FlowState,
     flow: &LoginFlow,

@@ -60,6 +60,7 @@ pub fn token_secret_aad(request_token: &str) -> Vec<u8> {
 
 /// Inserts a pending login. A request token the provider hands out twice
 /// is refused by the primary key.
+#[tracing::instrument(name = "db.insert_login", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn insert_login(conn: &mut PgConnection, flow: &LoginFlow) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO login_flows (request_token, id, tenant_id, app_id, token_secret_key_id, \
@@ -88,6 +89,7 @@ pub async fn insert_login(conn: &mut PgConnection, flow: &LoginFlow) -> Result<(
 /// Claims a pending login in one statement: only a pending, unexpired login
 /// started by this browser is returned, and it is marked claimed in the
 /// same statement, so of two racing callbacks exactly one gets it.
+#[tracing::instrument(name = "db.claim_login", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn claim_login(
     exec: impl PgExecutor<'_>,
     request_token: &str,
@@ -108,6 +110,7 @@ pub async fn claim_login(
 }
 
 /// Reads a login without claiming it: to explain why a claim found nothing.
+#[tracing::instrument(name = "db.find_login", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn find_login(
     exec: impl PgExecutor<'_>,
     request_token: &str,
@@ -210,6 +213,7 @@ pub struct Upserted {
 /// Links (or re-links) an account. A returning user keeps their id and
 /// their first subject; profile, `last_login_at` and `login_count` are
 /// updated along with the tokens.
+#[tracing::instrument(name = "db.upsert_account", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn upsert_account(
     conn: &mut PgConnection,
     upsert: &AccountUpsert,
@@ -270,6 +274,7 @@ pub async fn upsert_account(
 }
 
 /// One account of a tenant.
+#[tracing::instrument(name = "db.find_account", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn find_account(
     exec: impl PgExecutor<'_>,
     tenant_id: TenantId,
@@ -283,6 +288,7 @@ pub async fn find_account(
 }
 
 /// Deletes an account (and with it its stored tokens), returning what it held.
+#[tracing::instrument(name = "db.delete_account", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn delete_account(
     exec: impl PgExecutor<'_>,
     tenant_id: TenantId,
@@ -305,6 +311,7 @@ pub struct AccountFilter {
 }
 
 /// A page of an app's accounts, ordered by id, after `after`.
+#[tracing::instrument(name = "db.list_accounts", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn list_accounts(
     exec: impl PgExecutor<'_>,
     tenant_id: TenantId,
@@ -349,6 +356,7 @@ pub struct CodeRow {
 }
 
 /// Stores a new code's digest.
+#[tracing::instrument(name = "db.insert_code", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn insert_code(
     conn: &mut PgConnection,
     digest: &[u8],
@@ -374,6 +382,7 @@ pub async fn insert_code(
 
 /// Claims a code in one statement: unused, unexpired, for this app. A
 /// second claim (a replay, or a race) finds nothing.
+#[tracing::instrument(name = "db.claim_code", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn claim_code(
     exec: impl PgExecutor<'_>,
     digest: &[u8],
@@ -394,6 +403,7 @@ pub async fn claim_code(
 
 /// The app a code was minted for, whatever its state (PKCE exchanges carry
 /// no client id, so the code names the app).
+#[tracing::instrument(name = "db.code_app", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn code_app(
     exec: impl PgExecutor<'_>,
     digest: &[u8],

@@ -6,9 +6,12 @@
 //! every call, not only when the app was saved, so removing a host from
 //! `PERCH_ALLOWED_PROVIDER_HOSTS` takes effect at once.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use perch_oauth1::client::{AccessToken, Client, ClientConfig, ClientError, RequestToken};
+use perch_oauth1::client::{
+    AccessToken, Client, ClientConfig, ClientError, RequestHook, RequestToken,
+};
 use perch_oauth1::{ConsumerSecret, Credentials, TokenSecret};
 use serde::Deserialize;
 
@@ -132,10 +135,12 @@ impl Upstream {
         allowed_hosts: Vec<String>,
         connect_timeout: Duration,
         timeout: Duration,
+        hook: Option<Arc<dyn RequestHook>>,
     ) -> Result<Self, FlowError> {
         let client = Client::new(&ClientConfig {
             connect_timeout,
             timeout,
+            hook,
             ..ClientConfig::default()
         })?;
         Ok(Self {
@@ -164,15 +169,37 @@ impl Upstream {
         self.allowed_hosts.contains(&authority)
     }
 
-    fn check(&self, base_url: &str) -> Result<(), UpstreamFailure> {
-        if self.is_allowed(base_url) {
-            Ok(())
+    /// The provider as a span attribute: `twitter`, `sandbox` or `custom`.
+    pub fn provider(&self, base_url: &str) -> &'static str {
+        if base_url == TWITTER_BASE_URL {
+            "twitter"
+        } else if base_url == self.sandbox_base {
+            "sandbox"
         } else {
-            Err(UpstreamFailure::kind("not_allowed"))
+            "custom"
         }
     }
 
+    fn check(&self, base_url: &str) -> Result<(), UpstreamFailure> {
+        let span = tracing::Span::current();
+        span.record("provider", self.provider(base_url));
+        let result = if self.is_allowed(base_url) {
+            Ok(())
+        } else {
+            Err(UpstreamFailure::kind("not_allowed"))
+        };
+        if let Err(failure) = &result {
+            record_failure(failure);
+        }
+        result
+    }
+
     /// Step 1: a request token with `callback`.
+    #[tracing::instrument(name = "upstream", skip_all, fields(
+        otel.kind = "client", provider = tracing::field::Empty, endpoint = "request_token",
+        http.response.status_code = tracing::field::Empty, error = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    ))]
     pub async fn request_token(
         &self,
         keys: ProviderKeys<'_>,
@@ -190,14 +217,19 @@ impl Upstream {
                 now_unix,
             )
             .await
-            .map_err(|e| UpstreamFailure::from_client(&e))?;
+            .map_err(|e| traced(UpstreamFailure::from_client(&e)))?;
         if !token.callback_confirmed {
-            return Err(UpstreamFailure::kind("callback_not_confirmed"));
+            return Err(traced(UpstreamFailure::kind("callback_not_confirmed")));
         }
         Ok(token)
     }
 
     /// Step 3: the access token for a verified request token.
+    #[tracing::instrument(name = "upstream", skip_all, fields(
+        otel.kind = "client", provider = tracing::field::Empty, endpoint = "access_token",
+        http.response.status_code = tracing::field::Empty, error = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    ))]
     pub async fn access_token(
         &self,
         keys: ProviderKeys<'_>,
@@ -218,10 +250,15 @@ impl Upstream {
                 now_unix,
             )
             .await
-            .map_err(|e| UpstreamFailure::from_client(&e))
+            .map_err(|e| traced(UpstreamFailure::from_client(&e)))
     }
 
     /// `account/verify_credentials` with the email asked for.
+    #[tracing::instrument(name = "upstream", skip_all, fields(
+        otel.kind = "client", provider = tracing::field::Empty, endpoint = "verify_credentials",
+        http.response.status_code = tracing::field::Empty, error = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    ))]
     pub async fn verify_credentials(
         &self,
         base_url: &str,
@@ -239,14 +276,21 @@ impl Upstream {
                 now_unix,
             )
             .await
-            .map_err(|e| UpstreamFailure::from_client(&e))?;
-        serde_json::from_slice(&response.body).map_err(|_| UpstreamFailure {
-            message: Some("verify_credentials reply is not a user object".to_owned()),
-            ..UpstreamFailure::kind("malformed")
+            .map_err(|e| traced(UpstreamFailure::from_client(&e)))?;
+        serde_json::from_slice(&response.body).map_err(|_| {
+            traced(UpstreamFailure {
+                message: Some("verify_credentials reply is not a user object".to_owned()),
+                ..UpstreamFailure::kind("malformed")
+            })
         })
     }
 
     /// Invalidates an access token (best effort: the caller logs failures).
+    #[tracing::instrument(name = "upstream", skip_all, fields(
+        otel.kind = "client", provider = tracing::field::Empty, endpoint = "invalidate_token",
+        http.response.status_code = tracing::field::Empty, error = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    ))]
     pub async fn invalidate_token(
         &self,
         base_url: &str,
@@ -264,8 +308,24 @@ impl Upstream {
             )
             .await
             .map(|_| ())
-            .map_err(|e| UpstreamFailure::from_client(&e))
+            .map_err(|e| traced(UpstreamFailure::from_client(&e)))
     }
+}
+
+/// Records an upstream failure on the current `upstream` span (the kind
+/// and the status only: provider messages stay in the audit trail).
+fn record_failure(failure: &UpstreamFailure) {
+    let span = tracing::Span::current();
+    span.record("error", failure.kind);
+    span.record("otel.status_code", "ERROR");
+    if let Some(status) = failure.status {
+        span.record("http.response.status_code", status);
+    }
+}
+
+fn traced(failure: UpstreamFailure) -> UpstreamFailure {
+    record_failure(&failure);
+    failure
 }
 
 #[cfg(test)]
@@ -279,6 +339,7 @@ mod tests {
             vec!["twitter.internal:8443".to_owned()],
             Duration::from_secs(1),
             Duration::from_secs(1),
+            None,
         )
         .unwrap();
         assert!(upstream.is_allowed("https://api.twitter.com"));

@@ -6,7 +6,8 @@
 //! followed (a 3xx is an [`ClientError::Upstream`]), because following one
 //! would replay a signed request to a URL it was not signed for.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub use reqwest::Method;
 use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue};
@@ -32,6 +33,9 @@ pub struct ClientConfig {
     /// longer one is a [`ClientError::MalformedReply`], so a misbehaving peer
     /// cannot make us buffer without end.
     pub max_reply_bytes: usize,
+    /// Sees every request: adds headers before it is sent (e.g. W3C
+    /// `traceparent`) and learns how it ended (metrics). `None`: no hook.
+    pub hook: Option<Arc<dyn RequestHook>>,
 }
 
 impl Default for ClientConfig {
@@ -40,8 +44,22 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(3),
             timeout: Duration::from_secs(10),
             max_reply_bytes: 1 << 20,
+            hook: None,
         }
     }
+}
+
+/// Observes the client's requests, for tracing and metrics. It never sees
+/// the signed `Authorization` header, a body, or a query string.
+pub trait RequestHook: std::fmt::Debug + Send + Sync {
+    /// Before sending: may add headers. `headers` starts empty; what the
+    /// hook puts there is sent along, except `Authorization`,
+    /// `Content-Type` and `Content-Length`, which the client sets itself.
+    fn before_send(&self, _url: &Url, _headers: &mut HeaderMap) {}
+
+    /// After the reply was read (or the request failed): `url` without its
+    /// query, the HTTP status or the error, and the time taken.
+    fn after_send(&self, _url: &Url, _outcome: Result<u16, &ClientError>, _elapsed: Duration) {}
 }
 
 /// An OAuth 1.0a HTTP client (RFC 5849 §2, §3); cheap to clone, shares one
@@ -50,6 +68,7 @@ impl Default for ClientConfig {
 pub struct Client {
     http: reqwest::Client,
     max_reply_bytes: usize,
+    hook: Option<Arc<dyn RequestHook>>,
 }
 
 /// Temporary credentials (RFC 5849 §2.1).
@@ -65,7 +84,6 @@ pub struct RequestToken {
 }
 
 /// Token credentials (RFC 5849 §2.3), with Twitter's user fields.
-#[derive(Debug)]
 pub struct AccessToken {
     /// `oauth_token` (RFC 5849 §2.3).
     pub token: String,
@@ -80,7 +98,6 @@ pub struct AccessToken {
 }
 
 /// A successful (2xx) reply to a signed request (RFC 5849 §3).
-#[derive(Debug)]
 pub struct Response {
     /// HTTP status, always 2xx (RFC 5849 §3 leaves replies to the API).
     pub status: u16,
@@ -99,6 +116,26 @@ pub struct TwitterError {
     pub code: Option<u32>,
     /// The message (RFC 5849 §3.2 rejection reason).
     pub message: String,
+}
+
+// Token replies carry secrets in the body and the access token itself:
+// Debug shows only what is safe to log.
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("user_id", &self.user_id)
+            .field("screen_name", &self.screen_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a client call (RFC 5849 §2, §3) failed. Carries no secrets: signed
@@ -174,6 +211,7 @@ impl Client {
         Ok(Self {
             http,
             max_reply_bytes: config.max_reply_bytes,
+            hook: config.hook.clone(),
         })
     }
 
@@ -296,10 +334,56 @@ impl Client {
             },
             credentials,
         )?;
+        let Some(hook) = &self.hook else {
+            return self.exchange(method, url, form, header).await;
+        };
+        let mut bare = url.clone();
+        bare.set_query(None);
+        let started = Instant::now();
+        let result = self
+            .exchange_with(method, url, form, header, |headers| {
+                hook.before_send(&bare, headers);
+            })
+            .await;
+        let outcome = match &result {
+            Ok(reply) => Ok(reply.status),
+            Err(ClientError::Upstream { status, .. }) => Ok(*status),
+            Err(error) => Err(error),
+        };
+        hook.after_send(&bare, outcome, started.elapsed());
+        result
+    }
+
+    async fn exchange(
+        &self,
+        method: Method,
+        url: Url,
+        form: &[(&str, &str)],
+        authorization: String,
+    ) -> Result<Response, ClientError> {
+        self.exchange_with(method, url, form, authorization, |_| {})
+            .await
+    }
+
+    /// Sends one signed request and reads the reply.
+    async fn exchange_with(
+        &self,
+        method: Method,
+        url: Url,
+        form: &[(&str, &str)],
+        authorization: String,
+        extra_headers: impl FnOnce(&mut HeaderMap),
+    ) -> Result<Response, ClientError> {
+        let mut extra = HeaderMap::new();
+        extra_headers(&mut extra);
+        for name in [AUTHORIZATION, CONTENT_TYPE, CONTENT_LENGTH] {
+            extra.remove(name);
+        }
         let mut request = self
             .http
             .request(method.clone(), url)
-            .header(AUTHORIZATION, header);
+            .headers(extra)
+            .header(AUTHORIZATION, authorization);
         if !form.is_empty() {
             request = request.header(
                 CONTENT_TYPE,

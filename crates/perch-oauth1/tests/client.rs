@@ -481,3 +481,91 @@ async fn errors_carry_no_secrets() {
     }
     assert!(!format!("{credentials:?}").contains("secret\""));
 }
+
+/// Records what the hook saw; adds a `traceparent` and tries to override
+/// `Authorization` (which the client must not allow).
+#[derive(Debug, Default)]
+struct Recorder(std::sync::Mutex<Vec<(String, Result<u16, String>)>>);
+
+impl perch_oauth1::client::RequestHook for Recorder {
+    fn before_send(&self, url: &url::Url, headers: &mut reqwest::header::HeaderMap) {
+        assert_eq!(url.query(), None, "the hook never sees the query");
+        headers.insert(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+                .parse()
+                .unwrap(),
+        );
+        headers.insert("authorization", "Bearer hijack".parse().unwrap());
+    }
+
+    fn after_send(&self, url: &url::Url, outcome: Result<u16, &ClientError>, _elapsed: Duration) {
+        self.0.lock().unwrap().push((
+            url.to_string(),
+            outcome.map_err(|e| match e {
+                ClientError::Connect(_) => "connect".to_owned(),
+                other => other.to_string(),
+            }),
+        ));
+    }
+}
+
+#[tokio::test]
+async fn the_request_hook_adds_headers_and_sees_every_outcome() {
+    let recorder = std::sync::Arc::new(Recorder::default());
+    let client = Client::new(&ClientConfig {
+        hook: Some(recorder.clone()),
+        ..ClientConfig::default()
+    })
+    .unwrap();
+
+    let (base, server) = serve_once(reply("200 OK", "", "{}")).await;
+    let url = format!("{base}/1.1/account/verify_credentials.json");
+    client
+        .send(
+            Method::GET,
+            &url,
+            &[("include_email", "true")],
+            &consumer(),
+            NOW,
+        )
+        .await
+        .unwrap();
+    let request = server.await.unwrap();
+    assert_eq!(
+        request.header("traceparent"),
+        Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    );
+    // The signature still verifies: the hook could not replace it.
+    request.verify(&base, "consumer secret", None);
+
+    let (base, _server) = serve_once(reply("401 Unauthorized", "", "no")).await;
+    let _ = client
+        .request_token(
+            &format!("{base}/oauth/request_token"),
+            &consumer(),
+            "oob",
+            &[],
+            NOW,
+        )
+        .await
+        .unwrap_err();
+
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let closed_base = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let _ = client
+        .send(Method::POST, &closed_base, &[], &consumer(), NOW)
+        .await
+        .unwrap_err();
+
+    let seen = recorder.0.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec![
+            (url, Ok(200)),
+            (format!("{base}/oauth/request_token"), Ok(401)),
+            (format!("{closed_base}/"), Err("connect".to_owned())),
+        ]
+    );
+}

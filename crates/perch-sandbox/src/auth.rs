@@ -184,8 +184,12 @@ pub(crate) async fn authenticate(
         .ok_or(ApiError::BadAuthenticationData)?;
     let ts = i64::try_from(timestamp).map_err(|_| ApiError::TimestampOutOfBounds)?;
     let window = i64::try_from(state.timestamp_window).unwrap_or(i64::MAX);
-    let forget_at = OffsetDateTime::from_unix_timestamp(ts.saturating_add(window))
-        .map_err(|_| ApiError::TimestampOutOfBounds)?;
+    // Remembered one second past the last instant the timestamp is still
+    // accepted (the window is inclusive), so the sweeper can never free a
+    // nonce that could still be replayed.
+    let forget_at =
+        OffsetDateTime::from_unix_timestamp(ts.saturating_add(window).saturating_add(1))
+            .map_err(|_| ApiError::TimestampOutOfBounds)?;
     if !store::remember_nonce(conn, &consumer.consumer_key, nonce, ts, forget_at).await? {
         return Err(ApiError::CouldNotAuthenticate);
     }

@@ -137,7 +137,8 @@ pub struct CreatedApiKey {
     /// Its label.
     pub label: String,
     /// The secret: `Authorization: Bearer <secret>`. Shown once.
-    pub secret: String,
+    #[schema(value_type = String)]
+    pub secret: perch_core::secret::ShownOnce,
     /// When it was created.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -186,7 +187,7 @@ pub async fn create(
     Ok(CreatedApiKey {
         id: minted.id,
         label,
-        secret: minted.secret.expose().to_owned(),
+        secret: perch_core::secret::ShownOnce::new(&minted.secret),
         created_at: now,
     })
 }

@@ -213,14 +213,16 @@ pub struct CreatedApp {
     #[serde(flatten)]
     pub app: AppView,
     /// The client secret for `POST /v1/logins/exchange`. Shown once.
-    pub client_secret: String,
+    #[schema(value_type = String)]
+    pub client_secret: perch_core::secret::ShownOnce,
 }
 
 /// A new client secret.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RotatedSecret {
     /// The new client secret; the old one stops working at once. Shown once.
-    pub client_secret: String,
+    #[schema(value_type = String)]
+    pub client_secret: perch_core::secret::ShownOnce,
 }
 
 /// A page of apps.
@@ -264,7 +266,14 @@ async fn provision(
                 state.keyring(),
                 state.clock(),
                 perch_sandbox::consumers::NewConsumer {
-                    name: format!("{app_name} ({app_id})"),
+                    // The sandbox caps names at 100 characters; keep the id whole.
+                    name: format!(
+                        "{} ({app_id})",
+                        app_name
+                            .chars()
+                            .take(100 - 3 - app_id.to_string().len())
+                            .collect::<String>()
+                    ),
                     callback_urls: vec![state.links().upstream_callback_url()],
                     sign_in_with_twitter,
                     request_email: true,
@@ -359,7 +368,7 @@ pub(crate) async fn create_handler(
         StatusCode::CREATED,
         Json(CreatedApp {
             app: app.view(state.links()),
-            client_secret: client_secret.expose().to_owned(),
+            client_secret: perch_core::secret::ShownOnce::new(&client_secret),
         }),
     ))
 }
@@ -579,6 +588,6 @@ pub(crate) async fn rotate_secret_handler(
     .await?;
     tx.commit().await?;
     Ok(Json(RotatedSecret {
-        client_secret: client_secret.expose().to_owned(),
+        client_secret: perch_core::secret::ShownOnce::new(&client_secret),
     }))
 }

@@ -251,7 +251,11 @@ where
             .into_response());
         };
         match crate::api_keys::authenticate(&auth.pool, auth.clock.as_ref(), token).await {
-            Ok(Some(tenant)) => Ok(tenant),
+            Ok(Some(tenant)) => {
+                tracing::Span::current()
+                    .record("tenant_id", tracing::field::display(tenant.tenant_id));
+                Ok(tenant)
+            }
             Ok(None) => Err(Unauthorized(Problem::unauthorized(
                 "the API key is invalid or revoked",
             ))

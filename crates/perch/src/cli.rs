@@ -27,6 +27,16 @@ pub enum Command {
     },
     /// Apply database migrations to DATABASE_URL and exit.
     Migrate,
+    /// The one-command demo: a private Postgres (unless DATABASE_URL is
+    /// set), the sandbox, seeded demo data and a demo site at /demo.
+    Dev {
+        /// Listen address; overrides PERCH_LISTEN.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Where the demo keeps its Postgres cluster and credentials.
+        #[arg(long, default_value = crate::dev::DEFAULT_DATA_DIR)]
+        data_dir: std::path::PathBuf,
+    },
     /// Manage tenants (operator).
     Tenants {
         /// What to do with tenants.
@@ -94,10 +104,13 @@ pub fn main() -> ExitCode {
 /// Runs one parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let log_format = config::log_format(&ProcessEnv)?;
-    crate::telemetry::init(log_format);
+    let _telemetry = crate::telemetry::init(log_format);
     match cli.command {
         Command::Serve { listen } => serve(listen).await,
         Command::Migrate => migrate().await,
+        Command::Dev { listen, data_dir } => {
+            crate::dev::run_dev(&ProcessEnv, crate::dev::DevOptions { listen, data_dir }).await
+        }
         Command::Tenants {
             command: TenantsCommand::Create { name, json },
         } => {
@@ -176,7 +189,10 @@ pub async fn tenants_create(
     } else {
         Ok(format!(
             "created tenant {:?} ({})\nAPI key {} (shown once, keep it secret):\n{}\n",
-            created.tenant.name, created.tenant.id, created.api_key.id, created.api_key.secret
+            created.tenant.name,
+            created.tenant.id,
+            created.api_key.id,
+            created.api_key.secret.expose()
         ))
     }
 }

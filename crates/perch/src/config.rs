@@ -75,6 +75,12 @@ pub struct ServeConfig {
     pub log_format: LogFormat,
     /// How long in-flight requests may take to finish after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// After a shutdown signal, how long to keep accepting requests while
+    /// `/readyz` answers 503, so load balancers stop routing here first.
+    pub drain_delay: Duration,
+    /// A separate listener for `/metrics` (`PERCH_ADMIN_LISTEN`); `None`
+    /// serves `/metrics` on the main listener.
+    pub admin_listen: Option<SocketAddr>,
     /// Upstream provider connect timeout.
     pub upstream_connect_timeout: Duration,
     /// Upstream provider total timeout per call.
@@ -212,6 +218,18 @@ impl ServeConfig {
         };
         let log_format = log_format(env)?;
         let shutdown_grace = seconds(env, "PERCH_SHUTDOWN_GRACE_SECS", 10)?;
+        let drain_delay = seconds(env, "PERCH_DRAIN_DELAY_SECS", 0)?;
+        let admin_listen = match non_empty(env, "PERCH_ADMIN_LISTEN") {
+            None => None,
+            Some(v) => Some(v.parse().map_err(|_| {
+                invalid(
+                    "PERCH_ADMIN_LISTEN",
+                    "expected host:port, e.g. 127.0.0.1:9090",
+                )
+            })?),
+        };
+        // Validated here so that `serve` refuses a bad exporter setting.
+        TelemetryConfig::from_env(env)?;
         let upstream_connect_timeout = seconds(env, "PERCH_UPSTREAM_CONNECT_TIMEOUT_SECS", 3)?;
         let upstream_timeout = seconds(env, "PERCH_UPSTREAM_TIMEOUT_SECS", 10)?;
         let sweep_interval = seconds(env, "PERCH_SWEEP_INTERVAL_SECS", 30)?;
@@ -244,7 +262,69 @@ impl ServeConfig {
             allowed_provider_hosts,
             log_format,
             shutdown_grace,
+            drain_delay,
+            admin_listen,
         })
+    }
+}
+
+/// Logging and trace export, read once at start.
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    /// Log output format (`PERCH_LOG_FORMAT`).
+    pub log_format: LogFormat,
+    /// Where to send traces; `None` exports nothing.
+    pub otlp: Option<OtlpConfig>,
+}
+
+/// OpenTelemetry export over OTLP/HTTP (protobuf).
+#[derive(Debug, Clone)]
+pub struct OtlpConfig {
+    /// The full traces URL: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as is, or
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` + `/v1/traces`.
+    pub traces_endpoint: Url,
+    /// `service.name` (`OTEL_SERVICE_NAME`, default `perch`).
+    pub service_name: String,
+    /// `deployment.environment` (`PERCH_ENVIRONMENT`, default `development`).
+    pub environment: String,
+}
+
+impl TelemetryConfig {
+    /// Reads `PERCH_LOG_FORMAT`, `OTEL_EXPORTER_OTLP_ENDPOINT`,
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_SERVICE_NAME` and
+    /// `PERCH_ENVIRONMENT`.
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let log_format = log_format(env)?;
+        let endpoint = match (
+            non_empty(env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+            non_empty(env, "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        ) {
+            (Some(traces), _) => Some((traces, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")),
+            (None, Some(base)) => Some((
+                format!("{}/v1/traces", base.trim_end_matches('/')),
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+            )),
+            (None, None) => None,
+        };
+        let otlp = match endpoint {
+            None => None,
+            Some((raw, name)) => {
+                let traces_endpoint = Url::parse(&raw)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+                    .ok_or_else(|| {
+                        invalid(name, "expected an http(s) URL, e.g. http://127.0.0.1:4318")
+                    })?;
+                Some(OtlpConfig {
+                    traces_endpoint,
+                    service_name: non_empty(env, "OTEL_SERVICE_NAME")
+                        .unwrap_or_else(|| "perch".to_owned()),
+                    environment: non_empty(env, "PERCH_ENVIRONMENT")
+                        .unwrap_or_else(|| "development".to_owned()),
+                })
+            }
+        };
+        Ok(Self { log_format, otlp })
     }
 }
 
@@ -427,6 +507,56 @@ mod tests {
             redact_url("postgres://u:pw@h/db"),
             "postgres://u:redacted@h/db"
         );
+    }
+
+    #[test]
+    fn telemetry_and_admin_settings() {
+        let env = [
+            ("DATABASE_URL", "postgres://h/db"),
+            ("PERCH_ENCRYPTION_KEYS", KEY),
+            ("PERCH_ADMIN_LISTEN", "0.0.0.0:9090"),
+            ("PERCH_DRAIN_DELAY_SECS", "5"),
+        ];
+        let config = ServeConfig::from_env(&env, None).unwrap();
+        assert_eq!(config.admin_listen.unwrap().port(), 9090);
+        assert_eq!(config.drain_delay, Duration::from_secs(5));
+        let off = TelemetryConfig::from_env(&env).unwrap();
+        assert!(off.otlp.is_none());
+
+        let env = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
+            ("PERCH_ENVIRONMENT", "staging"),
+        ];
+        let otlp = TelemetryConfig::from_env(&env).unwrap().otlp.unwrap();
+        assert_eq!(
+            otlp.traces_endpoint.as_str(),
+            "http://collector:4318/v1/traces"
+        );
+        assert_eq!(otlp.service_name, "perch");
+        assert_eq!(otlp.environment, "staging");
+        let env = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://ignored:4318"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "https://c.example/traces",
+            ),
+        ];
+        let otlp = TelemetryConfig::from_env(&env).unwrap().otlp.unwrap();
+        assert_eq!(otlp.traces_endpoint.as_str(), "https://c.example/traces");
+        assert_eq!(otlp.environment, "development");
+
+        for (name, value) in [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
+            ("PERCH_ADMIN_LISTEN", "nope"),
+        ] {
+            let env = [
+                ("DATABASE_URL", "postgres://h/db"),
+                ("PERCH_ENCRYPTION_KEYS", KEY),
+                (name, value),
+            ];
+            let error = ServeConfig::from_env(&env, None).unwrap_err().to_string();
+            assert!(error.starts_with(&format!("{name} is invalid")), "{error}");
+        }
     }
 
     #[test]

@@ -6,5 +6,8 @@
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod demo;
+pub mod dev;
+pub mod metrics;
 pub mod server;
 pub mod telemetry;

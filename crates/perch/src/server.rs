@@ -7,6 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use axum::http::Request;
+use tower_http::trace::{DefaultOnFailure, OnResponse};
+use tracing::Span;
+use tracing::field::Empty;
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -18,10 +23,12 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use url::Url;
 
 use crate::config::ServeConfig;
+use crate::metrics::{Metrics, MetricsState, UpstreamHook};
 
 /// Whether the process should receive traffic. Turns false when draining.
 #[derive(Debug, Clone, Default)]
@@ -58,6 +65,8 @@ pub struct Shared {
     pub public_url: Url,
     /// Login counters and hop timings.
     pub flow_metrics: Arc<perch_flow::FlowMetrics>,
+    /// HTTP, upstream and sweeper metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The whole HTTP surface: every service crate's router, composed.
@@ -66,6 +75,17 @@ pub fn router(
     readiness: Readiness,
     config: &ServeConfig,
 ) -> anyhow::Result<Router> {
+    router_with(shared, readiness, config, Router::new())
+}
+
+/// [`router`] plus `extra` routes (for `perch dev`'s demo site), under the
+/// same layers.
+pub fn router_with(
+    shared: &Shared,
+    readiness: Readiness,
+    config: &ServeConfig,
+    extra: Router,
+) -> anyhow::Result<Router> {
     let health = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -73,7 +93,7 @@ pub fn router(
             pool: shared.pool.clone(),
             readiness,
         });
-    let mut app = Router::new().merge(health);
+    let mut app = Router::new().merge(health).merge(extra);
     // Service routers are mounted here.
     if config.sandbox {
         let sandbox = perch_sandbox::SandboxState::new(
@@ -103,6 +123,10 @@ pub fn router(
         upstream_connect_timeout: config.upstream_connect_timeout,
         upstream_timeout: config.upstream_timeout,
         metrics: shared.flow_metrics.clone(),
+        upstream_hook: Some(Arc::new(UpstreamHook::new(
+            shared.metrics.clone(),
+            &shared.public_url,
+        ))),
     })?;
     app = app.merge(perch_flow::router(flow));
     let openapi_document = openapi();
@@ -110,11 +134,99 @@ pub fn router(
         "/openapi.json",
         get(move || std::future::ready(axum::Json(openapi_document.clone()))),
     );
+    if config.admin_listen.is_none() {
+        app = app.merge(metrics_router(shared));
+    }
+    Ok(with_layers(app, shared.metrics.clone()))
+}
+
+/// `GET /metrics` alone (the admin listener's whole surface, when
+/// `PERCH_ADMIN_LISTEN` is set).
+pub fn metrics_router(shared: &Shared) -> Router {
+    Router::new()
+        .route("/metrics", get(crate::metrics::handler))
+        .with_state(MetricsState {
+            metrics: shared.metrics.clone(),
+            flow: shared.flow_metrics.clone(),
+            pool: shared.pool.clone(),
+        })
+}
+
+/// The cross-cutting layers, outermost first: request id (set if absent,
+/// echoed in the response), the request span, metrics, and
+/// `Cache-Control: no-store` on every response that does not choose its
+/// own: API answers carry secrets shown once, credentials and codes, which
+/// no cache may keep (RFC 6749 §5.1).
+fn with_layers(app: Router, metrics: Arc<Metrics>) -> Router {
     let request_id = axum::http::HeaderName::from_static(REQUEST_ID);
-    Ok(app
-        .layer(TraceLayer::new_for_http())
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid)))
+    app.layer(SetResponseHeaderLayer::if_not_present(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    ))
+    .layer(axum::middleware::from_fn_with_state(
+        metrics,
+        crate::metrics::track,
+    ))
+    .layer(
+        TraceLayer::new_for_http()
+            .make_span_with(request_span)
+            .on_request(())
+            .on_response(RecordResponse)
+            .on_failure(DefaultOnFailure::new()),
+    )
+    .layer(PropagateRequestIdLayer::new(request_id.clone()))
+    .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// The span of one request: method, route template (never the URI: a
+/// query may carry tokens), request id; status and latency when answered;
+/// tenant and app ids as the handlers learn them. Its parent is the W3C
+/// `traceparent` the request carries, if any.
+fn request_span<B>(request: &Request<B>) -> Span {
+    let method = request.method().as_str();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str());
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let span = tracing::info_span!(
+        target: "perch::http",
+        "request",
+        otel.name = format!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = Empty,
+        http.request.method = method,
+        http.route = route,
+        http.response.status_code = Empty,
+        latency_ms = Empty,
+        request_id = request_id,
+        tenant_id = Empty,
+        app_id = Empty,
+    );
+    crate::telemetry::set_parent_from(&span, request.headers());
+    span
+}
+
+/// Records the status and latency on the request span (the metrics
+/// middleware logs the request).
+#[derive(Debug, Clone, Copy)]
+struct RecordResponse;
+
+impl<B> OnResponse<B> for RecordResponse {
+    fn on_response(self, response: &axum::http::Response<B>, latency: Duration, span: &Span) {
+        span.record("http.response.status_code", response.status().as_u16());
+        span.record(
+            "latency_ms",
+            u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+        );
+        if response.status().is_server_error() {
+            span.record("otel.status_code", "ERROR");
+        }
+    }
 }
 
 /// The OpenAPI 3.1 document of the whole API, served at `GET /openapi.json`:
@@ -153,8 +265,12 @@ async fn readyz(State(state): State<HealthState>) -> Response {
 pub struct Running {
     /// Login counters and hop timings.
     pub flow_metrics: Arc<perch_flow::FlowMetrics>,
+    /// HTTP, upstream and sweeper metrics.
+    pub metrics: Arc<Metrics>,
     /// The address actually bound (useful with port 0).
     pub local_addr: SocketAddr,
+    /// The admin listener's address (`/metrics`), when `PERCH_ADMIN_LISTEN` is set.
+    pub admin_addr: Option<SocketAddr>,
     /// The public URL in effect.
     pub public_url: Url,
     shutdown: watch::Sender<bool>,
@@ -188,6 +304,17 @@ pub async fn start(
     pool: PgPool,
     clock: SharedClock,
 ) -> anyhow::Result<Running> {
+    start_with(config, pool, clock, Router::new()).await
+}
+
+/// [`start`] with `extra` routes merged in (`perch dev` mounts its demo site
+/// this way).
+pub async fn start_with(
+    config: ServeConfig,
+    pool: PgPool,
+    clock: SharedClock,
+    extra: Router,
+) -> anyhow::Result<Running> {
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (PERCH_LISTEN): {e}", config.listen))?;
@@ -199,57 +326,99 @@ pub async fn start(
     let readiness = Readiness::default();
     readiness.set(true);
     let flow_metrics = Arc::new(perch_flow::FlowMetrics::default());
+    let metrics = Arc::new(Metrics::default());
     let shared = Shared {
         pool: pool.clone(),
         keyring: config.keyring.clone(),
         clock: clock.clone(),
         public_url: public_url.clone(),
         flow_metrics: flow_metrics.clone(),
+        metrics: metrics.clone(),
     };
-    let app = router(&shared, readiness.clone(), &config)?;
+    let admin = match config.admin_listen {
+        None => None,
+        Some(addr) => {
+            let listener = TcpListener::bind(addr).await.map_err(|e| {
+                anyhow::anyhow!("cannot listen on {addr} (PERCH_ADMIN_LISTEN): {e}")
+            })?;
+            Some((listener.local_addr()?, listener, metrics_router(&shared)))
+        }
+    };
+    let admin_addr = admin.as_ref().map(|(addr, _, _)| *addr);
+    let app = router_with(&shared, readiness.clone(), &config, extra)?;
     let (shutdown, mut signal) = watch::channel(false);
     if let Some(sweeper) = config.sweeper {
+        let metrics = metrics.clone();
         tokio::spawn(perch_flow::sweeper::run(
             pool,
             clock,
             sweeper,
             vec![sandbox_sweep()],
-            |_| {},
+            move |report| metrics.sweep(report),
             signal.clone(),
         ));
     }
-    let mut deadline_signal = signal.clone();
+    // `closing` turns true when the listeners stop accepting: at the
+    // shutdown signal, or `drain_delay` after it (during which /readyz
+    // already answers 503, so load balancers take this replica out first).
+    let (closing_tx, closing) = watch::channel(false);
+    let drain_delay = config.drain_delay;
+    tokio::spawn(async move {
+        let _ = signal.wait_for(|stop| *stop).await;
+        readiness.set(false);
+        if !drain_delay.is_zero() {
+            tracing::info!(
+                delay_secs = drain_delay.as_secs(),
+                "shutting down: /readyz answers 503; still serving until the delay passes"
+            );
+            tokio::time::sleep(drain_delay).await;
+        }
+        tracing::info!("shutting down: draining in-flight requests");
+        let _ = closing_tx.send(true);
+    });
+    let closed = |mut closing: watch::Receiver<bool>| async move {
+        let _ = closing.wait_for(|closing| *closing).await;
+    };
+    let admin_task = admin.map(|(_, listener, router)| {
+        let serve = axum::serve(listener, router.into_make_service())
+            .with_graceful_shutdown(closed(closing.clone()))
+            .into_future();
+        tokio::spawn(serve)
+    });
     let grace = config.shutdown_grace;
+    let deadline_closing = closing.clone();
     let task = tokio::spawn(async move {
-        let stopping = async move {
-            let _ = signal.wait_for(|stop| *stop).await;
-            // Fail readiness first so load balancers stop sending new work.
-            readiness.set(false);
-            tracing::info!("shutting down: draining in-flight requests");
-        };
         let serve = axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(stopping)
+        .with_graceful_shutdown(closed(closing))
         .into_future();
         // Draining is bounded: a request still running after the grace
         // period is dropped rather than holding the process up.
         let deadline = async move {
-            let _ = deadline_signal.wait_for(|stop| *stop).await;
+            closed(deadline_closing).await;
             tokio::time::sleep(grace).await;
         };
-        tokio::select! {
+        let result = tokio::select! {
             result = serve => result,
             () = deadline => {
                 tracing::warn!(grace_secs = grace.as_secs(), "drain deadline passed; dropping remaining requests");
                 Ok(())
             }
+        };
+        if let Some(admin) = admin_task {
+            admin.abort();
         }
+        // Send the spans of the last requests before the process exits.
+        let _ = tokio::task::spawn_blocking(crate::telemetry::flush).await;
+        result
     });
     Ok(Running {
         flow_metrics,
+        metrics,
         local_addr,
+        admin_addr,
         public_url,
         shutdown,
         task,

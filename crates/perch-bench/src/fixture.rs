@@ -1,0 +1,475 @@
+//! What every scenario runs against: a tenant with an API key, a sandbox app
+//! with `sign_in_with_twitter` on, and virtual users who have signed in at
+//! the sandbox and approved the app once, so that every measured login
+//! takes Twitter's instant path (`oauth/authenticate` answers 302 at once).
+//! Also the bulk seeding of linked accounts and expired pending logins.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow, bail};
+use base64::Engine as _;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::Target;
+use crate::browser::{self, Jar};
+
+/// Where the bench tenant's site receives users back.
+pub const REDIRECT_URI: &str = "https://bench.example/auth/done";
+/// Every sandbox user's password.
+pub const PASSWORD: &str = "perch-bench-password";
+/// The high 64 bits of every seeded account id (the low 64 bits are the
+/// row's number), so a scenario can name a random seeded account without
+/// asking the database.
+pub const SEED_ID_HIGH: u64 = 0x0190_0000_be4c_7000;
+/// First sandbox user id of the bench users (above 2^60, like the sandbox's own).
+const USER_ID_BASE: i64 = (1_i64 << 60) + 7_000_000_000;
+
+/// A virtual user: a sandbox screen name and a browser's cookies.
+#[derive(Debug, Clone)]
+pub struct VirtualUser {
+    /// Sandbox screen name.
+    pub screen_name: String,
+    /// The browser's cookies (Perch's binding, the sandbox session).
+    pub jar: Jar,
+}
+
+/// A tenant, its sandbox app and the virtual users.
+#[derive(Debug)]
+pub struct Fixture {
+    /// The tenant's UUID (for SQL).
+    pub tenant_uuid: String,
+    /// The app's UUID (for SQL).
+    pub app_uuid: String,
+    /// `app_...`.
+    pub app_id: String,
+    /// The tenant's API key.
+    pub api_key: String,
+    /// `Basic base64(app_id:client_secret)`.
+    pub basic: String,
+    users: Mutex<VecDeque<VirtualUser>>,
+    user_count: usize,
+}
+
+async fn json_call(
+    target: &Target,
+    path: &str,
+    bearer: &str,
+    body: &Value,
+) -> anyhow::Result<(StatusCode, Value)> {
+    let response = target
+        .http
+        .post(target.url(path))
+        .bearer_auth(bearer)
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(body)?)
+        .send()
+        .await
+        .with_context(|| format!("POST {path}"))?;
+    let status = response.status();
+    let bytes = response.bytes().await?;
+    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Ok((status, value))
+}
+
+fn text(value: &Value, pointer: &str) -> anyhow::Result<String> {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("response has no {pointer}: {value}"))
+}
+
+impl Fixture {
+    /// Creates a tenant and a sandbox app through the API.
+    pub async fn create(target: &Target, name: &str) -> anyhow::Result<Self> {
+        let (status, tenant) = json_call(
+            target,
+            "/v1/tenants",
+            &target.operator_token,
+            &json!({ "name": name }),
+        )
+        .await?;
+        if status != StatusCode::CREATED {
+            bail!("POST /v1/tenants: {status} {tenant}");
+        }
+        let api_key = text(&tenant, "/api_key/secret")?;
+        let (status, app) = json_call(
+            target,
+            "/v1/apps",
+            &api_key,
+            &json!({
+                "name": format!("{name} app"),
+                "callback_urls": [REDIRECT_URI],
+                "provider": {"kind": "sandbox"},
+                "sign_in_with_twitter": true,
+            }),
+        )
+        .await?;
+        if status != StatusCode::CREATED {
+            bail!("POST /v1/apps: {status} {app}");
+        }
+        let app_id = text(&app, "/id")?;
+        let client_secret = text(&app, "/client_secret")?;
+        let (tenant_uuid, app_uuid): (String, String) = sqlx::query_as(
+            "SELECT tenant_id::text, id::text FROM apps WHERE name = $1 ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(format!("{name} app"))
+        .fetch_one(&target.pool)
+        .await
+        .context("read the app's row")?;
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{app_id}:{client_secret}"))
+        );
+        Ok(Self {
+            tenant_uuid,
+            app_uuid,
+            app_id,
+            api_key,
+            basic,
+            users: Mutex::new(VecDeque::new()),
+            user_count: 0,
+        })
+    }
+
+    /// Creates `count` sandbox users and signs each in once, approving the
+    /// app (a whole login through Perch, unmeasured), so that from now on
+    /// their logins take the instant path. The users share one password
+    /// hash (made once through the admin API and copied in SQL), which
+    /// saves an argon2 hash per user; each sign-in still verifies it.
+    pub async fn add_users(
+        &mut self,
+        target: &Target,
+        count: usize,
+        concurrency: usize,
+        progress: &crate::Progress,
+    ) -> anyhow::Result<()> {
+        let prefix = format!("bu{}", self.user_count);
+        let (status, template) = json_call(
+            target,
+            "/sandbox/admin/users",
+            &target.operator_token,
+            &json!({
+                "screen_name": format!("{prefix}t"),
+                "name": "Bench Template",
+                "email": format!("{prefix}t@bench.example"),
+                "password": PASSWORD,
+            }),
+        )
+        .await?;
+        if status != StatusCode::CREATED {
+            bail!("POST /sandbox/admin/users: {status} {template}");
+        }
+        let template_id: i64 = text(&template, "/id")?.parse()?;
+        let first = i64::try_from(self.user_count)?;
+        let count_i64 = i64::try_from(count)?;
+        sqlx::query(
+            "INSERT INTO sandbox_users (id, screen_name, name, email, email_verified, password_hash, created_at) \
+             SELECT $1 + n, 'b' || n, 'Bench User ' || n, 'b' || n || '@bench.example', true, t.password_hash, now() \
+             FROM sandbox_users t, generate_series($2::bigint, $3::bigint) AS n WHERE t.id = $4",
+        )
+        .bind(USER_ID_BASE)
+        .bind(first)
+        .bind(first + count_i64 - 1)
+        .bind(template_id)
+        .execute(&target.pool)
+        .await
+        .context("insert sandbox users")?;
+        let names: VecDeque<String> = (self.user_count..self.user_count + count)
+            .map(|n| format!("b{n}"))
+            .collect();
+        let queue = Mutex::new(names);
+        let signed_in = Mutex::new(Vec::with_capacity(count));
+        let worker = || async {
+            loop {
+                let next = queue.lock().ok().and_then(|mut q| q.pop_front());
+                let Some(screen_name) = next else {
+                    return Ok::<(), anyhow::Error>(());
+                };
+                let mut user = VirtualUser {
+                    screen_name,
+                    jar: Jar::default(),
+                };
+                self.first_login(target, &mut user)
+                    .await
+                    .with_context(|| format!("first login of {}", user.screen_name))?;
+                progress.ok();
+                if let Ok(mut done) = signed_in.lock() {
+                    done.push(user);
+                }
+            }
+        };
+        let workers: Vec<_> = (0..concurrency.max(1)).map(|_| worker()).collect();
+        for result in futures_join_all(workers).await {
+            result?;
+        }
+        let done = signed_in
+            .into_inner()
+            .map_err(|_| anyhow!("poisoned lock"))?;
+        if let Ok(mut users) = self.users.lock() {
+            users.extend(done);
+        }
+        self.user_count += count;
+        Ok(())
+    }
+
+    /// Virtual users set up so far.
+    pub fn user_count(&self) -> usize {
+        self.user_count
+    }
+
+    /// Takes a free virtual user (a user runs one login at a time).
+    pub(crate) fn take_user(&self) -> Option<VirtualUser> {
+        self.users.lock().ok()?.pop_front()
+    }
+
+    /// Gives a virtual user back.
+    pub(crate) fn give_back(&self, user: VirtualUser) {
+        if let Ok(mut users) = self.users.lock() {
+            users.push_back(user);
+        }
+    }
+
+    /// The hosted login link.
+    pub fn login_url(&self, target: &Target, state: &str) -> String {
+        format!(
+            "{}?redirect_uri={}&state={state}",
+            target.url(&format!("/login/{}", self.app_id)),
+            urlencode(REDIRECT_URI)
+        )
+    }
+
+    /// A whole login with the sign-in form: link, authenticate page, sign
+    /// in and allow, callback, exchange.
+    async fn first_login(&self, target: &Target, user: &mut VirtualUser) -> anyhow::Result<()> {
+        let response = user
+            .jar
+            .apply(target.http.get(self.login_url(target, "setup")))
+            .send()
+            .await?;
+        user.jar.store(response.headers());
+        let provider = expect_redirect(response, "link").await?;
+        let page = user.jar.apply(target.http.get(&provider)).send().await?;
+        user.jar.store(page.headers());
+        let callback = if page.status() == StatusCode::FOUND {
+            expect_redirect(page, "sandbox").await?
+        } else {
+            let status = page.status();
+            let html = page.text().await?;
+            if status != StatusCode::OK {
+                bail!("sandbox page: {status}");
+            }
+            let (action, mut fields) =
+                browser::form(&html).ok_or_else(|| anyhow!("the sandbox page has no form"))?;
+            if html.contains("session[password]") {
+                fields.push((
+                    "session[username_or_email]".to_owned(),
+                    user.screen_name.clone(),
+                ));
+                fields.push(("session[password]".to_owned(), PASSWORD.to_owned()));
+            }
+            fields.push(("allow".to_owned(), "Sign in".to_owned()));
+            let done = user
+                .jar
+                .apply(target.http.post(&action).form(&fields))
+                .send()
+                .await?;
+            user.jar.store(done.headers());
+            expect_redirect(done, "sandbox sign-in").await?
+        };
+        let landing = user.jar.apply(target.http.get(&callback)).send().await?;
+        user.jar.store(landing.headers());
+        let landing = expect_redirect(landing, "callback").await?;
+        let code = browser::query_param(&landing, "code")
+            .ok_or_else(|| anyhow!("callback landed without a code: {landing}"))?;
+        let response = self.exchange(target, &code).await?;
+        if response.status() != StatusCode::OK {
+            bail!("exchange: {}", response.status());
+        }
+        response.bytes().await?;
+        Ok(())
+    }
+
+    /// `POST /v1/logins/exchange` with the app's client secret.
+    pub(crate) async fn exchange(
+        &self,
+        target: &Target,
+        code: &str,
+    ) -> reqwest::Result<reqwest::Response> {
+        target
+            .http
+            .post(target.url("/v1/logins/exchange"))
+            .header("authorization", &self.basic)
+            .header("content-type", "application/json")
+            .body(format!("{{\"code\":\"{code}\"}}"))
+            .send()
+            .await
+    }
+
+    /// Seeded accounts so far (see [`Fixture::seed_accounts`]).
+    pub async fn seeded_accounts(&self, target: &Target) -> anyhow::Result<u64> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM linked_accounts WHERE app_id = $1::uuid AND provider_user_id LIKE 'seed%'",
+        )
+        .bind(&self.app_uuid)
+        .fetch_one(&target.pool)
+        .await?;
+        Ok(u64::try_from(count)?)
+    }
+
+    /// Fills linked accounts `from..to` of this app with `INSERT ... SELECT
+    /// generate_series` in chunks, then `VACUUM ANALYZE`s the table (a
+    /// table that size in production has been vacuumed and analysed).
+    /// The sealed token columns hold random-looking bytes under the
+    /// server's key id: reads never open them.
+    pub async fn seed_accounts(
+        &self,
+        target: &Target,
+        from: u64,
+        to: u64,
+        progress: &crate::Progress,
+    ) -> anyhow::Result<Duration> {
+        const CHUNK: u64 = 500_000;
+        let started = Instant::now();
+        let sealed: Vec<u8> = (0..56u8).map(|b| b.wrapping_mul(37) ^ 0x5a).collect();
+        let high = format!("{SEED_ID_HIGH:016x}");
+        let mut start = from;
+        while start < to {
+            let end = (start + CHUNK).min(to);
+            sqlx::query(
+                "INSERT INTO linked_accounts (tenant_id, id, app_id, provider_user_id, screen_name, \
+                   name, email, profile_image_url, subject, access_token_key_id, access_token_sealed, \
+                   access_token_secret_key_id, access_token_secret_sealed, created_at, last_login_at, \
+                   login_count) \
+                 SELECT $1::uuid, ($3 || lpad(to_hex(n), 16, '0'))::uuid, $2::uuid, 'seed' || n, \
+                   's' || n, 'Seeded User ' || n, 's' || n || '@bench.example', \
+                   'https://bench.example/profile_images/default_profile.svg', NULL, $4, $5, $4, $5, \
+                   now(), now(), 1 \
+                 FROM generate_series($6::bigint, $7::bigint) AS n",
+            )
+            .bind(&self.tenant_uuid)
+            .bind(&self.app_uuid)
+            .bind(&high)
+            .bind(&target.key_id)
+            .bind(&sealed)
+            .bind(i64::try_from(start)?)
+            .bind(i64::try_from(end)? - 1)
+            .execute(&target.pool)
+            .await
+            .context("seed linked accounts")?;
+            progress
+                .done
+                .fetch_add(end - start, std::sync::atomic::Ordering::Relaxed);
+            start = end;
+        }
+        sqlx::query("VACUUM ANALYZE linked_accounts")
+            .execute(&target.pool)
+            .await?;
+        Ok(started.elapsed())
+    }
+
+    /// Inserts `count` pending logins of this app that expired 45 minutes
+    /// ago (one statement), for the sweeper to delete.
+    pub async fn seed_expired_logins(&self, target: &Target, count: u64) -> anyhow::Result<()> {
+        let sealed: Vec<u8> = (0..56u8).collect();
+        let tag = perch_core::token::random_alphanumeric(8);
+        sqlx::query(
+            "INSERT INTO login_flows (request_token, id, tenant_id, app_id, token_secret_key_id, \
+               token_secret_sealed, redirect_uri, state, subject, code_challenge, browser_digest, \
+               status, created_at, expires_at) \
+             SELECT 'expired-' || $5 || '-' || n, gen_random_uuid(), $1::uuid, $2::uuid, $3, $4, \
+               $6, 'state' || n, NULL, NULL, sha256(n::text::bytea), 'pending', \
+               now() - interval '1 hour', now() - interval '45 minutes' \
+             FROM generate_series(1, $7::bigint) AS n",
+        )
+        .bind(&self.tenant_uuid)
+        .bind(&self.app_uuid)
+        .bind(&target.key_id)
+        .bind(&sealed)
+        .bind(&tag)
+        .bind(REDIRECT_URI)
+        .bind(i64::try_from(count)?)
+        .execute(&target.pool)
+        .await
+        .context("seed expired logins")?;
+        Ok(())
+    }
+
+    /// Pending logins that have expired and are still there.
+    pub async fn expired_logins(&self, target: &Target) -> anyhow::Result<u64> {
+        let count: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM login_flows WHERE expires_at <= now()")
+                .fetch_one(&target.pool)
+                .await?;
+        Ok(u64::try_from(count)?)
+    }
+}
+
+/// The public id of seeded account `n`.
+pub fn seeded_account_id(n: u64) -> String {
+    let value = (u128::from(SEED_ID_HIGH) << 64) | u128::from(n);
+    format!("acct_{}", perch_core::ids::encode_u128(value))
+}
+
+/// An accounts-list cursor positioned just before seeded account `n`
+/// (the list's cursor is `base64url("accounts:<uuid hex>")`).
+pub fn seeded_cursor_before(n: u64) -> Option<String> {
+    let previous = n.checked_sub(1)?;
+    let value = (u128::from(SEED_ID_HIGH) << 64) | u128::from(previous);
+    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("accounts:{value:032x}")))
+}
+
+/// Reads a redirect's `Location`, draining the body.
+pub(crate) async fn expect_redirect(
+    response: reqwest::Response,
+    hop: &str,
+) -> anyhow::Result<String> {
+    let status = response.status();
+    let location = browser::location(&response);
+    let body = response.bytes().await?;
+    match (status, location) {
+        (StatusCode::FOUND, Some(location)) => Ok(location),
+        _ => bail!(
+            "{hop}: expected a redirect, got {status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(300)])
+        ),
+    }
+}
+
+/// Percent-encodes a query value.
+pub fn urlencode(value: &str) -> String {
+    reqwest::Url::parse_with_params("http://x/", [("v", value)])
+        .ok()
+        .and_then(|u| u.query().map(|q| q.trim_start_matches("v=").to_owned()))
+        .unwrap_or_default()
+}
+
+/// Runs futures concurrently on the current task and collects their outputs.
+pub(crate) async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut set = Vec::with_capacity(futures.len());
+    for future in futures {
+        set.push(Box::pin(future));
+    }
+    let mut outputs: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (slot, future) in outputs.iter_mut().zip(set.iter_mut()) {
+            if slot.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(output) => *slot = Some(output),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}

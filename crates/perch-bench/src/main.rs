@@ -1,0 +1,845 @@
+//! `perch-bench`: starts a release `perch serve` as its own process on a
+//! dedicated database, drives one scenario against it from this process,
+//! shows a live progress line, prints a table, and optionally writes JSON.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::str::FromStr as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow, bail};
+use clap::{Args, Parser, Subcommand};
+use perch_bench::fixture::Fixture;
+use perch_bench::scenarios::{
+    self, HOPS, ListStep, LoginOptions, LoginReport, LoopOptions, ReadStep,
+};
+use perch_bench::stats::round3;
+use perch_bench::{Progress, Target};
+use serde_json::{Value, json};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions as _, Connection as _};
+
+/// Load tool for Perch.
+#[derive(Debug, Parser)]
+#[command(name = "perch-bench", version, about)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct Global {
+    /// The `perch` binary to start (a release build).
+    #[arg(long, global = true, default_value = "target/release/perch")]
+    perch_bin: PathBuf,
+    /// Any database URL on the Postgres server to use; the tool creates
+    /// (and first drops) its own database there.
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    database_url: String,
+    /// The database the tool creates for Perch.
+    #[arg(long, global = true, default_value = "perch_bench")]
+    db_name: String,
+    /// Passed to Perch as PERCH_DB_MAX_CONNECTIONS (Perch's default if unset).
+    #[arg(long, global = true)]
+    db_max_connections: Option<u32>,
+    /// Write machine-readable results here.
+    #[arg(long, global = true)]
+    json: Option<PathBuf>,
+    /// Where Perch's own log goes.
+    #[arg(long, global = true, default_value = "/tmp/perch-bench-serve.log")]
+    perch_log: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Complete brokered logins on the instant path; then the same load
+    /// paced at half the rate reached.
+    Logins(LoginsArgs),
+    /// `GET /v1/accounts/{id}` of random seeded accounts.
+    AccountsRead(ReadArgs),
+    /// Paging through `GET /v1/apps/{id}/accounts` at growing table sizes.
+    AccountsList(ListArgs),
+    /// Login p99 without and during a sweep of expired pending logins.
+    Sweep(SweepArgs),
+    /// The perch-oauth1 criterion benchmark (sign, verify, raw HMAC-SHA1).
+    Sign(SignArgs),
+    /// Create the database and seed N linked accounts, then stop (Perch is
+    /// stopped too; the database is left for manual runs).
+    Seed {
+        /// Accounts to seed.
+        #[arg(long, default_value_t = 1_000_000)]
+        accounts: u64,
+    },
+    /// A few seconds of every Perch scenario at tiny sizes; fails on any error.
+    Smoke,
+}
+
+#[derive(Debug, Args, Clone)]
+struct LoadArgs {
+    /// Concurrent workers.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 20)]
+    duration: u64,
+    /// Unmeasured seconds first.
+    #[arg(long, default_value_t = 3)]
+    warmup: u64,
+}
+
+#[derive(Debug, Args)]
+struct LoginsArgs {
+    #[command(flatten)]
+    load: LoadArgs,
+    /// Virtual users (each signed in and approving once, before the
+    /// measurement). The sandbox allows 75 verify_credentials per user per
+    /// 15 minutes and Perch calls it once per login: keep
+    /// users × 75 above the logins of the run.
+    #[arg(long, default_value_t = 2000)]
+    users: usize,
+    /// Linked accounts to seed before the load (the RSS target is measured
+    /// with 1M).
+    #[arg(long, default_value_t = 0)]
+    seed_accounts: u64,
+    /// Skip the second run paced at half the rate reached.
+    #[arg(long)]
+    no_half_rate: bool,
+}
+
+#[derive(Debug, Args)]
+struct ReadArgs {
+    #[command(flatten)]
+    load: LoadArgs,
+    /// Linked accounts to seed.
+    #[arg(long, default_value_t = 1_000_000)]
+    accounts: u64,
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    #[command(flatten)]
+    load: LoadArgs,
+    /// Table sizes to measure at, in order (the table grows between them).
+    #[arg(long, value_delimiter = ',', default_value = "10000,1000000")]
+    sizes: Vec<u64>,
+    /// Also measure at 10M accounts.
+    #[arg(long)]
+    ten_million: bool,
+    /// Page size.
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+}
+
+#[derive(Debug, Args)]
+struct SweepArgs {
+    #[command(flatten)]
+    load: LoadArgs,
+    /// Virtual users.
+    #[arg(long, default_value_t = 2000)]
+    users: usize,
+    /// Expired pending logins to seed.
+    #[arg(long, default_value_t = 1_000_000)]
+    rows: u64,
+    /// Perch's PERCH_SWEEP_INTERVAL_SECS.
+    #[arg(long, default_value_t = 1)]
+    sweep_interval: u64,
+    /// Perch's PERCH_SWEEP_BATCH.
+    #[arg(long, default_value_t = 1000)]
+    sweep_batch: u32,
+    /// Longest measurement while sweeping, seconds.
+    #[arg(long, default_value_t = 180)]
+    max_during: u64,
+}
+
+#[derive(Debug, Args)]
+struct SignArgs {
+    /// Cargo's target directory (where criterion writes its estimates).
+    #[arg(long, env = "CARGO_TARGET_DIR", default_value = "target")]
+    target_dir: PathBuf,
+    /// Read the last results without running the benchmark.
+    #[arg(long)]
+    no_run: bool,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let global = &cli.global;
+    let result = match &cli.command {
+        Command::Logins(args) => logins(global, args).await?,
+        Command::AccountsRead(args) => accounts_read(global, args).await?,
+        Command::AccountsList(args) => accounts_list(global, args).await?,
+        Command::Sweep(args) => sweep(global, args).await?,
+        Command::Sign(args) => sign(args)?,
+        Command::Seed { accounts } => seed(global, *accounts).await?,
+        Command::Smoke => smoke(global).await?,
+    };
+    if let Some(path) = &global.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&result)?)
+            .with_context(|| format!("write {}", path.display()))?;
+        println!("results written to {}", path.display());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- perch --
+
+/// A `perch serve` child process on its own database.
+struct Perch {
+    child: tokio::process::Child,
+    pid: u32,
+    target: Arc<Target>,
+}
+
+impl Perch {
+    async fn start(
+        global: &Global,
+        extra_env: &[(&str, String)],
+        concurrency: usize,
+    ) -> anyhow::Result<Self> {
+        let admin = PgConnectOptions::from_str(&global.database_url)
+            .context("DATABASE_URL does not parse")?;
+        let mut conn = admin.connect().await.context("connect to Postgres")?;
+        let name = &global.db_name;
+        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            bail!("--db-name must be letters, digits and underscores");
+        }
+        sqlx::query(&format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#))
+            .execute(&mut conn)
+            .await?;
+        sqlx::query(&format!(r#"CREATE DATABASE "{name}""#))
+            .execute(&mut conn)
+            .await?;
+        conn.close().await?;
+        let mut url = reqwest::Url::parse(&global.database_url)?;
+        url.set_path(&format!("/{name}"));
+
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let key = perch_core::Keyring::generate_entry("bench");
+        let operator_token = perch_core::token::random_alphanumeric(32);
+        let log = std::fs::File::create(&global.perch_log)
+            .with_context(|| format!("create {}", global.perch_log.display()))?;
+        let mut command = tokio::process::Command::new(&global.perch_bin);
+        command
+            .arg("serve")
+            .env("DATABASE_URL", url.as_str())
+            .env("PERCH_LISTEN", format!("127.0.0.1:{port}"))
+            .env("PERCH_ENCRYPTION_KEYS", &key)
+            .env("PERCH_OPERATOR_TOKEN", &operator_token)
+            .env("PERCH_SANDBOX", "on")
+            .env("PERCH_SWEEP_INTERVAL_SECS", "0")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true);
+        if let Some(n) = global.db_max_connections {
+            command.env("PERCH_DB_MAX_CONNECTIONS", n.to_string());
+        }
+        for (name, value) in extra_env {
+            command.env(name, value);
+        }
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("start {}", global.perch_bin.display()))?;
+        let pid = child.id().ok_or_else(|| anyhow!("perch exited at once"))?;
+        let base = format!("http://127.0.0.1:{port}");
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .connect_with(PgConnectOptions::from_str(url.as_str())?)
+            .await?;
+        let target = Target::new(&base, operator_token, "bench", pool, concurrency)?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                bail!(
+                    "perch exited with {status} before it was ready (see {})",
+                    global.perch_log.display()
+                );
+            }
+            if let Ok(response) = target.http.get(target.url("/readyz")).send().await
+                && response.status().is_success()
+            {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "perch not ready after 60 s (see {})",
+                    global.perch_log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(Self {
+            child,
+            pid,
+            target: Arc::new(target),
+        })
+    }
+
+    /// VmHWM (peak resident set) in KiB.
+    fn peak_rss_kib(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or_else(|| anyhow!("no VmHWM in /proc/{}/status", self.pid))
+    }
+
+    async fn stop(mut self) -> anyhow::Result<()> {
+        self.target.pool.close().await;
+        // SIGTERM for a graceful stop would need a signal crate (or unsafe);
+        // the measurements are taken, so a kill is fine.
+        self.child.kill().await?;
+        Ok(())
+    }
+}
+
+// ------------------------------------------------------------- progress --
+
+/// A live progress line over a scenario's counters.
+struct Live {
+    bar: indicatif::ProgressBar,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Live {
+    fn start(progress: Arc<Progress>) -> Self {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        let ticker = bar.clone();
+        let task = tokio::spawn(async move {
+            let mut last = (Instant::now(), 0u64);
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let done = progress.done.load(Ordering::Relaxed);
+                let errors = progress.errors.load(Ordering::Relaxed);
+                let now = Instant::now();
+                let rate = (done.saturating_sub(last.1)) as f64
+                    / now.duration_since(last.0).as_secs_f64().max(1e-3);
+                last = (now, done);
+                ticker.set_message(format!(
+                    "{}: {done} done, {errors} errors, {rate:.0}/s",
+                    progress.phase()
+                ));
+                ticker.tick();
+            }
+        });
+        Self { bar, task }
+    }
+
+    fn finish(self) {
+        self.task.abort();
+        self.bar.finish_and_clear();
+    }
+}
+
+async fn with_live<T>(
+    progress: &Arc<Progress>,
+    phase: &str,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    progress.reset();
+    progress.set_phase(phase);
+    let live = Live::start(progress.clone());
+    let result = work.await;
+    live.finish();
+    result
+}
+
+// ------------------------------------------------------------ scenarios --
+
+async fn fixture_with_users(
+    perch: &Perch,
+    users: usize,
+    concurrency: usize,
+    progress: &Arc<Progress>,
+) -> anyhow::Result<Arc<Fixture>> {
+    let mut fixture = Fixture::create(&perch.target, "Bench").await?;
+    with_live(
+        progress,
+        &format!("setting up {users} virtual users (sign in + approve)"),
+        fixture.add_users(&perch.target, users, concurrency, progress),
+    )
+    .await?;
+    Ok(Arc::new(fixture))
+}
+
+async fn seed_accounts(
+    perch: &Perch,
+    fixture: &Fixture,
+    from: u64,
+    to: u64,
+    progress: &Arc<Progress>,
+) -> anyhow::Result<Duration> {
+    with_live(
+        progress,
+        &format!("seeding linked accounts {from}..{to}"),
+        fixture.seed_accounts(&perch.target, from, to, progress),
+    )
+    .await
+}
+
+fn load_options(load: &LoadArgs) -> LoginOptions {
+    LoginOptions {
+        concurrency: load.concurrency,
+        duration: Duration::from_secs(load.duration),
+        warmup: Duration::from_secs(load.warmup),
+        rate: None,
+    }
+}
+
+fn loop_options(load: &LoadArgs) -> LoopOptions {
+    LoopOptions {
+        concurrency: load.concurrency,
+        duration: Duration::from_secs(load.duration),
+        warmup: Duration::from_secs(load.warmup),
+    }
+}
+
+fn print_login_table(title: &str, report: &LoginReport) {
+    println!("\n{title}");
+    println!(
+        "  completed logins/s: {:.1}   ({} in {:.1} s, errors: {})",
+        report.per_sec(),
+        report.completed,
+        report.window.as_secs_f64(),
+        report.errors.total()
+    );
+    println!(
+        "  {:<10} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "hop (ms)", "count", "p50", "p90", "p99", "max"
+    );
+    for (name, histogram) in HOPS.iter().zip(&report.hops) {
+        println!("  {name:<10} {}", histogram.row());
+    }
+    println!("  {:<10} {}", "login", report.total.row());
+    for (kind, n) in &report.errors.0 {
+        println!("  error {kind}: {n}");
+    }
+}
+
+fn print_rss(kib: u64) {
+    println!("  perch peak RSS (VmHWM): {:.1} MiB", kib as f64 / 1024.0);
+}
+
+async fn logins(global: &Global, args: &LoginsArgs) -> anyhow::Result<Value> {
+    let load = &args.load;
+    let perch = Perch::start(global, &[], load.concurrency).await?;
+    let progress = Arc::new(Progress::default());
+    let fixture = fixture_with_users(&perch, args.users, 4, &progress).await?;
+    if args.seed_accounts > 0 {
+        seed_accounts(&perch, &fixture, 0, args.seed_accounts, &progress).await?;
+    }
+    let options = load_options(load);
+    let max = with_live(
+        &progress,
+        "logins (flat out)",
+        scenarios::logins(
+            perch.target.clone(),
+            fixture.clone(),
+            &options,
+            progress.clone(),
+            None,
+        ),
+    )
+    .await?;
+    print_login_table(
+        &format!("logins, concurrency {}, flat out", load.concurrency),
+        &max,
+    );
+    let mut half = None;
+    if !args.no_half_rate {
+        let rate = max.per_sec() / 2.0;
+        let options = LoginOptions {
+            rate: Some(rate),
+            ..options.clone()
+        };
+        let report = with_live(
+            &progress,
+            &format!("logins paced at {rate:.1}/s"),
+            scenarios::logins(
+                perch.target.clone(),
+                fixture.clone(),
+                &options,
+                progress.clone(),
+                None,
+            ),
+        )
+        .await?;
+        print_login_table(
+            &format!("logins paced at half that rate ({rate:.1}/s)"),
+            &report,
+        );
+        half = Some(report);
+    }
+    let rss = perch.peak_rss_kib()?;
+    print_rss(rss);
+    perch.stop().await?;
+    Ok(json!({
+        "scenario": "logins",
+        "concurrency": load.concurrency,
+        "users": args.users,
+        "seeded_accounts": args.seed_accounts,
+        "max": max.to_json(),
+        "half_rate": half.map(|h| h.to_json()),
+        "perch_peak_rss_kib": rss,
+    }))
+}
+
+async fn accounts_read(global: &Global, args: &ReadArgs) -> anyhow::Result<Value> {
+    let load = &args.load;
+    let perch = Perch::start(global, &[], load.concurrency).await?;
+    let progress = Arc::new(Progress::default());
+    let fixture = Arc::new(Fixture::create(&perch.target, "Bench").await?);
+    let seed_time = seed_accounts(&perch, &fixture, 0, args.accounts, &progress).await?;
+    let target = perch.target.clone();
+    let seeded = args.accounts;
+    let report = with_live(
+        &progress,
+        "accounts-read",
+        scenarios::run_loop(&loop_options(load), progress.clone(), || {
+            ReadStep::new(target.clone(), &fixture, seeded)
+        }),
+    )
+    .await?;
+    println!(
+        "\naccounts-read, {} accounts, concurrency {}",
+        args.accounts, load.concurrency
+    );
+    println!(
+        "  reads/s: {:.1}   (errors: {})",
+        report.per_sec(),
+        report.errors.total()
+    );
+    println!(
+        "  {:<10} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "(ms)", "count", "p50", "p90", "p99", "max"
+    );
+    println!("  {:<10} {}", "read", report.latency.row());
+    for (kind, n) in &report.errors.0 {
+        println!("  error {kind}: {n}");
+    }
+    let rss = perch.peak_rss_kib()?;
+    print_rss(rss);
+    perch.stop().await?;
+    Ok(json!({
+        "scenario": "accounts-read",
+        "accounts": args.accounts,
+        "seed_secs": round3(seed_time.as_secs_f64()),
+        "concurrency": load.concurrency,
+        "reads": report.to_json(),
+        "perch_peak_rss_kib": rss,
+    }))
+}
+
+async fn accounts_list(global: &Global, args: &ListArgs) -> anyhow::Result<Value> {
+    let load = &args.load;
+    let mut sizes = args.sizes.clone();
+    if args.ten_million && !sizes.contains(&10_000_000) {
+        sizes.push(10_000_000);
+    }
+    let perch = Perch::start(global, &[], load.concurrency).await?;
+    let progress = Arc::new(Progress::default());
+    let fixture = Arc::new(Fixture::create(&perch.target, "Bench").await?);
+    let mut seeded = 0;
+    let mut results = Vec::new();
+    println!(
+        "\naccounts-list, limit {}, concurrency {}",
+        args.limit, load.concurrency
+    );
+    println!(
+        "  {:<10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "accounts", "pages/s", "count", "p50", "p90", "p99", "max"
+    );
+    for size in sizes {
+        if size > seeded {
+            seed_accounts(&perch, &fixture, seeded, size, &progress).await?;
+            seeded = size;
+        }
+        let target = perch.target.clone();
+        let limit = args.limit;
+        let report = with_live(
+            &progress,
+            &format!("accounts-list at {size}"),
+            scenarios::run_loop(&loop_options(load), progress.clone(), || {
+                ListStep::new(target.clone(), &fixture, seeded, limit)
+            }),
+        )
+        .await?;
+        println!(
+            "  {size:<10} {:>9.1} {}",
+            report.per_sec(),
+            report.latency.row()
+        );
+        for (kind, n) in &report.errors.0 {
+            println!("  error {kind}: {n}");
+        }
+        results.push((size, report));
+    }
+    let base = results.first().map(|(_, r)| r.latency.quantile_ms(0.99));
+    let sizes_json: Vec<Value> = results
+        .iter()
+        .map(|(size, report)| {
+            let mut value = report.to_json();
+            if let (Some(base), Value::Object(map)) = (base, &mut value) {
+                map.insert("accounts".into(), json!(size));
+                map.insert(
+                    "p99_vs_first".into(),
+                    json!(round3(report.latency.quantile_ms(0.99) / base.max(1e-9))),
+                );
+            }
+            value
+        })
+        .collect();
+    if let Some(base) = base {
+        for (size, report) in &results {
+            println!(
+                "  p99 at {size} / p99 at first size: {:.2}×",
+                report.latency.quantile_ms(0.99) / base.max(1e-9)
+            );
+        }
+    }
+    let rss = perch.peak_rss_kib()?;
+    print_rss(rss);
+    perch.stop().await?;
+    Ok(json!({
+        "scenario": "accounts-list",
+        "limit": args.limit,
+        "concurrency": load.concurrency,
+        "sizes": sizes_json,
+        "perch_peak_rss_kib": rss,
+    }))
+}
+
+async fn sweep(global: &Global, args: &SweepArgs) -> anyhow::Result<Value> {
+    let load = &args.load;
+    let env = [
+        ("PERCH_SWEEP_INTERVAL_SECS", args.sweep_interval.to_string()),
+        ("PERCH_SWEEP_BATCH", args.sweep_batch.to_string()),
+    ];
+    let perch = Perch::start(global, &env, load.concurrency).await?;
+    let progress = Arc::new(Progress::default());
+    let fixture = fixture_with_users(&perch, args.users, 4, &progress).await?;
+    let live = Live::start(progress.clone());
+    let report = scenarios::sweep(
+        perch.target.clone(),
+        fixture.clone(),
+        args.rows,
+        &load_options(load),
+        Duration::from_secs(args.max_during),
+        progress.clone(),
+    )
+    .await;
+    live.finish();
+    let report = report?;
+    print_login_table("logins, nothing to sweep", &report.baseline);
+    print_login_table(
+        &format!("logins while sweeping {} expired logins", report.rows),
+        &report.during,
+    );
+    println!(
+        "  seeding took {:.1} s; sweep took {}; {} expired rows left",
+        report.seed_time.as_secs_f64(),
+        report
+            .sweep_time
+            .map(|t| format!("{:.1} s", t.as_secs_f64()))
+            .unwrap_or_else(|| "longer than the measurement".into()),
+        report.left
+    );
+    println!(
+        "  login p99 during sweep / without: {:.2}×",
+        report.p99_ratio()
+    );
+    let rss = perch.peak_rss_kib()?;
+    print_rss(rss);
+    perch.stop().await?;
+    Ok(json!({
+        "scenario": "sweep",
+        "concurrency": load.concurrency,
+        "sweep_interval_secs": args.sweep_interval,
+        "sweep_batch": args.sweep_batch,
+        "result": report.to_json(),
+        "perch_peak_rss_kib": rss,
+    }))
+}
+
+fn criterion_mean_ns(dir: &Path, name: &str) -> anyhow::Result<f64> {
+    let path = dir.join("criterion").join(name).join("new/estimates.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+    let value: Value = serde_json::from_str(&text)?;
+    value["mean"]["point_estimate"]
+        .as_f64()
+        .ok_or_else(|| anyhow!("no mean in {}", path.display()))
+}
+
+fn sign(args: &SignArgs) -> anyhow::Result<Value> {
+    if !args.no_run {
+        let status =
+            std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args(["bench", "-p", "perch-oauth1", "--bench", "sign"])
+                .env("CARGO_TARGET_DIR", &args.target_dir)
+                .status()
+                .context("run cargo bench")?;
+        if !status.success() {
+            bail!("cargo bench failed: {status}");
+        }
+    }
+    let sign = criterion_mean_ns(&args.target_dir, "sign (HMAC-SHA1, Twitter example)")?;
+    let verify = criterion_mean_ns(&args.target_dir, "verify (collect from header + verify)")?;
+    let raw = criterion_mean_ns(&args.target_dir, "raw HMAC-SHA1 of the base string (floor)")?;
+    println!("\nsign (perch-oauth1 criterion means)");
+    println!(
+        "  sign {:.0} ns, verify {:.0} ns, raw HMAC-SHA1 {:.0} ns",
+        sign, verify, raw
+    );
+    println!(
+        "  verify / raw: {:.2}×   sign / raw: {:.2}×",
+        verify / raw,
+        sign / raw
+    );
+    Ok(json!({
+        "scenario": "sign",
+        "sign_ns": round3(sign),
+        "verify_ns": round3(verify),
+        "raw_hmac_ns": round3(raw),
+        "verify_over_raw": round3(verify / raw),
+        "sign_over_raw": round3(sign / raw),
+    }))
+}
+
+async fn seed(global: &Global, accounts: u64) -> anyhow::Result<Value> {
+    let perch = Perch::start(global, &[], 1).await?;
+    let progress = Arc::new(Progress::default());
+    let fixture = Fixture::create(&perch.target, "Bench").await?;
+    let took = seed_accounts(&perch, &fixture, 0, accounts, &progress).await?;
+    println!(
+        "seeded {accounts} linked accounts of app {} in {:.1} s (database {})",
+        fixture.app_id,
+        took.as_secs_f64(),
+        global.db_name
+    );
+    perch.stop().await?;
+    Ok(json!({
+        "scenario": "seed",
+        "accounts": accounts,
+        "app_id": fixture.app_id,
+        "seed_secs": round3(took.as_secs_f64()),
+    }))
+}
+
+async fn smoke(global: &Global) -> anyhow::Result<Value> {
+    let quick = |concurrency| LoadArgs {
+        concurrency,
+        duration: 2,
+        warmup: 1,
+    };
+    let mut results = Vec::new();
+    let login = logins(
+        global,
+        &LoginsArgs {
+            load: quick(2),
+            users: 4,
+            seed_accounts: 100,
+            no_half_rate: false,
+        },
+    )
+    .await?;
+    results.push(login);
+    results.push(
+        accounts_read(
+            global,
+            &ReadArgs {
+                load: quick(2),
+                accounts: 500,
+            },
+        )
+        .await?,
+    );
+    results.push(
+        accounts_list(
+            global,
+            &ListArgs {
+                load: quick(2),
+                sizes: vec![200, 2000],
+                ten_million: false,
+                limit: 50,
+            },
+        )
+        .await?,
+    );
+    results.push(
+        sweep(
+            global,
+            &SweepArgs {
+                load: quick(2),
+                users: 4,
+                rows: 5000,
+                sweep_interval: 1,
+                sweep_batch: 1000,
+                max_during: 20,
+            },
+        )
+        .await?,
+    );
+    let errors = count_errors(&Value::Array(results.clone()));
+    if errors > 0 {
+        bail!("smoke: {errors} errors (see the tables above)");
+    }
+    println!("\nsmoke: every scenario completed with zero errors");
+    Ok(Value::Array(results))
+}
+
+/// Sums every number under an `errors` object in `value`.
+fn count_errors(value: &Value) -> u64 {
+    match value {
+        Value::Object(map) => map
+            .iter()
+            .map(|(key, v)| {
+                if key == "errors" {
+                    v.as_object()
+                        .map(|m| m.values().filter_map(Value::as_u64).sum())
+                        .unwrap_or(0)
+                } else {
+                    count_errors(v)
+                }
+            })
+            .sum(),
+        Value::Array(items) => items.iter().map(count_errors).sum(),
+        _ => 0,
+    }
+}

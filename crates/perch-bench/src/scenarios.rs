@@ -1,0 +1,597 @@
+//! The load scenarios. Each runs `concurrency` workers on the runtime for
+//! a warm-up (unmeasured) and then the measured window.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::browser;
+use crate::fixture::{self, Fixture, VirtualUser};
+use crate::stats::{Errors, Latency, LoopReport, round3};
+use crate::{Progress, Rng, Target};
+
+/// The hops of a measured login, in order.
+pub const HOPS: [&str; 4] = ["link", "sandbox", "callback", "exchange"];
+
+/// How to run a login load.
+#[derive(Debug, Clone)]
+pub struct LoginOptions {
+    /// Workers (each a browser running one login at a time).
+    pub concurrency: usize,
+    /// The measured window.
+    pub duration: Duration,
+    /// Unmeasured time before it.
+    pub warmup: Duration,
+    /// Logins per second to pace at (open loop, up to `concurrency` in
+    /// flight); `None` runs flat out.
+    pub rate: Option<f64>,
+}
+
+/// What a login load measured.
+#[derive(Debug, Clone)]
+pub struct LoginReport {
+    /// Logins completed inside the window.
+    pub completed: u64,
+    /// The window.
+    pub window: Duration,
+    /// The pacing asked for, if any.
+    pub rate: Option<f64>,
+    /// Latency per hop (index as [`HOPS`]) of logins started in the window.
+    pub hops: Vec<Latency>,
+    /// Whole-login latency.
+    pub total: Latency,
+    /// Failed logins by kind.
+    pub errors: Errors,
+}
+
+impl LoginReport {
+    /// Completed logins per second.
+    pub fn per_sec(&self) -> f64 {
+        self.completed as f64 / self.window.as_secs_f64().max(1e-9)
+    }
+
+    /// The highest p99 of any hop, in ms.
+    pub fn worst_hop_p99_ms(&self) -> f64 {
+        self.hops
+            .iter()
+            .map(|h| h.quantile_ms(0.99))
+            .fold(0.0, f64::max)
+    }
+
+    /// As JSON.
+    pub fn to_json(&self) -> Value {
+        let hops: serde_json::Map<String, Value> = HOPS
+            .iter()
+            .zip(&self.hops)
+            .map(|(name, h)| ((*name).to_owned(), h.to_json()))
+            .collect();
+        json!({
+            "completed": self.completed,
+            "window_secs": round3(self.window.as_secs_f64()),
+            "rate_asked": self.rate,
+            "logins_per_sec": round3(self.per_sec()),
+            "hops": hops,
+            "login": self.total.to_json(),
+            "worst_hop_p99_ms": round3(self.worst_hop_p99_ms()),
+            "errors": self.errors.to_json(),
+        })
+    }
+}
+
+fn transport(hop: &str, error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timeout"
+    } else if error.is_connect() {
+        "connect"
+    } else if error.is_body() || error.is_decode() {
+        "body"
+    } else {
+        "request"
+    };
+    format!("{hop}: {kind} error")
+}
+
+async fn redirect(response: reqwest::Response, hop: &str) -> Result<String, String> {
+    let status = response.status();
+    let location = browser::location(&response);
+    response.bytes().await.map_err(|e| transport(hop, &e))?;
+    match (status, location) {
+        (StatusCode::FOUND, Some(location)) => Ok(location),
+        (StatusCode::OK, _) if hop == "sandbox" => {
+            Err("sandbox: page shown (not the instant path)".to_owned())
+        }
+        _ => Err(format!("{hop}: HTTP {}", status.as_u16())),
+    }
+}
+
+/// One login on the instant path; `times` gets each hop's latency.
+async fn login_once(
+    target: &Target,
+    fixture: &Fixture,
+    link: &str,
+    user: &mut VirtualUser,
+    times: &mut [Duration; 4],
+) -> Result<(), String> {
+    let began = Instant::now();
+    let response = user
+        .jar
+        .apply(target.http.get(link))
+        .send()
+        .await
+        .map_err(|e| transport("link", &e))?;
+    user.jar.store(response.headers());
+    let provider = redirect(response, "link").await?;
+    times[0] = began.elapsed();
+
+    let began = Instant::now();
+    let response = user
+        .jar
+        .apply(target.http.get(&provider))
+        .send()
+        .await
+        .map_err(|e| transport("sandbox", &e))?;
+    user.jar.store(response.headers());
+    let callback = redirect(response, "sandbox").await?;
+    times[1] = began.elapsed();
+
+    let began = Instant::now();
+    let response = user
+        .jar
+        .apply(target.http.get(&callback))
+        .send()
+        .await
+        .map_err(|e| transport("callback", &e))?;
+    user.jar.store(response.headers());
+    let landing = redirect(response, "callback").await?;
+    let code = browser::query_param(&landing, "code").ok_or_else(|| {
+        format!(
+            "callback: error={}",
+            browser::query_param(&landing, "error").unwrap_or_default()
+        )
+    })?;
+    times[2] = began.elapsed();
+
+    let began = Instant::now();
+    let response = fixture
+        .exchange(target, &code)
+        .await
+        .map_err(|e| transport("exchange", &e))?;
+    let status = response.status();
+    response
+        .bytes()
+        .await
+        .map_err(|e| transport("exchange", &e))?;
+    if status != StatusCode::OK {
+        return Err(format!("exchange: HTTP {}", status.as_u16()));
+    }
+    times[3] = began.elapsed();
+    Ok(())
+}
+
+struct LoginWorkerOut {
+    completed: u64,
+    hops: Vec<Latency>,
+    total: Latency,
+    errors: Errors,
+    last_end: Option<Instant>,
+}
+
+/// Runs complete logins (link → sandbox authenticate → callback →
+/// exchange) until the window ends or `stop` turns true.
+pub async fn logins(
+    target: Arc<Target>,
+    fixture: Arc<Fixture>,
+    options: &LoginOptions,
+    progress: Arc<Progress>,
+    stop: Option<Arc<AtomicBool>>,
+) -> anyhow::Result<LoginReport> {
+    if fixture.user_count() < options.concurrency {
+        anyhow::bail!(
+            "{} virtual users for {} workers: each worker needs a user of its own",
+            fixture.user_count(),
+            options.concurrency
+        );
+    }
+    let link = Arc::new(fixture.login_url(&target, "bench"));
+    let start = Instant::now();
+    let measure_from = start + options.warmup;
+    let deadline = measure_from + options.duration;
+    let slot = Arc::new(AtomicU64::new(0));
+    let mut handles = Vec::new();
+    for _ in 0..options.concurrency.max(1) {
+        let (target, fixture, link, progress, stop, slot) = (
+            target.clone(),
+            fixture.clone(),
+            link.clone(),
+            progress.clone(),
+            stop.clone(),
+            slot.clone(),
+        );
+        let rate = options.rate;
+        let mut out = LoginWorkerOut {
+            completed: 0,
+            hops: (0..HOPS.len())
+                .map(|_| Latency::new())
+                .collect::<anyhow::Result<_>>()?,
+            total: Latency::new()?,
+            errors: Errors::default(),
+            last_end: None,
+        };
+        handles.push(tokio::spawn(async move {
+            let mut times = [Duration::ZERO; 4];
+            loop {
+                let scheduled = match rate {
+                    Some(rate) => {
+                        let index = slot.fetch_add(1, Ordering::Relaxed);
+                        let at = start + Duration::from_secs_f64(index as f64 / rate.max(1e-3));
+                        if at >= deadline {
+                            break;
+                        }
+                        tokio::time::sleep_until(at.into()).await;
+                        at
+                    }
+                    None => Instant::now(),
+                };
+                if scheduled >= deadline || stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed))
+                {
+                    break;
+                }
+                let Some(mut user) = fixture.take_user() else {
+                    out.errors.add("no free virtual user");
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    continue;
+                };
+                let began = Instant::now();
+                let result = login_once(&target, &fixture, &link, &mut user, &mut times).await;
+                fixture.give_back(user);
+                let ended = Instant::now();
+                let measured = scheduled >= measure_from;
+                match result {
+                    Ok(()) => {
+                        progress.ok();
+                        if measured {
+                            for (histogram, time) in out.hops.iter_mut().zip(times) {
+                                histogram.record(time);
+                            }
+                            out.total.record(ended - began);
+                        }
+                        if ended >= measure_from && ended <= deadline {
+                            out.completed += 1;
+                            out.last_end = Some(ended);
+                        }
+                    }
+                    Err(kind) => {
+                        progress.failed();
+                        if measured {
+                            out.errors.add(kind);
+                        }
+                    }
+                }
+            }
+            out
+        }));
+    }
+    let mut report = LoginReport {
+        completed: 0,
+        window: options.duration,
+        rate: options.rate,
+        hops: (0..HOPS.len())
+            .map(|_| Latency::new())
+            .collect::<anyhow::Result<_>>()?,
+        total: Latency::new()?,
+        errors: Errors::default(),
+    };
+    let mut last_end = None;
+    for handle in handles {
+        let out = handle.await?;
+        report.completed += out.completed;
+        for (mine, theirs) in report.hops.iter_mut().zip(&out.hops) {
+            mine.merge(theirs);
+        }
+        report.total.merge(&out.total);
+        report.errors.merge(&out.errors);
+        last_end = last_end.max(out.last_end);
+    }
+    if stop.is_some_and(|s| s.load(Ordering::Relaxed))
+        && let Some(end) = last_end
+    {
+        // Stopped early: the window ended with the last login.
+        report.window = end.saturating_duration_since(measure_from);
+    }
+    Ok(report)
+}
+
+/// How to run a request loop.
+#[derive(Debug, Clone)]
+pub struct LoopOptions {
+    /// Workers, each with one request in flight.
+    pub concurrency: usize,
+    /// The measured window.
+    pub duration: Duration,
+    /// Unmeasured time before it.
+    pub warmup: Duration,
+}
+
+/// One worker's request: sends it and checks the answer.
+pub trait Step: Send + 'static {
+    /// One request; `Err` names the kind of failure.
+    fn step(&mut self) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// Runs `concurrency` workers made by `make` for the warm-up and window.
+pub async fn run_loop<S: Step>(
+    options: &LoopOptions,
+    progress: Arc<Progress>,
+    mut make: impl FnMut() -> S,
+) -> anyhow::Result<LoopReport> {
+    let start = Instant::now();
+    let measure_from = start + options.warmup;
+    let deadline = measure_from + options.duration;
+    let mut handles = Vec::new();
+    for _ in 0..options.concurrency.max(1) {
+        let mut step = make();
+        let progress = progress.clone();
+        let mut latency = Latency::new()?;
+        handles.push(tokio::spawn(async move {
+            let mut errors = Errors::default();
+            let mut ok = 0u64;
+            loop {
+                let began = Instant::now();
+                if began >= deadline {
+                    break;
+                }
+                let result = step.step().await;
+                let ended = Instant::now();
+                match result {
+                    Ok(()) => {
+                        progress.ok();
+                        if began >= measure_from {
+                            latency.record(ended - began);
+                        }
+                        if ended >= measure_from && ended <= deadline {
+                            ok += 1;
+                        }
+                    }
+                    Err(kind) => {
+                        progress.failed();
+                        if began >= measure_from {
+                            errors.add(kind);
+                        }
+                    }
+                }
+            }
+            (ok, latency, errors)
+        }));
+    }
+    let mut report = LoopReport {
+        ok: 0,
+        window: options.duration,
+        latency: Latency::new()?,
+        errors: Errors::default(),
+    };
+    for handle in handles {
+        let (ok, latency, errors) = handle.await?;
+        report.ok += ok;
+        report.latency.merge(&latency);
+        report.errors.merge(&errors);
+    }
+    Ok(report)
+}
+
+/// `GET /v1/accounts/{id}` of a random seeded account.
+#[derive(Debug)]
+pub struct ReadStep {
+    target: Arc<Target>,
+    api_key: String,
+    seeded: u64,
+    rng: Rng,
+}
+
+impl ReadStep {
+    /// Reads among seeded accounts `0..seeded`.
+    pub fn new(target: Arc<Target>, fixture: &Fixture, seeded: u64) -> Self {
+        Self {
+            target,
+            api_key: fixture.api_key.clone(),
+            seeded,
+            rng: Rng::new(),
+        }
+    }
+}
+
+impl Step for ReadStep {
+    async fn step(&mut self) -> Result<(), String> {
+        let n = self.rng.below(self.seeded);
+        let url = self
+            .target
+            .url(&format!("/v1/accounts/{}", fixture::seeded_account_id(n)));
+        let response = self
+            .target
+            .http
+            .get(url)
+            .bearer_auth(&self.api_key)
+            .send()
+            .await
+            .map_err(|e| transport("read", &e))?;
+        let status = response.status();
+        response.bytes().await.map_err(|e| transport("read", &e))?;
+        if status != StatusCode::OK {
+            return Err(format!("read: HTTP {}", status.as_u16()));
+        }
+        Ok(())
+    }
+}
+
+/// Pages forward through `GET /v1/apps/{id}/accounts`, starting at a
+/// random seeded account and following `next_cursor` (from the start again
+/// after the last page).
+#[derive(Debug)]
+pub struct ListStep {
+    target: Arc<Target>,
+    api_key: String,
+    path: String,
+    limit: u32,
+    cursor: Option<String>,
+}
+
+impl ListStep {
+    /// A walker over an app with `seeded` seeded accounts.
+    pub fn new(target: Arc<Target>, fixture: &Fixture, seeded: u64, limit: u32) -> Self {
+        let mut rng = Rng::new();
+        Self {
+            target,
+            api_key: fixture.api_key.clone(),
+            path: format!("/v1/apps/{}/accounts", fixture.app_id),
+            limit,
+            cursor: fixture::seeded_cursor_before(rng.below(seeded)),
+        }
+    }
+}
+
+impl Step for ListStep {
+    async fn step(&mut self) -> Result<(), String> {
+        let mut url = self
+            .target
+            .url(&format!("{}?limit={}", self.path, self.limit));
+        if let Some(cursor) = &self.cursor {
+            url.push_str("&cursor=");
+            url.push_str(cursor);
+        }
+        let response = self
+            .target
+            .http
+            .get(url)
+            .bearer_auth(&self.api_key)
+            .send()
+            .await
+            .map_err(|e| transport("list", &e))?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| transport("list", &e))?;
+        if status != StatusCode::OK {
+            return Err(format!("list: HTTP {}", status.as_u16()));
+        }
+        let page: Value =
+            serde_json::from_slice(&body).map_err(|_| "list: body is not JSON".to_owned())?;
+        if page["data"].as_array().is_none_or(Vec::is_empty) {
+            return Err("list: empty page".to_owned());
+        }
+        self.cursor = page["next_cursor"].as_str().map(str::to_owned);
+        Ok(())
+    }
+}
+
+/// What the sweep scenario measured.
+#[derive(Debug, Clone)]
+pub struct SweepReport {
+    /// Logins with nothing to sweep.
+    pub baseline: LoginReport,
+    /// Logins while the sweeper deleted the seeded rows.
+    pub during: LoginReport,
+    /// Expired logins seeded.
+    pub rows: u64,
+    /// How long seeding took.
+    pub seed_time: Duration,
+    /// From seeding's end to no expired row left, if that happened in time.
+    pub sweep_time: Option<Duration>,
+    /// Expired rows left when the measurement ended.
+    pub left: u64,
+}
+
+impl SweepReport {
+    /// p99 of a whole login during the sweep over without it.
+    pub fn p99_ratio(&self) -> f64 {
+        self.during.total.quantile_ms(0.99) / self.baseline.total.quantile_ms(0.99).max(1e-9)
+    }
+
+    /// As JSON.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "rows": self.rows,
+            "seed_secs": round3(self.seed_time.as_secs_f64()),
+            "sweep_secs": self.sweep_time.map(|t| round3(t.as_secs_f64())),
+            "left": self.left,
+            "baseline": self.baseline.to_json(),
+            "during": self.during.to_json(),
+            "login_p99_ratio": round3(self.p99_ratio()),
+        })
+    }
+}
+
+/// Logins without anything to sweep; then `rows` expired pending logins
+/// seeded and logins again while the (separately running) sweeper deletes
+/// them, until none is left or `max_during` has passed.
+pub async fn sweep(
+    target: Arc<Target>,
+    fixture: Arc<Fixture>,
+    rows: u64,
+    options: &LoginOptions,
+    max_during: Duration,
+    progress: Arc<Progress>,
+) -> anyhow::Result<SweepReport> {
+    progress.set_phase("sweep: logins, nothing to sweep");
+    progress.reset();
+    let baseline = logins(
+        target.clone(),
+        fixture.clone(),
+        options,
+        progress.clone(),
+        None,
+    )
+    .await?;
+    progress.set_phase(format!("sweep: seeding {rows} expired logins"));
+    let seeding = Instant::now();
+    fixture.seed_expired_logins(&target, rows).await?;
+    let seed_time = seeding.elapsed();
+    let seeded_at = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let monitor = {
+        let (target, stop) = (target.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                if stop.load(Ordering::Relaxed) {
+                    return None;
+                }
+                let any: Result<bool, _> = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM login_flows WHERE expires_at <= now())",
+                )
+                .fetch_one(&target.pool)
+                .await;
+                if let Ok(false) = any {
+                    stop.store(true, Ordering::Relaxed);
+                    return Some(seeded_at.elapsed());
+                }
+            }
+        })
+    };
+    progress.set_phase("sweep: logins while sweeping");
+    progress.reset();
+    let during_options = LoginOptions {
+        warmup: Duration::ZERO,
+        duration: max_during,
+        ..options.clone()
+    };
+    let during = logins(
+        target.clone(),
+        fixture.clone(),
+        &during_options,
+        progress.clone(),
+        Some(stop.clone()),
+    )
+    .await?;
+    stop.store(true, Ordering::Relaxed);
+    let sweep_time = monitor.await?;
+    let left = fixture.expired_logins(&target).await?;
+    Ok(SweepReport {
+        baseline,
+        during,
+        rows,
+        seed_time,
+        sweep_time,
+        left,
+    })
+}

@@ -1,0 +1,144 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The CI smoke run: every scenario of the load tool for a second or two,
+//! at tiny sizes, against the in-process test server; only asserts that
+//! each completes with zero errors. (The real runs start a release
+//! `perch serve` process: see `scripts/bench.sh` and BENCHMARKS.md.)
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use perch_bench::fixture::Fixture;
+use perch_bench::scenarios::{self, ListStep, LoginOptions, LoopOptions, ReadStep};
+use perch_bench::{Progress, Target};
+use perch_core::clock::SharedClock;
+use perch_tests::TestServer;
+use perch_tests::tenants::OPERATOR_TOKEN;
+
+const CONCURRENCY: usize = 2;
+
+fn login_options() -> LoginOptions {
+    LoginOptions {
+        concurrency: CONCURRENCY,
+        duration: Duration::from_millis(1500),
+        warmup: Duration::from_millis(500),
+        rate: None,
+    }
+}
+
+fn loop_options() -> LoopOptions {
+    LoopOptions {
+        concurrency: CONCURRENCY,
+        duration: Duration::from_millis(1500),
+        warmup: Duration::from_millis(300),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_completes_without_errors() {
+    let server = TestServer::start().await;
+    let target = Arc::new(
+        Target::new(
+            &server.base,
+            OPERATOR_TOKEN,
+            "test1",
+            server.db.pool.clone(),
+            CONCURRENCY,
+        )
+        .unwrap(),
+    );
+    let progress = Arc::new(Progress::default());
+    let mut fixture = Fixture::create(&target, "Smoke").await.unwrap();
+    fixture.add_users(&target, 4, 2, &progress).await.unwrap();
+    fixture
+        .seed_accounts(&target, 0, 300, &progress)
+        .await
+        .unwrap();
+    let fixture = Arc::new(fixture);
+
+    // logins, flat out and paced
+    let max = scenarios::logins(
+        target.clone(),
+        fixture.clone(),
+        &login_options(),
+        progress.clone(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(max.completed > 0, "{:?}", max.to_json());
+    assert_eq!(max.errors.total(), 0, "{}", max.to_json());
+    assert!(max.hops.iter().all(|h| h.count() > 0));
+    let paced = scenarios::logins(
+        target.clone(),
+        fixture.clone(),
+        &LoginOptions {
+            rate: Some((max.per_sec() / 2.0).max(1.0)),
+            ..login_options()
+        },
+        progress.clone(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(paced.errors.total(), 0, "{}", paced.to_json());
+    assert!(paced.completed > 0);
+
+    // accounts-read
+    let read = scenarios::run_loop(&loop_options(), progress.clone(), || {
+        ReadStep::new(target.clone(), &fixture, 300)
+    })
+    .await
+    .unwrap();
+    assert!(read.ok > 0);
+    assert_eq!(read.errors.total(), 0, "{}", read.to_json());
+
+    // accounts-list at two sizes (the walkers wrap around at the end)
+    for (from, to) in [(300, 300), (300, 1000)] {
+        if to > from {
+            fixture
+                .seed_accounts(&target, from, to, &progress)
+                .await
+                .unwrap();
+        }
+        let list = scenarios::run_loop(&loop_options(), progress.clone(), || {
+            ListStep::new(target.clone(), &fixture, to, 50)
+        })
+        .await
+        .unwrap();
+        assert!(list.ok > 0);
+        assert_eq!(list.errors.total(), 0, "{}", list.to_json());
+    }
+
+    // sweep, with the server's sweeper run here (test servers sweep only
+    // when told to)
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let clock: SharedClock = Arc::new(perch_core::SystemClock);
+    let sweeper = tokio::spawn(perch_flow::sweeper::run(
+        server.db.pool.clone(),
+        clock,
+        perch_flow::sweeper::SweeperConfig {
+            interval: Duration::from_millis(200),
+            batch: 500,
+        },
+        Vec::new(),
+        |_| {},
+        stopped,
+    ));
+    let sweep = scenarios::sweep(
+        target.clone(),
+        fixture.clone(),
+        5000,
+        &login_options(),
+        Duration::from_secs(20),
+        progress.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(sweep.left, 0, "{}", sweep.to_json());
+    assert!(sweep.sweep_time.is_some());
+    assert_eq!(sweep.baseline.errors.total(), 0, "{}", sweep.to_json());
+    assert_eq!(sweep.during.errors.total(), 0, "{}", sweep.to_json());
+    stop.send(true).unwrap();
+    sweeper.await.unwrap();
+    server.shutdown().await;
+}

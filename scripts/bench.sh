@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Perch benchmarks, side by side with the machine's own limit, in one
+# invocation:
+#   1. pgbench -i -s 10 on a dedicated database, then pgbench -S and
+#      pgbench -N for 15 s each (-c = the Perch runs' concurrency, -j 2);
+#   2. release builds of perch and perch-bench;
+#   3. the Perch scenarios (each starts its own `perch serve` process on a
+#      fresh database `perch_bench`): logins (with 1M linked accounts,
+#      then paced at half the rate reached), accounts-read (1M),
+#      accounts-list (10k, 1M; 10M with TEN_MILLION=1), sweep (1M expired
+#      logins), sign (criterion);
+#   4. every figure of the targets table, as a ratio to the matching
+#      pgbench figure where there is one.
+#
+# Environment: DATABASE_URL (any database on the server; default
+# postgres://postgres@127.0.0.1:5432/postgres), CONCURRENCY (8), DURATION
+# (measured seconds per Perch run, 20), TEN_MILLION (0), OUT (results
+# directory), CARGO_TARGET_DIR (target/bench).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/bench}"
+export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+CONCURRENCY="${CONCURRENCY:-8}"
+DURATION="${DURATION:-20}"
+TEN_MILLION="${TEN_MILLION:-0}"
+OUT="${OUT:-$CARGO_TARGET_DIR/bench-results}"
+PGBENCH_DB=perch_pgbench
+mkdir -p "$OUT"
+
+PGBENCH="$(command -v pgbench || ls /usr/lib/postgresql/*/bin/pgbench 2>/dev/null | tail -n1 || true)"
+[ -x "$PGBENCH" ] || { echo "bench.sh: pgbench not found" >&2; exit 1; }
+command -v jq >/dev/null || { echo "bench.sh: jq is required" >&2; exit 1; }
+command -v psql >/dev/null || { echo "bench.sh: psql is required" >&2; exit 1; }
+
+# The server part of DATABASE_URL, for psql and pgbench.
+server_url() { printf '%s/%s' "${DATABASE_URL%/*}" "$1"; }
+
+log() { printf '\n== %s\n' "$*"; }
+
+log "machine"
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "nproc: $(nproc)"
+  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+  echo "memory: $(free -g | awk '/^Mem:/ {print $2 " GiB total"}')"
+  echo "postgres: $(psql "$DATABASE_URL" -tAc 'SELECT version()')"
+  for setting in shared_buffers max_connections synchronous_commit fsync; do
+    echo "$setting: $(psql "$DATABASE_URL" -tAc "SHOW $setting")"
+  done
+  echo "rustc: $(rustc --version)"
+} | tee "$OUT/machine.txt"
+
+log "building perch and perch-bench (release, $CARGO_TARGET_DIR)"
+cargo build --release -p perch -p perch-bench
+PERCH_BIN="$CARGO_TARGET_DIR/release/perch"
+BENCH="$CARGO_TARGET_DIR/release/perch-bench"
+
+log "pgbench: -i -s 10, then -S and -N for 15 s each (-c $CONCURRENCY -j 2)"
+psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $PGBENCH_DB WITH (FORCE)"
+psql "$DATABASE_URL" -qc "CREATE DATABASE $PGBENCH_DB"
+"$PGBENCH" -i -s 10 -q "$(server_url $PGBENCH_DB)" 2>&1 | tail -n1
+"$PGBENCH" -S -c "$CONCURRENCY" -j 2 -T 15 "$(server_url $PGBENCH_DB)" | tee "$OUT/pgbench-S.txt"
+"$PGBENCH" -N -c "$CONCURRENCY" -j 2 -T 15 "$(server_url $PGBENCH_DB)" | tee "$OUT/pgbench-N.txt"
+tps() { sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' "$1"; }
+TPS_S="$(tps "$OUT/pgbench-S.txt")"
+TPS_N="$(tps "$OUT/pgbench-N.txt")"
+psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $PGBENCH_DB WITH (FORCE)"
+
+run() {
+  local name="$1"; shift
+  log "perch-bench $name $*"
+  "$BENCH" --perch-bin "$PERCH_BIN" --json "$OUT/$name.json" "$@"
+}
+
+run logins logins --concurrency "$CONCURRENCY" --duration "$DURATION" --users 2000 \
+  --seed-accounts 1000000
+run accounts-read accounts-read --concurrency "$CONCURRENCY" --duration "$DURATION" \
+  --accounts 1000000
+LIST_FLAGS=()
+[ "$TEN_MILLION" = 1 ] && LIST_FLAGS+=(--ten-million)
+run accounts-list accounts-list --concurrency "$CONCURRENCY" --duration "$DURATION" \
+  --sizes 10000,1000000 "${LIST_FLAGS[@]}"
+run sweep sweep --concurrency "$CONCURRENCY" --duration "$DURATION" --users 2000 --rows 1000000
+run sign sign
+
+log "results (concurrency $CONCURRENCY; pgbench -S $TPS_S tps, -N $TPS_N tps)"
+j() { jq -r "$2" "$OUT/$1.json"; }
+LOGINS="$(j logins '.max.logins_per_sec')"
+HALF_P99="$(j logins '.half_rate.worst_hop_p99_ms')"
+HALF_HOPS="$(j logins '.half_rate.hops | to_entries | map("\(.key) \(.value.p99_ms)") | join(", ")')"
+READS="$(j accounts-read '.reads.per_sec')"
+RSS_MIB="$(j logins '.perch_peak_rss_kib / 1024 * 10 | round / 10')"
+VERIFY="$(j sign '.verify_over_raw')"
+SWEEP="$(j sweep '.result.login_p99_ratio')"
+verdict() { if [ "$1" = 1 ]; then echo met; else echo MISSED; fi; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
+cmp() { awk -v a="$1" -v op="$2" -v b="$3" 'BEGIN { r = (op == ">=") ? a >= b : a <= b; print r }'; }
+
+{
+  printf '%-48s %-14s %-12s %-10s %s\n' figure value ratio target verdict
+  r="$(ratio "$LOGINS" "$TPS_N")"
+  printf '%-48s %-14s %-12s %-10s %s\n' "completed logins/s vs pgbench -N tps" "$LOGINS" "$r" ">= 0.25" "$(verdict "$(cmp "$r" ">=" 0.25)")"
+  printf '%-48s %-14s %-12s %-10s %s\n' "worst hop p99 at half the max rate (ms)" "$HALF_P99" "-" "<= 5" "$(verdict "$(cmp "$HALF_P99" "<=" 5)")"
+  echo "    per hop p99 (ms): $HALF_HOPS"
+  r="$(ratio "$READS" "$TPS_S")"
+  printf '%-48s %-14s %-12s %-10s %s\n' "account reads/s vs pgbench -S tps" "$READS" "$r" ">= 0.5" "$(verdict "$(cmp "$r" ">=" 0.5)")"
+  for size in $(jq -r '.sizes[1:][] | .accounts' "$OUT/accounts-list.json"); do
+    r="$(jq -r ".sizes[] | select(.accounts == $size) | .p99_vs_first" "$OUT/accounts-list.json")"
+    p="$(jq -r ".sizes[] | select(.accounts == $size) | .latency.p99_ms" "$OUT/accounts-list.json")"
+    printf '%-48s %-14s %-12s %-10s %s\n' "account-list p99 at $size vs at 10k" "$p ms" "$r" "<= 1.5" "$(verdict "$(cmp "$r" "<=" 1.5)")"
+  done
+  printf '%-48s %-14s %-12s %-10s %s\n' "login p99 during 1M-row sweep vs without" "-" "$SWEEP" "<= 2" "$(verdict "$(cmp "$SWEEP" "<=" 2)")"
+  printf '%-48s %-14s %-12s %-10s %s\n' "perch peak RSS, login load, 1M accounts (MiB)" "$RSS_MIB" "-" "<= 64" "$(verdict "$(cmp "$RSS_MIB" "<=" 64)")"
+  printf '%-48s %-14s %-12s %-10s %s\n' "verify vs raw HMAC-SHA1" "-" "$VERIFY" "<= 2" "$(verdict "$(cmp "$VERIFY" "<=" 2)")"
+} | tee "$OUT/summary.txt"
+echo "raw results: $OUT"

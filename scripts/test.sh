@@ -90,4 +90,16 @@ if [ -f tests/python/requirements.txt ]; then
   export PERCH_TEST_PYTHON="$PWD/.venv/bin/python"
 fi
 
+# The real-browser tests drive the system Chromium with Playwright (its
+# browser download is never used), installed into tests/browser/.
+if [ -f tests/browser/package.json ]; then
+  if ! command -v node >/dev/null 2>&1; then
+    say "Node.js is needed for the browser tests (Debian/Ubuntu: apt-get install nodejs npm)"
+    exit 2
+  fi
+  if [ ! -d tests/browser/node_modules/playwright-core ]; then
+    (cd tests/browser && npm install --no-audit --no-fund --no-package-lock --silent)
+  fi
+fi
+
 cargo test --workspace --locked "$@"

@@ -266,14 +266,9 @@ async fn provision(
                 state.keyring(),
                 state.clock(),
                 perch_sandbox::consumers::NewConsumer {
-                    // The sandbox caps names at 100 characters; keep the id whole.
-                    name: format!(
-                        "{} ({app_id})",
-                        app_name
-                            .chars()
-                            .take(100 - 3 - app_id.to_string().len())
-                            .collect::<String>()
-                    ),
+                    // The consent page shows this name to end users, as
+                    // Twitter shows the app's name.
+                    name: app_name.to_owned(),
                     callback_urls: vec![state.links().upstream_callback_url()],
                     sign_in_with_twitter,
                     request_email: true,

@@ -445,6 +445,46 @@ async fn perch_dev_runs_the_demo_and_keeps_its_data() {
     assert_eq!(status, 200);
     assert!(page.contains("You cancelled the sign-in"), "{page}");
 
+    // A real browser (headless Chromium driven by Playwright): the demo's
+    // button, the sandbox form typed into and submitted, the account page.
+    let shots = artifacts().join("demo-browser");
+    std::fs::create_dir_all(&shots).unwrap();
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser");
+    assert!(
+        scripts.join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed: run scripts/test.sh (it runs npm install in tests/browser)"
+    );
+    let run = std::process::Command::new("node")
+        .arg(scripts.join("login.js"))
+        .args([
+            format!("{base}/demo").as_str(),
+            "bob",
+            dev.password("bob").as_str(),
+            shots.to_str().unwrap(),
+            "text=Sign in with Twitter",
+        ])
+        .output()
+        .expect("node runs (install Node.js)");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "browser run failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.contains("/demo/callback?code=perch_code_"),
+        "{stdout}"
+    );
+    let listed = accounts(&base, &key, &app_id).await;
+    let bob = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["screen_name"] == "bob")
+        .cloned()
+        .unwrap();
+    assert_eq!(bob["login_count"], 2, "the browser login counted");
+
     // A callback whose state this browser never got is refused.
     let forged = browser()
         .get(format!("{base}/demo/callback?code=perch_code_x&state=nope"))

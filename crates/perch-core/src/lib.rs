@@ -14,6 +14,8 @@
 
 pub mod audit;
 pub mod clock;
+pub mod histogram;
+pub mod html;
 pub mod ids;
 pub mod keyring;
 pub mod problem;

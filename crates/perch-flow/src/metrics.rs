@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use perch_core::histogram::Histogram;
+
 /// Why a login failed, as a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailReason {
@@ -77,32 +79,6 @@ impl Hop {
     }
     fn index(self) -> usize {
         HOPS.iter().position(|h| *h == self).unwrap_or(0)
-    }
-}
-
-/// Histogram bucket upper bounds, in seconds.
-const BUCKETS: [f64; 12] = [
-    0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
-];
-
-#[derive(Debug, Default)]
-struct Histogram {
-    buckets: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
-    sum_micros: AtomicU64,
-}
-
-impl Histogram {
-    fn observe(&self, elapsed: Duration) {
-        let seconds = elapsed.as_secs_f64();
-        for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
-            if seconds <= *bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
     }
 }
 
@@ -209,25 +185,10 @@ impl FlowMetrics {
         );
         let _ = writeln!(out, "# TYPE perch_login_hop_seconds histogram");
         for (hop, histogram) in HOPS.iter().zip(&self.hops) {
-            let name = hop.as_str();
-            for (bound, bucket) in BUCKETS.iter().zip(&histogram.buckets) {
-                let _ = writeln!(
-                    out,
-                    "perch_login_hop_seconds_bucket{{hop=\"{name}\",le=\"{bound}\"}} {}",
-                    load(bucket)
-                );
-            }
-            let count = load(&histogram.count);
-            let _ = writeln!(
-                out,
-                "perch_login_hop_seconds_bucket{{hop=\"{name}\",le=\"+Inf\"}} {count}"
-            );
-            #[allow(clippy::cast_precision_loss)] // a sum of microseconds fits f64 well enough
-            let sum = load(&histogram.sum_micros) as f64 / 1e6;
-            let _ = writeln!(out, "perch_login_hop_seconds_sum{{hop=\"{name}\"}} {sum}");
-            let _ = writeln!(
-                out,
-                "perch_login_hop_seconds_count{{hop=\"{name}\"}} {count}"
+            histogram.render(
+                &mut out,
+                "perch_login_hop_seconds",
+                &format!("hop=\"{}\"", hop.as_str()),
             );
         }
         out

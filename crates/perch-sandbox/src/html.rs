@@ -1,21 +1,7 @@
 //! The sandbox's pages: small, plain HTML with inline CSS and forms that
 //! work without JavaScript.
 
-/// Escapes text for HTML element content and quoted attribute values.
-pub(crate) fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub(crate) use perch_core::html::escape;
 
 const STYLE: &str = "\
 *{box-sizing:border-box}\

@@ -21,21 +21,7 @@ use perch_core::SecretString;
 use serde::Deserialize;
 use url::Url;
 
-/// Escapes text for HTML element content and attribute values.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
+use perch_core::html::escape;
 
 /// The cookie that carries the `state` of a login this site started.
 const STATE_COOKIE: &str = "greatest_state";

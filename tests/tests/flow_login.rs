@@ -334,3 +334,34 @@ async fn the_hosted_sign_in_page_links_to_the_login() {
         .unwrap();
     assert_eq!(bad.status(), 400);
 }
+
+#[tokio::test]
+async fn a_different_subject_for_the_same_user_is_kept_and_recorded() {
+    let fx = Fixture::new(TestServerOptions::default()).await;
+    let alice = browser();
+    let first = fx.login(&alice, "alice", "a", "&subject=u-1").await;
+    let first = fx.exchange(first.code.as_deref().unwrap()).await;
+    assert_eq!(first.body["account"]["subject"], "u-1");
+
+    let second = fx.login(&alice, "alice", "b", "&subject=u-2").await;
+    let second = fx.exchange(second.code.as_deref().unwrap()).await;
+    assert_eq!(second.body["subject"], "u-2", "the login's own subject");
+    assert_eq!(
+        second.body["account"]["subject"], "u-1",
+        "the account keeps its first"
+    );
+    assert_eq!(second.body["account"]["id"], first.body["account"]["id"]);
+
+    let events = fx
+        .api(Method::GET, "/v1/audit-events?action=login.complete")
+        .await;
+    let data = events.body["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2);
+    assert_eq!(
+        data[0]["details"]["subject_conflict"],
+        json!({"kept": "u-1", "requested": "u-2"})
+    );
+    assert_eq!(data[0]["details"]["account_created"], false);
+    assert_eq!(data[1]["details"]["account_created"], true);
+    assert!(data[1]["details"].get("subject_conflict").is_none());
+}

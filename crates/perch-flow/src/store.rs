@@ -218,17 +218,10 @@ pub async fn upsert_account(
     conn: &mut PgConnection,
     upsert: &AccountUpsert,
 ) -> Result<Upserted, sqlx::Error> {
-    // Read the previous subject under the row lock the upsert takes anyway.
-    let previous: Option<(Option<String>,)> = sqlx::query_as(
-        "SELECT subject FROM linked_accounts \
-         WHERE tenant_id = $1 AND app_id = $2 AND provider_user_id = $3 FOR UPDATE",
-    )
-    .bind(upsert.tenant_id)
-    .bind(upsert.app_id)
-    .bind(&upsert.provider_user_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let account: AccountRow = sqlx::query_as(
+    // One statement decides everything, so two first logins of the same
+    // user racing each other cannot both believe they created the account:
+    // `xmax = 0` holds only for the row this statement inserted.
+    let upserted: UpsertedRow = sqlx::query_as(
         "INSERT INTO linked_accounts (tenant_id, id, app_id, provider_user_id, screen_name, name, \
            email, profile_image_url, subject, access_token_key_id, access_token_sealed, \
            access_token_secret_key_id, access_token_secret_sealed, created_at, last_login_at, \
@@ -244,7 +237,7 @@ pub async fn upsert_account(
            access_token_secret_sealed = EXCLUDED.access_token_secret_sealed, \
            last_login_at = EXCLUDED.last_login_at, \
            login_count = linked_accounts.login_count + 1 \
-         RETURNING *",
+         RETURNING *, (xmax = 0) AS inserted",
     )
     .bind(upsert.tenant_id)
     .bind(upsert.new_id)
@@ -262,15 +255,25 @@ pub async fn upsert_account(
     .bind(upsert.now)
     .fetch_one(&mut *conn)
     .await?;
-    let conflicting_subject = match (&previous, &upsert.subject) {
-        (Some((Some(old),)), Some(new)) if old != new => Some(old.clone()),
+    let account = upserted.account;
+    // The stored subject is kept (COALESCE): if it differs from the
+    // login's, that is the conflict to record.
+    let conflicting_subject = match (&account.subject, &upsert.subject) {
+        (Some(kept), Some(requested)) if kept != requested => Some(kept.clone()),
         _ => None,
     };
     Ok(Upserted {
         account,
-        created: previous.is_none(),
+        created: upserted.inserted,
         conflicting_subject,
     })
+}
+
+#[derive(FromRow)]
+struct UpsertedRow {
+    #[sqlx(flatten)]
+    account: AccountRow,
+    inserted: bool,
 }
 
 /// One account of a tenant.

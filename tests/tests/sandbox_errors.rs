@@ -575,7 +575,10 @@ async fn admin_endpoints_need_the_operator_token_and_validate() {
             &serde_json::json!({"name": "X", "bogus": 1}),
         )
         .await;
-    assert_eq!(unknown_field.status(), 400);
+    assert_eq!(unknown_field.status(), 422);
+    let problem: serde_json::Value = unknown_field.json().await.unwrap();
+    assert_eq!(problem["code"], "unknown_field");
+    assert_eq!(problem["field"], "bogus");
 
     // Duplicate screen names (any case) conflict.
     let duplicate = sandbox

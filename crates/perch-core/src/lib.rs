@@ -17,6 +17,7 @@ pub mod clock;
 pub mod histogram;
 pub mod html;
 pub mod ids;
+pub mod json;
 pub mod keyring;
 pub mod problem;
 pub mod rotation;

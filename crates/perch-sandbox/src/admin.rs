@@ -45,11 +45,10 @@ impl IntoResponse for AdminError {
 
 /// Constant-time check of the operator bearer token.
 fn operator(state: &SandboxState, headers: &HeaderMap) -> Result<(), AdminError> {
+    // As everywhere in Perch: with no operator token the operator API does
+    // not exist (404), rather than existing and refusing everyone.
     let Some(expected) = &state.inner.operator_token else {
-        return Err(Problem::unauthorized(
-            "the operator API is off (PERCH_OPERATOR_TOKEN is not set)",
-        )
-        .into());
+        return Err(Problem::not_found("endpoint").into());
     };
     let presented = headers
         .get(header::AUTHORIZATION)
@@ -65,9 +64,9 @@ fn operator(state: &SandboxState, headers: &HeaderMap) -> Result<(), AdminError>
     }
 }
 
+/// The body as JSON; failures name the field, as every Perch JSON API does.
 fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
-    serde_json::from_slice(body)
-        .map_err(|e| Problem::bad_request(format!("invalid JSON body: {e}")).into())
+    perch_core::json::parse_json(body).map_err(AdminError::from)
 }
 
 fn credentials_json(credentials: &consumers::ConsumerCredentials) -> serde_json::Value {

@@ -54,9 +54,10 @@ struct Global {
     /// Write machine-readable results here.
     #[arg(long, global = true)]
     json: Option<PathBuf>,
-    /// Where Perch's own log goes.
-    #[arg(long, global = true, default_value = "/tmp/perch-bench-serve.log")]
-    perch_log: PathBuf,
+    /// Where Perch's own log goes (default: perch-bench-serve.log in the
+    /// system's temporary directory).
+    #[arg(long, global = true)]
+    perch_log: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -249,8 +250,12 @@ impl Perch {
             .port();
         let key = perch_core::Keyring::generate_entry("bench");
         let operator_token = perch_core::token::random_alphanumeric(32);
-        let log = std::fs::File::create(&global.perch_log)
-            .with_context(|| format!("create {}", global.perch_log.display()))?;
+        let log_path = global
+            .perch_log
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("perch-bench-serve.log"));
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("create {}", log_path.display()))?;
         let mut command = tokio::process::Command::new(&global.perch_bin);
         command
             .arg("serve")
@@ -270,7 +275,7 @@ impl Perch {
         for (name, value) in extra_env {
             command.env(name, value);
         }
-        let mut child = command
+        let child = command
             .spawn()
             .with_context(|| format!("start {}", global.perch_bin.display()))?;
         let pid = child.id().ok_or_else(|| anyhow!("perch exited at once"))?;
@@ -280,32 +285,55 @@ impl Perch {
             .connect_with(PgConnectOptions::from_str(url.as_str())?)
             .await?;
         let target = Target::new(&base, operator_token, "bench", pool, concurrency)?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = child.try_wait()? {
-                bail!(
-                    "perch exited with {status} before it was ready (see {})",
-                    global.perch_log.display()
-                );
-            }
-            if let Ok(response) = target.http.get(target.url("/readyz")).send().await
-                && response.status().is_success()
-            {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "perch not ready after 60 s (see {})",
-                    global.perch_log.display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Ok(Self {
+        let mut perch = Self {
             child,
             pid,
             target: Arc::new(target),
-        })
+            command,
+            log: log_path.clone(),
+        };
+        perch.wait_ready().await?;
+        Ok(perch)
+    }
+
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "perch exited with {status} before it was ready (see {})",
+                    self.log.display()
+                );
+            }
+            if let Ok(response) = self
+                .target
+                .http
+                .get(self.target.url("/readyz"))
+                .send()
+                .await
+                && response.status().is_success()
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("perch not ready after 60 s (see {})", self.log.display());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops and starts the process again on the same database, port and
+    /// keys: a fresh peak RSS for what follows (the setup's sandbox
+    /// sign-ins hash passwords with argon2, 19 MiB each, which is not what
+    /// the login load measures).
+    async fn restart(&mut self) -> anyhow::Result<()> {
+        self.child.kill().await?;
+        self.child = self.command.spawn().context("restart perch")?;
+        self.pid = self
+            .child
+            .id()
+            .ok_or_else(|| anyhow!("perch exited at once"))?;
+        self.wait_ready().await
     }
 
     /// VmHWM (peak resident set) in KiB.
@@ -782,7 +810,7 @@ async fn smoke(global: &Global) -> anyhow::Result<Value> {
         global,
         &LoginsArgs {
             load: quick(2),
-            users: 4,
+            users: 40,
             seed_accounts: 100,
             no_half_rate: false,
         },
@@ -816,7 +844,7 @@ async fn smoke(global: &Global) -> anyhow::Result<Value> {
             global,
             &SweepArgs {
                 load: quick(2),
-                users: 4,
+                users: 40,
                 rows: 5000,
                 sweep_interval: 1,
                 sweep_batch: 1000,

@@ -47,8 +47,10 @@ async fn every_scenario_completes_without_errors() {
         .unwrap(),
     );
     let progress = Arc::new(Progress::default());
+    // The sandbox allows each user 75 logins per 15 minutes: 16 users cover
+    // every login this test can make.
     let mut fixture = Fixture::create(&target, "Smoke").await.unwrap();
-    fixture.add_users(&target, 4, 2, &progress).await.unwrap();
+    fixture.add_users(&target, 16, 2, &progress).await.unwrap();
     fixture
         .seed_accounts(&target, 0, 300, &progress)
         .await

@@ -323,22 +323,37 @@ pub async fn list_accounts(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<AccountRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT * FROM linked_accounts \
-         WHERE tenant_id = $1 AND app_id = $2 \
-           AND ($3::text IS NULL OR lower(screen_name) = lower($3)) \
-           AND ($4::text IS NULL OR subject = $4) \
-           AND ($5::uuid IS NULL OR id > $5) \
-         ORDER BY id LIMIT $6",
-    )
-    .bind(tenant_id)
-    .bind(app_id)
-    .bind(&filter.screen_name)
-    .bind(&filter.subject)
-    .bind(after)
-    .bind(limit)
-    .fetch_all(exec)
-    .await
+    // Only the conditions in use are written into the statement: a catch-all
+    // `($n IS NULL OR ...)` form lets a cached generic plan scan the whole
+    // index for a deep page. The fragments are constants; values are bound.
+    let mut sql =
+        String::from("SELECT * FROM linked_accounts WHERE tenant_id = $1 AND app_id = $2");
+    let mut next = 3;
+    let mut condition = |fragment: &str| {
+        sql.push_str(&fragment.replace('?', &format!("${next}")));
+        next += 1;
+    };
+    if filter.screen_name.is_some() {
+        condition(" AND lower(screen_name) = lower(?)");
+    }
+    if filter.subject.is_some() {
+        condition(" AND subject = ?");
+    }
+    if after.is_some() {
+        condition(" AND id > ?");
+    }
+    condition(" ORDER BY id LIMIT ?");
+    let mut query = sqlx::query_as(&sql).bind(tenant_id).bind(app_id);
+    if let Some(screen_name) = &filter.screen_name {
+        query = query.bind(screen_name);
+    }
+    if let Some(subject) = &filter.subject {
+        query = query.bind(subject);
+    }
+    if let Some(after) = after {
+        query = query.bind(after);
+    }
+    query.bind(limit).fetch_all(exec).await
 }
 
 /// A one-time code as stored.

@@ -14,6 +14,7 @@
 
 pub mod audit;
 pub mod clock;
+pub mod cookie;
 pub mod histogram;
 pub mod html;
 pub mod ids;

@@ -229,15 +229,9 @@ pub(crate) fn found(location: &str) -> Response {
 
 /// The browser-binding value from the request's cookies, if well formed.
 pub(crate) fn browser_binding(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == BROWSER_COOKIE)
-        .map(|(_, value)| value.to_owned())
+    perch_core::cookie::get(headers, BROWSER_COOKIE)
         .filter(|v| v.len() == BROWSER_VALUE_LEN && v.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .map(str::to_owned)
 }
 
 /// `GET /login/{app_id}`.

@@ -402,15 +402,7 @@ fn with_cleared_state(mut response: Response) -> Response {
 
 /// The value of cookie `name` in the request, if any.
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v.to_owned())
-        .filter(|v| !v.is_empty())
+    perch_core::cookie::get(headers, name).map(str::to_owned)
 }
 
 const STYLE: &str = r#"

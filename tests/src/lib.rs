@@ -129,6 +129,7 @@ pub fn database_url(base: &str, name: &str) -> String {
     url.to_string()
 }
 
+pub mod browser;
 pub mod flow;
 pub mod sandbox;
 mod server;

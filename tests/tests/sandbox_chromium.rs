@@ -4,64 +4,16 @@
 //! (`--dump-dom`); the form it parsed is submitted with the cookie-keeping
 //! client that fetched the page.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use perch_core::SystemClock;
 use perch_tests::TestServer;
+use perch_tests::browser::{chromium, chromium_binary};
 use perch_tests::sandbox::{Sandbox, browser, buttons, form_action, inputs, location};
 
 fn artifacts() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("target")
-        .join("test-artifacts")
-        .join("sandbox");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn chromium_binary() -> String {
-    for candidate in ["chromium", "chromium-browser", "google-chrome"] {
-        if std::process::Command::new("sh")
-            .args(["-c", &format!("command -v {candidate}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-        {
-            return candidate.to_owned();
-        }
-    }
-    panic!(
-        "headless Chromium is needed for the page tests and was not found: install it \
-         (Debian/Ubuntu: apt-get install -y chromium; .ci/run does this)"
-    );
-}
-
-async fn chromium(args: &[String]) -> std::process::Output {
-    let profile = std::env::temp_dir().join(format!("perch-chromium-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&profile).unwrap();
-    let mut command = tokio::process::Command::new(chromium_binary());
-    command.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-quic",
-        "--window-size=1000,800",
-    ]);
-    command.arg(format!("--user-data-dir={}", profile.display()));
-    command.args(args);
-    command.kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(90), command.output())
-        .await
-        .expect("Chromium finishes within 90 s")
-        .expect("Chromium runs");
-    let _ = std::fs::remove_dir_all(&profile);
-    output
+    perch_tests::browser::artifacts("sandbox")
 }
 
 /// Screenshots `url` into `<artifacts>/<name>.png` and checks it is a PNG.

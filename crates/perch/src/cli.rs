@@ -138,6 +138,7 @@ async fn migrate() -> anyhow::Result<()> {
 
 async fn serve(listen: Option<SocketAddr>) -> anyhow::Result<()> {
     let config = ServeConfig::from_env(&ProcessEnv, listen).map_err(config_error)?;
+    let signalled = crate::server::shutdown_signal();
     let pool = crate::db::connect(&config.database).await?;
     crate::db::migrate(&pool).await?;
     let clock: perch_core::clock::SharedClock = std::sync::Arc::new(perch_core::SystemClock);
@@ -145,7 +146,7 @@ async fn serve(listen: Option<SocketAddr>) -> anyhow::Result<()> {
     tracing::info!(addr = %running.local_addr, public_url = %running.public_url, "perch is listening");
     let stop = running.shutdown_handle();
     tokio::spawn(async move {
-        crate::server::shutdown_signal().await;
+        signalled.await;
         let _ = stop.send(true);
     });
     running.wait().await?;

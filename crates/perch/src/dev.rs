@@ -1111,8 +1111,9 @@ pub async fn run_dev(env: &impl Env, options: DevOptions) -> anyhow::Result<()> 
     // Listen for Ctrl-C / SIGTERM from the very start, so a signal during
     // setup still stops the cluster instead of killing the process.
     let (stop_tx, stop_rx) = watch::channel(false);
+    let signalled = crate::server::shutdown_signal();
     tokio::spawn(async move {
-        crate::server::shutdown_signal().await;
+        signalled.await;
         let _ = stop_tx.send(true);
     });
 

@@ -30,13 +30,7 @@ fn target_dir() -> PathBuf {
 }
 
 fn artifacts() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("..")
-        .join("target")
-        .join("test-artifacts");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    perch_tests::browser::artifacts("")
 }
 
 fn free_port() -> u16 {
@@ -285,61 +279,9 @@ async fn accounts(base: &str, key: &str, app_id: &str) -> serde_json::Value {
     serde_json::from_str(&response.text().await.unwrap()).unwrap()
 }
 
-fn chromium() -> Option<&'static str> {
-    ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find(|candidate| {
-            std::process::Command::new("sh")
-                .args(["-c", &format!("command -v {candidate}")])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-}
-
-/// Screenshots `url` into `<artifacts>/<name>.png`; skipped without Chromium
-/// (the sandbox's Chromium test is the one that insists on it).
+/// Screenshots `url` into `<artifacts>/<name>.png`.
 async fn screenshot(url: &str, name: &str) {
-    let Some(binary) = chromium() else {
-        eprintln!("no Chromium: skipping the {name} screenshot");
-        return;
-    };
-    let path = artifacts().join(format!("{name}.png"));
-    let _ = std::fs::remove_file(&path);
-    let profile = std::env::temp_dir().join(format!(
-        "perch-chromium-{}",
-        perch_core::token::random_alphanumeric(12)
-    ));
-    std::fs::create_dir_all(&profile).unwrap();
-    let output = Command::new(binary)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--disable-quic",
-            "--window-size=1000,800",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("--screenshot={}", path.display()))
-        .arg(url)
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(90), output)
-        .await
-        .expect("Chromium finishes within 90 s")
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&profile);
-    let png = std::fs::read(&path).unwrap_or_else(|_| {
-        panic!(
-            "no screenshot of {name}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    assert!(png.starts_with(b"\x89PNG"), "{name} is a PNG");
-    eprintln!("screenshot: {}", path.display());
+    perch_tests::browser::screenshot(url, &artifacts().join(format!("{name}.png"))).await;
 }
 
 fn assert_cluster_stopped(data_dir: &Path) {

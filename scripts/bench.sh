@@ -20,6 +20,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/bench}"
+# Absolute, because criterion resolves it from the benchmark's own directory.
+mkdir -p "$CARGO_TARGET_DIR"
+CARGO_TARGET_DIR="$(cd "$CARGO_TARGET_DIR" && pwd)"
+export CARGO_TARGET_DIR
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 CONCURRENCY="${CONCURRENCY:-8}"
 DURATION="${DURATION:-20}"

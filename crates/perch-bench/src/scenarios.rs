@@ -108,6 +108,28 @@ async fn redirect(response: reqwest::Response, hop: &str) -> Result<String, Stri
     }
 }
 
+/// One browser hop: `GET url` with the user's cookies, expecting a 302;
+/// returns where it points and records the hop's latency in `time`.
+async fn follow(
+    target: &Target,
+    user: &mut VirtualUser,
+    url: &str,
+    hop: &'static str,
+    time: &mut Duration,
+) -> Result<String, String> {
+    let began = Instant::now();
+    let response = user
+        .jar
+        .apply(target.http.get(url))
+        .send()
+        .await
+        .map_err(|e| transport(hop, &e))?;
+    user.jar.store(response.headers());
+    let location = redirect(response, hop).await?;
+    *time = began.elapsed();
+    Ok(location)
+}
+
 /// One login on the instant path; `times` gets each hop's latency.
 async fn login_once(
     target: &Target,
@@ -116,44 +138,15 @@ async fn login_once(
     user: &mut VirtualUser,
     times: &mut [Duration; 4],
 ) -> Result<(), String> {
-    let began = Instant::now();
-    let response = user
-        .jar
-        .apply(target.http.get(link))
-        .send()
-        .await
-        .map_err(|e| transport("link", &e))?;
-    user.jar.store(response.headers());
-    let provider = redirect(response, "link").await?;
-    times[0] = began.elapsed();
-
-    let began = Instant::now();
-    let response = user
-        .jar
-        .apply(target.http.get(&provider))
-        .send()
-        .await
-        .map_err(|e| transport("sandbox", &e))?;
-    user.jar.store(response.headers());
-    let callback = redirect(response, "sandbox").await?;
-    times[1] = began.elapsed();
-
-    let began = Instant::now();
-    let response = user
-        .jar
-        .apply(target.http.get(&callback))
-        .send()
-        .await
-        .map_err(|e| transport("callback", &e))?;
-    user.jar.store(response.headers());
-    let landing = redirect(response, "callback").await?;
+    let provider = follow(target, user, link, "link", &mut times[0]).await?;
+    let callback = follow(target, user, &provider, "sandbox", &mut times[1]).await?;
+    let landing = follow(target, user, &callback, "callback", &mut times[2]).await?;
     let code = browser::query_param(&landing, "code").ok_or_else(|| {
         format!(
             "callback: error={}",
             browser::query_param(&landing, "error").unwrap_or_default()
         )
     })?;
-    times[2] = began.elapsed();
 
     let began = Instant::now();
     let response = fixture

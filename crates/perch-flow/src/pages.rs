@@ -2,7 +2,7 @@
 //! happened and how to start again, and the hosted sign-in page.
 
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 pub use perch_core::html::escape;
 
@@ -23,14 +23,9 @@ pub fn page(status: StatusCode, title: &str, body_html: &str) -> Response {
          <body><main><h1>{title}</h1>{body_html}</main></body></html>",
         title = escape(title)
     );
-    let mut response = (status, html).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
     // Error pages may echo parameters; never cache or frame them.
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let mut response = perch_core::html::page_response(status, html);
+    let headers = response.headers_mut();
     headers.insert(
         header::HeaderName::from_static("x-frame-options"),
         HeaderValue::from_static("DENY"),

@@ -15,7 +15,7 @@ use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use perch_core::SecretString;
 use serde::Deserialize;
@@ -453,13 +453,8 @@ fn page(status: StatusCode, title: &str, body_html: &str) -> Response {
          </body></html>",
         title = escape(title)
     );
-    let mut response = (status, html).into_response();
+    let mut response = perch_core::html::page_response(status, html);
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(
         header::HeaderName::from_static("content-security-policy"),
         HeaderValue::from_static(

@@ -4,7 +4,7 @@
 
 use std::cmp::Ordering;
 
-use crate::encode::{encode_bytes_into, is_unreserved, percent_encode_into};
+use crate::encode::{Sink, encode_bytes_into, is_unreserved, percent_encode_into};
 
 /// A request URL that cannot become a base string URI (RFC 5849 §3.4.1.2).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,7 +66,11 @@ pub fn base_string_uri(url: &str) -> Result<String, UriError> {
     let mut out = String::with_capacity(url.len());
     out.push_str(scheme);
     out.push_str("://");
-    out.extend(host.chars().map(|c| c.to_ascii_lowercase()));
+    let host_at = out.len();
+    out.push_str(host);
+    if let Some(host) = out.get_mut(host_at..) {
+        host.make_ascii_lowercase();
+    }
     // RFC 3986 §3.2.3: an empty port means the default one.
     if let Some(port) = port.filter(|p| !p.is_empty()) {
         let number = parse_port(port)?;
@@ -114,34 +118,85 @@ fn parse_port(port: &str) -> Result<u16, UriError> {
 /// here: only the header's realm is excluded, and header parsing keeps it
 /// apart already (a query parameter called `realm` is an ordinary one).
 pub fn normalize_parameters<N: AsRef<str>, V: AsRef<str>>(params: &[(N, V)]) -> String {
-    let sorted = sorted_pairs(params);
-    let len = sorted.iter().map(|(n, v)| n.len() + v.len() + 2).sum();
-    let mut out = String::with_capacity(len);
-    for (i, (name, value)) in sorted.iter().enumerate() {
-        if i > 0 {
-            out.push('&');
+    with_sorted_pairs(params, |sorted| {
+        let len = sorted.iter().map(|(n, v)| n.len() + v.len() + 2).sum();
+        let mut out = String::with_capacity(len);
+        for (i, (name, value)) in sorted.iter().enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            percent_encode_into(&mut out, name);
+            out.push('=');
+            percent_encode_into(&mut out, value);
         }
-        percent_encode_into(&mut out, name);
-        out.push('=');
-        percent_encode_into(&mut out, value);
-    }
-    out
+        out
+    })
 }
 
-/// The parameters minus `oauth_signature`, in §3.4.1.3.2 order: by encoded
-/// name, then encoded value, in ascending byte order.
+/// How many pairs [`with_sorted_pairs`] sorts on the stack; a request
+/// with more (rare: OAuth requests carry 6 to 10) sorts in a `Vec`.
+const STACK_PAIRS: usize = 24;
+
+/// Calls `f` with the parameters minus `oauth_signature`, in §3.4.1.3.2
+/// order: by encoded name, then encoded value, in ascending byte order.
 ///
 /// Sorted without encoding anything, via [`encoded_order`], so that no
-/// encoded copy of each pair has to be allocated just to sort it.
-fn sorted_pairs<N: AsRef<str>, V: AsRef<str>>(params: &[(N, V)]) -> Vec<(&str, &str)> {
-    let mut sorted: Vec<(&str, &str)> = params
+/// encoded copy of each pair has to be allocated just to sort it; and, for
+/// up to [`STACK_PAIRS`] pairs, in a stack array by insertion sort (few
+/// comparisons on the nearly sorted lists clients send), without
+/// allocating.
+fn with_sorted_pairs<N: AsRef<str>, V: AsRef<str>, R>(
+    params: &[(N, V)],
+    f: impl FnOnce(&[(&str, &str)]) -> R,
+) -> R {
+    let pairs = params
         .iter()
         .map(|(name, value)| (name.as_ref(), value.as_ref()))
-        .filter(|(name, _)| *name != "oauth_signature")
-        .collect();
-    sorted.sort_unstable_by(|a, b| encoded_order(a.0, b.0).then_with(|| encoded_order(a.1, b.1)));
-    sorted
+        .filter(|(name, _)| *name != "oauth_signature");
+    if params.len() > STACK_PAIRS {
+        let mut sorted: Vec<(&str, &str)> = pairs.collect();
+        sorted.sort_unstable_by(|a, b| pair_order(*a, *b));
+        return f(&sorted);
+    }
+    let mut stack = [("", ""); STACK_PAIRS];
+    let mut len = 0;
+    for (slot, pair) in stack.iter_mut().zip(pairs) {
+        *slot = pair;
+        len += 1;
+    }
+    let sorted = stack.get_mut(..len).unwrap_or_default();
+    for i in 1..sorted.len() {
+        let mut j = i;
+        while j > 0 && pair_order(sorted[j], sorted[j - 1]).is_lt() {
+            sorted.swap(j, j - 1);
+            j -= 1;
+        }
+    }
+    f(sorted)
 }
+
+/// §3.4.1.3.2 order of two pairs: encoded name, then encoded value.
+#[inline]
+fn pair_order(a: (&str, &str), b: (&str, &str)) -> Ordering {
+    encoded_order(a.0, b.0).then_with(|| encoded_order(a.1, b.1))
+}
+
+/// [`is_unreserved`] bytes ranked above all others, each group in byte
+/// order: the order of the first bytes of their encodings, see
+/// [`encoded_order`].
+static ENCODED_RANK: [u16; 256] = {
+    let mut table = [0u16; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        table[byte] = if is_unreserved(byte as u8) {
+            256 + byte as u16
+        } else {
+            byte as u16
+        };
+        byte += 1;
+    }
+    table
+};
 
 /// Compares `a` and `b` as their RFC 5849 §3.6 encodings would compare
 /// bytewise, without encoding them.
@@ -153,13 +208,12 @@ fn sorted_pairs<N: AsRef<str>, V: AsRef<str>>(params: &[(N, V)]) -> Vec<(&str, &
 /// 0x2D), so it sorts first. If one is a prefix of the other, so are the
 /// encodings, and the shorter sorts first.
 pub(crate) fn encoded_order(a: &str, b: &str) -> Ordering {
-    let key = |byte: u8| (is_unreserved(byte), byte);
-    for (&x, &y) in a.as_bytes().iter().zip(b.as_bytes()) {
-        if x != y {
-            return key(x).cmp(&key(y));
-        }
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let common = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    match (a.get(common), b.get(common)) {
+        (Some(&x), Some(&y)) => ENCODED_RANK[usize::from(x)].cmp(&ENCODED_RANK[usize::from(y)]),
+        _ => a.len().cmp(&b.len()),
     }
-    a.len().cmp(&b.len())
 }
 
 /// The signature base string of RFC 5849 §3.4.1.1 for a request to `url`.
@@ -200,24 +254,32 @@ pub(crate) fn assemble<N: AsRef<str>, V: AsRef<str>>(
 /// signing and verifying hot paths: pairs are sorted in place of encoded
 /// copies ([`encoded_order`]) and names and values are encoded twice at
 /// once (`%` → `%25`), with the `=` and `&` between them as `%3D` and `%26`.
-pub(crate) fn write_base_string<N: AsRef<str>, V: AsRef<str>>(
-    out: &mut Vec<u8>,
+/// `out` may be a MAC (see [`Sink`]), so the string need never exist.
+pub(crate) fn write_base_string<S: Sink, N: AsRef<str>, V: AsRef<str>>(
+    out: &mut S,
     method: &str,
     base_uri: &str,
     params: &[(N, V)],
 ) {
-    out.extend(method.bytes().map(|b| b.to_ascii_uppercase()));
-    out.push(b'&');
-    encode_bytes_into(out, base_uri.as_bytes(), false);
-    out.push(b'&');
-    for (i, (name, value)) in sorted_pairs(params).into_iter().enumerate() {
-        if i > 0 {
-            out.extend_from_slice(b"%26");
-        }
-        encode_bytes_into(out, name.as_bytes(), true);
-        out.extend_from_slice(b"%3D");
-        encode_bytes_into(out, value.as_bytes(), true);
+    // The method is nearly always upper-case already.
+    if method.bytes().any(|b| b.is_ascii_lowercase()) {
+        out.put(method.to_ascii_uppercase().as_bytes());
+    } else {
+        out.put(method.as_bytes());
     }
+    out.put(b"&");
+    encode_bytes_into(out, base_uri.as_bytes(), false);
+    out.put(b"&");
+    with_sorted_pairs(params, |sorted| {
+        for (i, (name, value)) in sorted.iter().enumerate() {
+            if i > 0 {
+                out.put(b"%26");
+            }
+            encode_bytes_into(out, name.as_bytes(), true);
+            out.put(b"%3D");
+            encode_bytes_into(out, value.as_bytes(), true);
+        }
+    });
 }
 
 #[cfg(test)]

@@ -27,7 +27,9 @@
 
 use std::borrow::Cow;
 
-use crate::encode::{DecodeError, Param, Text, percent_decode_cow, percent_encode_into};
+use crate::encode::{
+    DecodeError, Param, Text, find_first, percent_decode_cow, percent_encode_into,
+};
 
 /// A syntactically valid `Authorization: OAuth` header (RFC 5849 §3.5.1).
 /// Names and values borrow from the header text unless decoding changed
@@ -84,18 +86,28 @@ pub enum HeaderError {
 /// [`crate::IncomingRequest::collect`], since §3.5 lets them also come from
 /// the body or query.
 pub fn parse_authorization(value: &str) -> Result<AuthorizationHeader<'_>, HeaderError> {
+    let mut params = Vec::with_capacity(8);
+    let realm = parse_authorization_into(value, &mut params)?;
+    Ok(AuthorizationHeader { realm, params })
+}
+
+/// [`parse_authorization`] appending the parameters to `params` (after
+/// whatever is there, which the duplicate check ignores) and returning
+/// the realm, so that [`crate::IncomingRequest::collect`] needs one vector.
+pub(crate) fn parse_authorization_into<'a>(
+    value: &'a str,
+    params: &mut Vec<Param<'a>>,
+) -> Result<Option<Text<'a>>, HeaderError> {
+    let first = params.len();
+    let mut realm = None;
     let mut p = Parser { s: value, pos: 0 };
     p.skip_ows();
-    let scheme = p.take_token();
+    let (scheme, _) = p.take_token();
     if !scheme.eq_ignore_ascii_case("OAuth") {
         return Err(HeaderError::NotOAuthScheme);
     }
-    let mut header = AuthorizationHeader {
-        realm: None,
-        params: Vec::with_capacity(8),
-    };
     match p.peek() {
-        None => return Ok(header),
+        None => return Ok(realm),
         Some(b' ' | b'\t') => {}
         Some(_) => return Err(HeaderError::MalformedParameter { position: p.pos }),
     }
@@ -110,7 +122,7 @@ pub fn parse_authorization(value: &str) -> Result<AuthorizationHeader<'_>, Heade
             }
             Some(_) => {}
         }
-        let name = p.take_token();
+        let (name, name_escaped) = p.take_token();
         if name.is_empty() {
             return Err(HeaderError::MalformedParameter { position: p.pos });
         }
@@ -123,7 +135,7 @@ pub fn parse_authorization(value: &str) -> Result<AuthorizationHeader<'_>, Heade
         if p.peek() != Some(b'"') {
             return Err(HeaderError::UnquotedValue(name.to_owned()));
         }
-        let raw = p.quoted_string()?;
+        let (raw, value_escaped) = p.quoted_string()?;
         p.skip_ows();
         match p.peek() {
             None => {}
@@ -135,31 +147,39 @@ pub fn parse_authorization(value: &str) -> Result<AuthorizationHeader<'_>, Heade
             parameter: name.to_owned(),
             source,
         };
-        let name = percent_decode_cow(name).map_err(decode_err)?;
+        // The scans above noted any `%`; without one there is nothing to
+        // decode and the text is borrowed as it is.
+        let name = if name_escaped {
+            percent_decode_cow(name).map_err(decode_err)?
+        } else {
+            Cow::Borrowed(name)
+        };
         // RFC 7235 §2.1: auth-param names are case-insensitive, so `Realm`
         // is the realm too; oauth_ names stay case-sensitive (RFC 5849 §3.5).
         // Compared after decoding, so that no spelling of "realm" can enter
         // the signed parameters and so that build → parse is lossless.
         if name.eq_ignore_ascii_case("realm") {
-            if header.realm.is_some() {
+            if realm.is_some() {
                 return Err(HeaderError::DuplicateParameter("realm".to_owned()));
             }
-            header.realm = Some(raw);
+            realm = Some(raw);
             continue;
         }
         let value = match raw {
+            Cow::Borrowed(raw) if !value_escaped => Cow::Borrowed(raw),
             Cow::Borrowed(raw) => percent_decode_cow(raw).map_err(decode_err)?,
             // Only a value with a quoted-pair is owned; rare enough to copy.
             Cow::Owned(raw) => {
                 Cow::Owned(percent_decode_cow(&raw).map_err(decode_err)?.into_owned())
             }
         };
-        if header.params.iter().any(|(seen, _)| *seen == name) {
+        let header_params = params.get(first..).unwrap_or_default();
+        if header_params.iter().any(|(seen, _)| *seen == name) {
             return Err(HeaderError::DuplicateParameter(name.into_owned()));
         }
-        header.params.push((name, value));
+        params.push((name, value));
     }
-    Ok(header)
+    Ok(realm)
 }
 
 /// Builds an `Authorization` header value (RFC 5849 §3.5.1): `OAuth `, then
@@ -220,37 +240,59 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// A run of RFC 7230 §3.2.6 `tchar`s (possibly empty).
-    fn take_token(&mut self) -> &'a str {
+    /// A run of RFC 7230 §3.2.6 `tchar`s (possibly empty), and whether it
+    /// holds a `%` (and so may need percent-decoding).
+    fn take_token(&mut self) -> (&'a str, bool) {
         let start = self.pos;
-        let rest = self.s.as_bytes().get(start..).unwrap_or_default();
-        self.pos += rest
-            .iter()
-            .position(|&b| !TCHAR[usize::from(b)])
-            .unwrap_or(rest.len());
+        let bytes = self.s.as_bytes();
+        let mut escaped = false;
+        // `TOKEN_STOP` also stops at `%`, a tchar, so that the scan notes
+        // it for free; `%` is rare, so this costs nothing per byte.
+        loop {
+            let rest = bytes.get(self.pos..).unwrap_or_default();
+            self.pos += find_first(rest, &TOKEN_STOP);
+            if bytes.get(self.pos) != Some(&b'%') {
+                break;
+            }
+            escaped = true;
+            self.pos += 1;
+        }
         // tchars are ASCII, so both ends are char boundaries.
-        self.s.get(start..self.pos).unwrap_or_default()
+        (self.s.get(start..self.pos).unwrap_or_default(), escaped)
     }
 
     /// An RFC 7230 §3.2.6 quoted-string starting at the current `"`,
-    /// returned without quotes and with quoted-pairs resolved.
-    fn quoted_string(&mut self) -> Result<Cow<'a, str>, HeaderError> {
+    /// returned without quotes and with quoted-pairs resolved, and whether
+    /// it holds a `%`.
+    fn quoted_string(&mut self) -> Result<(Cow<'a, str>, bool), HeaderError> {
         let open = self.pos;
         let body_start = open + 1;
         let rest = self.s.get(body_start..).unwrap_or_default();
+        let bytes = rest.as_bytes();
         // Fast path, a byte scan: no quoted-pair before the closing quote
         // (percent-encoded values never need one). `"`, `\` and the
-        // control characters are ASCII, so bytes suffice.
-        match rest
-            .bytes()
-            .position(|b| b == b'"' || b == b'\\' || (b < b' ' && b != b'\t') || b == 0x7f)
-        {
-            Some(end) if rest.as_bytes().get(end) == Some(&b'"') => {
-                self.pos = body_start + end + 1;
-                return Ok(Cow::Borrowed(rest.get(..end).unwrap_or_default()));
+        // control characters are ASCII, so bytes suffice. The scan also
+        // stops at `%` to note it, as in `take_token`.
+        let mut escaped = false;
+        let mut at = 0;
+        loop {
+            let tail = bytes.get(at..).unwrap_or_default();
+            let end = find_first(tail, &QUOTED_STOP);
+            if end == tail.len() {
+                return Err(HeaderError::MalformedQuote { position: open });
             }
-            None => return Err(HeaderError::MalformedQuote { position: open }),
-            Some(_) => {}
+            at += end;
+            match bytes.get(at) {
+                Some(b'%') => {
+                    escaped = true;
+                    at += 1;
+                }
+                Some(b'"') => {
+                    self.pos = body_start + at + 1;
+                    return Ok((Cow::Borrowed(rest.get(..at).unwrap_or_default()), escaped));
+                }
+                _ => break,
+            }
         }
         // Only allocate when a quoted-pair forces us to.
         let mut unescaped: Option<String> = None;
@@ -261,13 +303,15 @@ impl<'a> Parser<'a> {
                 '"' => {
                     self.pos = body_start + i + 1;
                     let tail = rest.get(segment_start..i).unwrap_or_default();
-                    return Ok(match unescaped {
+                    let text = match unescaped {
                         None => Cow::Borrowed(tail),
                         Some(mut s) => {
                             s.push_str(tail);
                             Cow::Owned(s)
                         }
-                    });
+                    };
+                    let escaped = text.as_bytes().contains(&b'%');
+                    return Ok((text, escaped));
                 }
                 '\\' => {
                     let s = unescaped.get_or_insert_with(String::new);
@@ -320,12 +364,25 @@ const fn is_tchar(b: u8) -> bool {
         )
 }
 
-/// [`is_tchar`] as a table, as every header byte outside quotes meets it.
-static TCHAR: [bool; 256] = {
+/// Where [`Parser::take_token`]'s scan stops: every non-`tchar`, and `%`.
+static TOKEN_STOP: [bool; 256] = {
     let mut table = [false; 256];
     let mut byte = 0;
     while byte < 256 {
-        table[byte] = is_tchar(byte as u8);
+        table[byte] = !is_tchar(byte as u8) || byte == b'%' as usize;
+        byte += 1;
+    }
+    table
+};
+
+/// Where [`Parser::quoted_string`]'s fast scan stops: `"`, `\\`, the
+/// control characters but HTAB (RFC 7230 §3.2.6), and `%`.
+static QUOTED_STOP: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b == b'"' || b == b'\\' || (b < b' ' && b != b'\t') || b == 0x7f || b == b'%';
         byte += 1;
     }
     table
@@ -487,5 +544,29 @@ mod tests {
                 ("oauth_nonce", "a b")
             ]
         );
+    }
+
+    proptest::proptest! {
+        /// The scans that note `%` on the way (so that text without one is
+        /// borrowed undecoded) decode exactly what plain percent-decoding
+        /// of the name and quoted text gives.
+        #[test]
+        fn escape_noting_scans_match_plain_decoding(
+            name in "[a-z%2F4]{1,8}",
+            raw in "[a-z%2F4G ~\t]{0,30}",
+        ) {
+            let header = format!("OAuth {name}=\"{raw}\"");
+            let expected = crate::encode::percent_decode(&name).and_then(|n| {
+                crate::encode::percent_decode(&raw).map(|v| (n, v))
+            });
+            match (parse_authorization(&header), expected) {
+                (Ok(parsed), Ok((n, v))) if !n.eq_ignore_ascii_case("realm") => {
+                    proptest::prop_assert_eq!(pairs(&parsed), vec![(n.as_str(), v.as_str())]);
+                }
+                (Ok(_), Ok(_)) => {}
+                (Err(HeaderError::Decode { .. }), Err(_)) => {}
+                (got, want) => proptest::prop_assert!(false, "{:?} vs {:?}", got, want),
+            }
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use crate::base_string::{assemble, base_string_uri};
 use crate::encode::{Param, Text, parse_form_into};
 use crate::error::Error;
-use crate::header::parse_authorization;
+use crate::header::parse_authorization_into;
 use crate::signature::SignatureMethod;
 
 /// A request as the server received it, before anything is trusted
@@ -134,9 +134,7 @@ impl<'a> IncomingRequest<'a> {
         }
         let mut realm = None;
         if let Some(value) = self.authorization {
-            let header = parse_authorization(value)?;
-            realm = header.realm;
-            params.extend(header.params);
+            realm = parse_authorization_into(value, &mut params)?;
         }
         // §3.4.1.3.1: the signature is not signed. Take it out (it is
         // unique, or `protocol_params` would have failed) instead of copying.

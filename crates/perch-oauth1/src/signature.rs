@@ -13,7 +13,7 @@ use sha1::Sha1;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::encode::percent_encode_into;
+use crate::encode::{Sink, encode_bytes_into, percent_encode_into};
 use crate::secret::{ConsumerSecret, TokenSecret};
 
 /// An `oauth_signature_method` (RFC 5849 §3.4).
@@ -160,6 +160,134 @@ pub(crate) fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// The HMAC key block of RFC 2104 §2 for the RFC 5849 §3.4.2 key
+/// `enc(consumer_secret) & enc(token_secret)`, built without allocating:
+/// the encoded key is written straight into the 64-byte block (SHA-1 and
+/// SHA-256 both have 64-byte blocks) and, once it outgrows the block,
+/// hashed with `D` instead, as RFC 2104 §2 says of keys longer than a block.
+struct KeyBlock<D> {
+    block: [u8; 64],
+    len: usize,
+    /// Set once the key is longer than a block.
+    hasher: Option<D>,
+}
+
+impl<D: Digest> Sink for KeyBlock<D> {
+    fn put(&mut self, bytes: &[u8]) {
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(bytes);
+        } else if let Some(free) = self.block.get_mut(self.len..self.len + bytes.len()) {
+            free.copy_from_slice(bytes);
+            self.len += bytes.len();
+        } else {
+            let mut hasher = D::new();
+            hasher.update(self.block.get(..self.len).unwrap_or_default());
+            hasher.update(bytes);
+            self.hasher = Some(hasher);
+        }
+    }
+}
+
+/// The zero-padded key block for `D` (RFC 2104 §2) of the RFC 5849 §3.4.2
+/// signing key; the same as [`signing_key`] prepared by `Hmac`.
+fn key_block<D: Digest>(
+    consumer_secret: &ConsumerSecret,
+    token_secret: Option<&TokenSecret>,
+) -> [u8; 64] {
+    let mut key = KeyBlock::<D> {
+        block: [0; 64],
+        len: 0,
+        hasher: None,
+    };
+    encode_bytes_into(&mut key, consumer_secret.expose_secret().as_bytes(), false);
+    key.put(b"&");
+    if let Some(token) = token_secret {
+        encode_bytes_into(&mut key, token.expose_secret().as_bytes(), false);
+    }
+    match key.hasher {
+        None => key.block,
+        Some(hasher) => {
+            let mut block = [0; 64];
+            let digest = hasher.finalize();
+            if let Some(head) = block.get_mut(..digest.len()) {
+                head.copy_from_slice(&digest);
+            }
+            block
+        }
+    }
+}
+
+/// A MAC fed through a stack buffer, so that the many short pieces of a
+/// base string (names, values, escapes) reach the MAC in a few large
+/// `update`s; typical base strings fit whole.
+pub(crate) struct MacSink<M> {
+    mac: M,
+    buf: [u8; 512],
+    len: usize,
+}
+
+impl<M: Mac> MacSink<M> {
+    fn new(mac: M) -> Self {
+        Self {
+            mac,
+            buf: [0; 512],
+            len: 0,
+        }
+    }
+
+    fn finalize(mut self) -> hmac::digest::Output<M> {
+        self.mac
+            .update(self.buf.get(..self.len).unwrap_or_default());
+        self.mac.finalize().into_bytes()
+    }
+}
+
+impl<M: Mac> Sink for MacSink<M> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        if let Some(free) = self.buf.get_mut(self.len..self.len + bytes.len()) {
+            free.copy_from_slice(bytes);
+            self.len += bytes.len();
+            return;
+        }
+        self.mac
+            .update(self.buf.get(..self.len).unwrap_or_default());
+        self.len = 0;
+        if let Some(free) = self.buf.get_mut(..bytes.len()) {
+            free.copy_from_slice(bytes);
+            self.len = bytes.len();
+        } else {
+            self.mac.update(bytes);
+        }
+    }
+}
+
+/// HMAC-SHA1 (RFC 5849 §3.4.2) of the base string that `write` produces,
+/// under the key of `consumer_secret` and `token_secret`, with neither key
+/// nor base string ever on the heap.
+pub(crate) fn hmac_sha1_of(
+    consumer_secret: &ConsumerSecret,
+    token_secret: Option<&TokenSecret>,
+    write: impl FnOnce(&mut MacSink<Hmac<Sha1>>),
+) -> [u8; 20] {
+    let block = key_block::<Sha1>(consumer_secret, token_secret);
+    let mut sink = MacSink::new(<Hmac<Sha1> as KeyInit>::new(&block.into()));
+    write(&mut sink);
+    sink.finalize().into()
+}
+
+/// [`hmac_sha1_of`] with SHA-256.
+pub(crate) fn hmac_sha256_of(
+    consumer_secret: &ConsumerSecret,
+    token_secret: Option<&TokenSecret>,
+    write: impl FnOnce(&mut MacSink<Hmac<Sha256>>),
+) -> [u8; 32] {
+    let block = key_block::<Sha256>(consumer_secret, token_secret);
+    let mut sink = MacSink::new(<Hmac<Sha256> as KeyInit>::new(&block.into()));
+    write(&mut sink);
+    sink.finalize().into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,6 +344,32 @@ mod tests {
                 reference.finalize().into_bytes()[..],
                 "sha256 {len}"
             );
+        }
+    }
+
+    proptest::proptest! {
+        /// The allocation-free key block and buffered MAC give the same
+        /// HMACs as the plain key string and base string, for keys around
+        /// the 64-byte block size and base strings around the 512-byte
+        /// buffer (so every flush path runs).
+        #[test]
+        fn streamed_hmac_matches_the_plain_one(
+            consumer in "[a-z &~%é]{0,70}",
+            token in proptest::option::of("[a-z &~%é]{0,70}"),
+            params in proptest::collection::vec(("[a-z_ ]{0,12}", "[a-zA-Z0-9 %&=é]{0,200}"), 0..8),
+        ) {
+            let consumer = ConsumerSecret::new(consumer);
+            let token = token.map(TokenSecret::new);
+            let key = signing_key(&consumer, token.as_ref());
+            let base = crate::base_string::assemble("POST", "https://e.com/p", &params);
+            let sha1 = hmac_sha1_of(&consumer, token.as_ref(), |mac| {
+                crate::base_string::write_base_string(mac, "POST", "https://e.com/p", &params);
+            });
+            proptest::prop_assert_eq!(sha1, hmac_sha1(key.as_bytes(), base.as_bytes()));
+            let sha256 = hmac_sha256_of(&consumer, token.as_ref(), |mac| {
+                crate::base_string::write_base_string(mac, "POST", "https://e.com/p", &params);
+            });
+            proptest::prop_assert_eq!(sha256, hmac_sha256(key.as_bytes(), base.as_bytes()));
         }
     }
 }

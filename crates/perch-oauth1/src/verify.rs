@@ -6,7 +6,9 @@ use subtle::ConstantTimeEq;
 use crate::base_string::write_base_string;
 use crate::params::SignedParams;
 use crate::secret::{ConsumerSecret, TokenSecret};
-use crate::signature::{SignatureMethod, base64_matches, hmac_sha1, hmac_sha256, signing_key};
+use crate::signature::{
+    SignatureMethod, base64_matches, hmac_sha1_of, hmac_sha256_of, signing_key,
+};
 
 /// Why a collected request is not accepted (RFC 5849 §3.2).
 #[derive(Debug, thiserror::Error)]
@@ -57,22 +59,27 @@ pub fn verify(
     consumer_secret: &ConsumerSecret,
     token_secret: Option<&TokenSecret>,
 ) -> Result<(), VerifyError> {
-    let key = signing_key(consumer_secret, token_secret);
     let signature = &signed.protocol.signature;
-    let base_string = || {
-        let mut base = Vec::with_capacity(1024);
-        write_base_string(&mut base, &signed.method, &signed.base_uri, &signed.params);
-        base
-    };
+    // The HMAC methods hash the base string as it is written, never
+    // holding it or the key on the heap.
     let matches = match signed.protocol.signature_method {
         // `ct_eq` on slices of unequal length is false without looking at
         // the bytes; the length is not the secret part.
-        SignatureMethod::Plaintext => bool::from(key.as_bytes().ct_eq(signature.as_bytes())),
+        SignatureMethod::Plaintext => {
+            let key = signing_key(consumer_secret, token_secret);
+            bool::from(key.as_bytes().ct_eq(signature.as_bytes()))
+        }
         SignatureMethod::HmacSha1 => {
-            base64_matches(signature, &hmac_sha1(key.as_bytes(), &base_string()))
+            let digest = hmac_sha1_of(consumer_secret, token_secret, |mac| {
+                write_base_string(mac, &signed.method, &signed.base_uri, &signed.params);
+            });
+            base64_matches(signature, &digest)
         }
         SignatureMethod::HmacSha256 => {
-            base64_matches(signature, &hmac_sha256(key.as_bytes(), &base_string()))
+            let digest = hmac_sha256_of(consumer_secret, token_secret, |mac| {
+                write_base_string(mac, &signed.method, &signed.base_uri, &signed.params);
+            });
+            base64_matches(signature, &digest)
         }
     };
     if matches {

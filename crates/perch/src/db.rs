@@ -2,8 +2,10 @@
 
 use std::str::FromStr;
 
-use sqlx::PgPool;
+use std::time::Duration;
+
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgPool};
 
 use crate::config::DatabaseConfig;
 
@@ -49,6 +51,12 @@ fn target(options: &PgConnectOptions) -> String {
     )
 }
 
+/// A pooled connection idle for less than this is handed out without a
+/// ping: sqlx already pings every connection when it goes back to the pool,
+/// so one released this recently was alive a moment ago. Pinging on every
+/// acquire too would add a round trip to each of a request's statements.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
 /// Opens a pool and proves the server answers.
 pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, DbError> {
     let options = connect_options(config)?;
@@ -56,6 +64,15 @@ pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, DbError> {
     let pool = PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(config.acquire_timeout)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(options)
         .await
         .map_err(|e| DbError::Unreachable {

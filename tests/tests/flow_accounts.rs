@@ -216,3 +216,87 @@ async fn another_tenant_sees_nothing() {
         200
     );
 }
+
+/// `GET /v1/accounts/{id}` checks the key in the same statement as the
+/// read: every way a key can be wrong is still a 401 that reveals nothing,
+/// whether or not the account exists, and revocation takes effect on the
+/// very next read.
+#[tokio::test]
+async fn account_read_checks_the_key_before_the_account() {
+    let fx = Fixture::new(TestServerOptions::default()).await;
+    let landing = fx.login(&browser(), "alice", "s", "").await;
+    let account = fx.exchange(landing.code.as_deref().unwrap()).await.body["account"].clone();
+    let id = account["id"].as_str().unwrap().to_owned();
+    let second = tenants::call(
+        &fx.server,
+        Method::POST,
+        "/v1/api-keys",
+        Some(&fx.tenant.key),
+        Some(&serde_json::json!({"label": "reader"})),
+    )
+    .await;
+    let reader = second.body["secret"].as_str().unwrap().to_owned();
+    let reader_id = second.body["id"].as_str().unwrap().to_owned();
+    let read = |key: String, path: String| {
+        let server = &fx.server;
+        async move { tenants::call(server, Method::GET, &path, Some(&key), None).await }
+    };
+    let path = format!("/v1/accounts/{id}");
+    let missing = "acct_00000000000000000000000000".to_owned();
+    assert_eq!(read(reader.clone(), path.clone()).await.status, 200);
+
+    // Right shape, wrong secret: the last character changed.
+    let mut wrong = reader.clone();
+    let last = wrong.pop().unwrap();
+    wrong.push(if last == 'a' { 'b' } else { 'a' });
+    let bad_keys = [
+        wrong,
+        "perch_sk_short".to_owned(),
+        "not-a-perch-key".to_owned(),
+    ];
+    for key in &bad_keys {
+        for target in [
+            &path,
+            &format!("/v1/accounts/{missing}"),
+            &"/v1/accounts/garbage".to_owned(),
+        ] {
+            let answer = read(key.clone(), target.clone()).await;
+            assert_eq!(answer.status, 401, "{key} {target}");
+            assert_eq!(
+                answer.content_type.as_deref(),
+                Some("application/problem+json")
+            );
+            assert!(!answer.body.to_string().contains("alice"));
+        }
+    }
+    // A good key: 404 for an account that is not there or not an id.
+    assert_eq!(
+        read(reader.clone(), format!("/v1/accounts/{missing}"))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        read(reader.clone(), "/v1/accounts/garbage".to_owned())
+            .await
+            .status,
+        404
+    );
+
+    // Revoked: refused on the next read.
+    let revoked = tenants::call(
+        &fx.server,
+        Method::DELETE,
+        &format!("/v1/api-keys/{reader_id}"),
+        Some(&fx.tenant.key),
+        None,
+    )
+    .await;
+    assert!(
+        revoked.status == 204 || revoked.status == 200,
+        "{}",
+        revoked.status
+    );
+    assert_eq!(read(reader, path.clone()).await.status, 401);
+    assert_eq!(read(fx.tenant.key.clone(), path).await.status, 200);
+}

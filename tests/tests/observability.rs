@@ -264,8 +264,8 @@ async fn a_login_is_exported_as_one_trace_per_hop() {
     assert!(
         descendants(&spans, login)
             .iter()
-            .any(|s| s.span.name == "db.tx.start_login"),
-        "the transaction has its span"
+            .any(|s| s.span.name == "db.insert_login"),
+        "the pending login's statement has its span"
     );
 
     // Hop 2: the access-token exchange and verify_credentials, both

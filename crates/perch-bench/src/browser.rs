@@ -63,6 +63,24 @@ pub fn location(response: &Response) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// A metric of a `Server-Timing` header (`upstream`: how long Perch said it
+/// waited on the provider during this hop; `perch`: the rest of its
+/// handling); zero when absent.
+pub fn server_timing(headers: &HeaderMap, metric: &str) -> std::time::Duration {
+    let prefix = format!("{metric};dur=");
+    headers
+        .get_all("server-timing")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .find_map(|entry| entry.trim().strip_prefix(prefix.as_str()))
+        .and_then(|ms| ms.parse::<f64>().ok())
+        .filter(|ms| ms.is_finite() && *ms >= 0.0)
+        .map_or(std::time::Duration::ZERO, |ms| {
+            std::time::Duration::from_secs_f64(ms / 1e3)
+        })
+}
+
 /// A query parameter of an absolute URL.
 pub fn query_param(url: &str, name: &str) -> Option<String> {
     reqwest::Url::parse(url)

@@ -13,7 +13,7 @@ use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use perch_bench::fixture::Fixture;
 use perch_bench::scenarios::{
-    self, HOPS, ListStep, LoginOptions, LoginReport, LoopOptions, ReadStep,
+    self, HOPS, HealthStep, ListStep, LoginOptions, LoginReport, LoopOptions, OWN_HOPS, ReadStep,
 };
 use perch_bench::stats::round3;
 use perch_bench::{Progress, Target};
@@ -477,6 +477,14 @@ fn print_login_table(title: &str, report: &LoginReport) {
         println!("  {name:<10} {}", histogram.row());
     }
     println!("  {:<10} {}", "login", report.total.row());
+    println!("  Perch's own time per hop (the hop less its upstream calls):");
+    for (&hop, histogram) in OWN_HOPS.iter().zip(&report.own) {
+        println!("  {:<10} {}", HOPS[hop], histogram.row());
+    }
+    println!("  ... as Perch measured it (Server-Timing: perch):");
+    for (&hop, histogram) in OWN_HOPS.iter().zip(&report.server_own) {
+        println!("  {:<10} {}", HOPS[hop], histogram.row());
+    }
     for (kind, n) in &report.errors.0 {
         println!("  error {kind}: {n}");
     }
@@ -501,6 +509,7 @@ async fn logins(global: &Global, args: &LoginsArgs) -> anyhow::Result<Value> {
     );
     perch.restart().await?;
     let options = load_options(load);
+    let commits_before = committed_transactions(&perch.target.pool).await?;
     let max = with_live(
         &progress,
         "logins (flat out)",
@@ -513,9 +522,18 @@ async fn logins(global: &Global, args: &LoginsArgs) -> anyhow::Result<Value> {
         ),
     )
     .await?;
+    let logins_run = progress.done.load(std::sync::atomic::Ordering::Relaxed);
+    // Backends publish their counters within a second of going idle.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let commits = committed_transactions(&perch.target.pool).await? - commits_before;
+    let commits_per_login = commits as f64 / logins_run.max(1) as f64;
     print_login_table(
         &format!("logins, concurrency {}, flat out", load.concurrency),
         &max,
+    );
+    println!(
+        "  commits per login (Perch and sandbox, pg_stat_database): {commits_per_login:.2} \
+         ({commits} for {logins_run} logins, warm-up included)"
     );
     let mut half = None;
     if !args.no_half_rate {
@@ -551,10 +569,20 @@ async fn logins(global: &Global, args: &LoginsArgs) -> anyhow::Result<Value> {
         "users": args.users,
         "seeded_accounts": args.seed_accounts,
         "max": max.to_json(),
+        "commits_per_login": round3(commits_per_login),
         "half_rate": half.map(|h| h.to_json()),
         "perch_peak_rss_kib": rss,
         "setup_peak_rss_kib": setup_rss,
     }))
+}
+
+/// Transactions committed in the current database so far.
+async fn committed_transactions(pool: &sqlx::PgPool) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(pool)
+    .await?)
 }
 
 async fn accounts_read(global: &Global, args: &ReadArgs) -> anyhow::Result<Value> {
@@ -590,6 +618,22 @@ async fn accounts_read(global: &Global, args: &ReadArgs) -> anyhow::Result<Value
     for (kind, n) in &report.errors.0 {
         println!("  error {kind}: {n}");
     }
+    // The same load on `GET /healthz`: what this client and server reach
+    // with no database at all, the ceiling the reads are under.
+    let floor = with_live(
+        &progress,
+        "http-floor (GET /healthz)",
+        scenarios::run_loop(&loop_options(load), progress.clone(), || {
+            HealthStep::new(target.clone())
+        }),
+    )
+    .await?;
+    println!(
+        "  HTTP floor, GET /healthz: {:.1} /s   (errors: {})",
+        floor.per_sec(),
+        floor.errors.total()
+    );
+    println!("  {:<10} {}", "healthz", floor.latency.row());
     let rss = perch.peak_rss_kib()?;
     print_rss(rss);
     perch.stop().await?;
@@ -599,6 +643,7 @@ async fn accounts_read(global: &Global, args: &ReadArgs) -> anyhow::Result<Value
         "seed_secs": round3(seed_time.as_secs_f64()),
         "concurrency": load.concurrency,
         "reads": report.to_json(),
+        "http_floor": floor.to_json(),
         "perch_peak_rss_kib": rss,
     }))
 }

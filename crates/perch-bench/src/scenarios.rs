@@ -17,6 +17,11 @@ use crate::{Progress, Rng, Target};
 /// The hops of a measured login, in order.
 pub const HOPS: [&str; 4] = ["link", "sandbox", "callback", "exchange"];
 
+/// Perch's own hops (the sandbox hop is the provider's page), by their
+/// index in [`HOPS`]. Their "own" time is the hop's time less the upstream
+/// time Perch reported for it in `Server-Timing`.
+pub const OWN_HOPS: [usize; 3] = [0, 2, 3];
+
 /// How to run a login load.
 #[derive(Debug, Clone)]
 pub struct LoginOptions {
@@ -42,6 +47,13 @@ pub struct LoginReport {
     pub rate: Option<f64>,
     /// Latency per hop (index as [`HOPS`]) of logins started in the window.
     pub hops: Vec<Latency>,
+    /// Perch's own time per hop (index as [`OWN_HOPS`]): the hop's latency
+    /// as the client saw it, less the time Perch waited on the provider.
+    pub own: Vec<Latency>,
+    /// The same as Perch itself measured it (`Server-Timing: perch`): from
+    /// the handler's start to its response, so without the time the request
+    /// spent in sockets and run queues on either side.
+    pub server_own: Vec<Latency>,
     /// Whole-login latency.
     pub total: Latency,
     /// Failed logins by kind.
@@ -62,6 +74,14 @@ impl LoginReport {
             .fold(0.0, f64::max)
     }
 
+    /// The highest p99 of Perch's own time in any of its hops, in ms.
+    pub fn worst_own_p99_ms(&self) -> f64 {
+        self.own
+            .iter()
+            .map(|h| h.quantile_ms(0.99))
+            .fold(0.0, f64::max)
+    }
+
     /// As JSON.
     pub fn to_json(&self) -> Value {
         let hops: serde_json::Map<String, Value> = HOPS
@@ -69,6 +89,13 @@ impl LoginReport {
             .zip(&self.hops)
             .map(|(name, h)| ((*name).to_owned(), h.to_json()))
             .collect();
+        let by_own_hop = |histograms: &[Latency]| -> serde_json::Map<String, Value> {
+            OWN_HOPS
+                .iter()
+                .zip(histograms)
+                .map(|(&hop, h)| (HOPS[hop].to_owned(), h.to_json()))
+                .collect()
+        };
         json!({
             "completed": self.completed,
             "window_secs": round3(self.window.as_secs_f64()),
@@ -77,6 +104,9 @@ impl LoginReport {
             "hops": hops,
             "login": self.total.to_json(),
             "worst_hop_p99_ms": round3(self.worst_hop_p99_ms()),
+            "perch_own": by_own_hop(&self.own),
+            "perch_own_server_side": by_own_hop(&self.server_own),
+            "worst_own_p99_ms": round3(self.worst_own_p99_ms()),
             "errors": self.errors.to_json(),
         })
     }
@@ -108,25 +138,43 @@ async fn redirect(response: reqwest::Response, hop: &str) -> Result<String, Stri
     }
 }
 
+/// The time of each hop of one login (index as [`HOPS`]), and the part of
+/// it Perch said it spent waiting on the provider.
+#[derive(Debug, Clone, Copy, Default)]
+struct HopTimes {
+    took: [Duration; 4],
+    upstream: [Duration; 4],
+    server_own: [Duration; 4],
+}
+
+impl HopTimes {
+    fn own(&self, hop: usize) -> Duration {
+        self.took[hop].saturating_sub(self.upstream[hop])
+    }
+}
+
 /// One browser hop: `GET url` with the user's cookies, expecting a 302;
-/// returns where it points and records the hop's latency in `time`.
+/// returns where it points and records the hop's latency in `times`.
 async fn follow(
     target: &Target,
     user: &mut VirtualUser,
     url: &str,
-    hop: &'static str,
-    time: &mut Duration,
+    hop: usize,
+    times: &mut HopTimes,
 ) -> Result<String, String> {
+    let name = HOPS[hop];
     let began = Instant::now();
     let response = user
         .jar
         .apply(target.http.get(url))
         .send()
         .await
-        .map_err(|e| transport(hop, &e))?;
+        .map_err(|e| transport(name, &e))?;
     user.jar.store(response.headers());
-    let location = redirect(response, hop).await?;
-    *time = began.elapsed();
+    times.upstream[hop] = browser::server_timing(response.headers(), "upstream");
+    times.server_own[hop] = browser::server_timing(response.headers(), "perch");
+    let location = redirect(response, name).await?;
+    times.took[hop] = began.elapsed();
     Ok(location)
 }
 
@@ -136,11 +184,11 @@ async fn login_once(
     fixture: &Fixture,
     link: &str,
     user: &mut VirtualUser,
-    times: &mut [Duration; 4],
+    times: &mut HopTimes,
 ) -> Result<(), String> {
-    let provider = follow(target, user, link, "link", &mut times[0]).await?;
-    let callback = follow(target, user, &provider, "sandbox", &mut times[1]).await?;
-    let landing = follow(target, user, &callback, "callback", &mut times[2]).await?;
+    let provider = follow(target, user, link, 0, times).await?;
+    let callback = follow(target, user, &provider, 1, times).await?;
+    let landing = follow(target, user, &callback, 2, times).await?;
     let code = browser::query_param(&landing, "code").ok_or_else(|| {
         format!(
             "callback: error={}",
@@ -154,6 +202,7 @@ async fn login_once(
         .await
         .map_err(|e| transport("exchange", &e))?;
     let status = response.status();
+    times.server_own[3] = browser::server_timing(response.headers(), "perch");
     response
         .bytes()
         .await
@@ -161,13 +210,15 @@ async fn login_once(
     if status != StatusCode::OK {
         return Err(format!("exchange: HTTP {}", status.as_u16()));
     }
-    times[3] = began.elapsed();
+    times.took[3] = began.elapsed();
     Ok(())
 }
 
 struct LoginWorkerOut {
     completed: u64,
     hops: Vec<Latency>,
+    own: Vec<Latency>,
+    server_own: Vec<Latency>,
     total: Latency,
     errors: Errors,
     last_end: Option<Instant>,
@@ -210,12 +261,18 @@ pub async fn logins(
             hops: (0..HOPS.len())
                 .map(|_| Latency::new())
                 .collect::<anyhow::Result<_>>()?,
+            own: (0..OWN_HOPS.len())
+                .map(|_| Latency::new())
+                .collect::<anyhow::Result<_>>()?,
+            server_own: (0..OWN_HOPS.len())
+                .map(|_| Latency::new())
+                .collect::<anyhow::Result<_>>()?,
             total: Latency::new()?,
             errors: Errors::default(),
             last_end: None,
         };
         handles.push(tokio::spawn(async move {
-            let mut times = [Duration::ZERO; 4];
+            let mut times = HopTimes::default();
             loop {
                 let scheduled = match rate {
                     Some(rate) => {
@@ -247,8 +304,12 @@ pub async fn logins(
                     Ok(()) => {
                         progress.ok();
                         if measured {
-                            for (histogram, time) in out.hops.iter_mut().zip(times) {
+                            for (histogram, time) in out.hops.iter_mut().zip(times.took) {
                                 histogram.record(time);
+                            }
+                            for (i, &hop) in OWN_HOPS.iter().enumerate() {
+                                out.own[i].record(times.own(hop));
+                                out.server_own[i].record(times.server_own[hop]);
                             }
                             out.total.record(ended - began);
                         }
@@ -275,6 +336,12 @@ pub async fn logins(
         hops: (0..HOPS.len())
             .map(|_| Latency::new())
             .collect::<anyhow::Result<_>>()?,
+        own: (0..OWN_HOPS.len())
+            .map(|_| Latency::new())
+            .collect::<anyhow::Result<_>>()?,
+        server_own: (0..OWN_HOPS.len())
+            .map(|_| Latency::new())
+            .collect::<anyhow::Result<_>>()?,
         total: Latency::new()?,
         errors: Errors::default(),
     };
@@ -283,6 +350,12 @@ pub async fn logins(
         let out = handle.await?;
         report.completed += out.completed;
         for (mine, theirs) in report.hops.iter_mut().zip(&out.hops) {
+            mine.merge(theirs);
+        }
+        for (mine, theirs) in report.own.iter_mut().zip(&out.own) {
+            mine.merge(theirs);
+        }
+        for (mine, theirs) in report.server_own.iter_mut().zip(&out.server_own) {
             mine.merge(theirs);
         }
         report.total.merge(&out.total);
@@ -414,6 +487,41 @@ impl Step for ReadStep {
         response.bytes().await.map_err(|e| transport("read", &e))?;
         if status != StatusCode::OK {
             return Err(format!("read: HTTP {}", status.as_u16()));
+        }
+        Ok(())
+    }
+}
+
+/// `GET /healthz`: the same client, server and middleware with no database
+/// and no authentication, so the HTTP floor the account reads sit on.
+#[derive(Debug)]
+pub struct HealthStep {
+    target: Arc<Target>,
+}
+
+impl HealthStep {
+    /// Probes `target`.
+    pub fn new(target: Arc<Target>) -> Self {
+        Self { target }
+    }
+}
+
+impl Step for HealthStep {
+    async fn step(&mut self) -> Result<(), String> {
+        let response = self
+            .target
+            .http
+            .get(self.target.url("/healthz"))
+            .send()
+            .await
+            .map_err(|e| transport("healthz", &e))?;
+        let status = response.status();
+        response
+            .bytes()
+            .await
+            .map_err(|e| transport("healthz", &e))?;
+        if status != StatusCode::OK {
+            return Err(format!("healthz: HTTP {}", status.as_u16()));
         }
         Ok(())
     }

@@ -70,6 +70,17 @@ async fn every_scenario_completes_without_errors() {
     assert!(max.completed > 0, "{:?}", max.to_json());
     assert_eq!(max.errors.total(), 0, "{}", max.to_json());
     assert!(max.hops.iter().all(|h| h.count() > 0));
+    // Perch's own time excludes the upstream time its Server-Timing
+    // header reports: less than the whole hop for the two hops that call
+    // the provider (link, callback), the whole hop for the exchange.
+    assert!(max.own.iter().all(|h| h.count() > 0));
+    assert!(max.own[0].mean_ms() < max.hops[0].mean_ms());
+    assert!(max.own[1].mean_ms() < max.hops[2].mean_ms());
+    assert!(
+        max.server_own
+            .iter()
+            .all(|h| h.count() > 0 && h.mean_ms() > 0.0)
+    );
     let paced = scenarios::logins(
         target.clone(),
         fixture.clone(),

@@ -192,35 +192,70 @@ impl AuditEvent {
     }
 }
 
-/// Writes `event` on `conn`: pass the transaction that makes the change.
-pub async fn record(conn: &mut PgConnection, event: &AuditEvent) -> Result<(), sqlx::Error> {
-    sqlx::query(
+/// The audit insert with its parameters numbered from `$first`: to run as a
+/// data-modifying `WITH` clause in front of the change it records, so the
+/// change and its record are one statement (one round trip, no explicit
+/// transaction) and still commit or fail together. Bind the event with
+/// [`bind`] after the change's own parameters.
+pub fn insert_sql(first: usize) -> String {
+    let params: Vec<String> = (first..first + 13)
+        .map(|n| {
+            // `ip` is bound as text.
+            if n == first + 10 {
+                format!("${n}::inet")
+            } else {
+                format!("${n}")
+            }
+        })
+        .collect();
+    format!(
         "INSERT INTO audit_events \
          (id, tenant_id, occurred_at, actor, action, target_type, target_id, app_id, \
           outcome, request_id, ip, user_agent, details) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::inet, $12, $13)",
+         VALUES ({})",
+        params.join(", ")
     )
-    .bind(event.id)
-    .bind(event.tenant_id.map(TenantId::uuid))
-    .bind(event.occurred_at)
-    .bind(event.actor.as_stored())
-    .bind(&event.action)
-    .bind(&event.target_type)
-    .bind(&event.target_id)
-    .bind(event.app_id.map(AppId::uuid))
-    .bind(event.outcome.as_str())
-    .bind(&event.meta.request_id)
-    .bind(event.meta.ip.map(|ip| ip.to_string()))
-    .bind(&event.meta.user_agent)
-    .bind(&event.details)
-    .execute(conn)
-    .await?;
+}
+
+/// Binds `event` to a query whose audit insert came from [`insert_sql`].
+pub fn bind<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    event: &'q AuditEvent,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    query
+        .bind(event.id)
+        .bind(event.tenant_id.map(TenantId::uuid))
+        .bind(event.occurred_at)
+        .bind(event.actor.as_stored())
+        .bind(&event.action)
+        .bind(&event.target_type)
+        .bind(&event.target_id)
+        .bind(event.app_id.map(AppId::uuid))
+        .bind(event.outcome.as_str())
+        .bind(&event.meta.request_id)
+        .bind(event.meta.ip.map(|ip| ip.to_string()))
+        .bind(&event.meta.user_agent)
+        .bind(&event.details)
+}
+
+/// Writes `event` on `conn`: pass the transaction that makes the change.
+pub async fn record(conn: &mut PgConnection, event: &AuditEvent) -> Result<(), sqlx::Error> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| insert_sql(1));
+    bind(sqlx::query(SQL.as_str()), event).execute(conn).await?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audit_insert_numbers_its_parameters_from_the_first_given() {
+        assert!(insert_sql(1).contains("VALUES ($1, $2, "));
+        let sql = insert_sql(14);
+        assert!(sql.contains("VALUES ($14, $15, "), "{sql}");
+        assert!(sql.contains("$24::inet, $25, $26)"), "{sql}");
+    }
 
     #[test]
     fn actors_have_stable_stored_forms() {

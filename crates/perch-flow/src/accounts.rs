@@ -10,9 +10,9 @@ use perch_core::audit::{self, AuditEvent, Outcome, RequestMeta};
 use perch_core::ids::AppId;
 use perch_core::{Keyring, KeyringError, SecretString};
 use perch_oauth1::{ConsumerSecret, Credentials, TokenSecret};
-use perch_tenants::TenantAuth;
 use perch_tenants::openapi::ProblemDoc;
 use perch_tenants::pagination::{self, ListParams};
+use perch_tenants::{PresentedKey, TenantAuth, Unauthorized};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
@@ -211,14 +211,51 @@ pub async fn list_handler(
 )]
 pub async fn get_handler(
     State(state): State<FlowState>,
-    auth: TenantAuth,
+    key: PresentedKey,
     Path(raw_id): Path<String>,
-) -> Result<Json<AccountView>, FlowError> {
-    let id = account_id(&raw_id)?;
-    let row = store::find_account(state.pool(), auth.tenant_id, id)
-        .await?
-        .ok_or(FlowError::NotFound("account"))?;
-    Ok(Json(AccountView::from(&row)))
+) -> Result<Response, FlowError> {
+    let Some(key_id) = key.key_id else {
+        return Ok(Unauthorized::invalid().into_response());
+    };
+    let Ok(id) = AccountId::parse(&raw_id) else {
+        // Nothing to read: authenticate alone, so that a bad key is still
+        // a 401 rather than a 404.
+        return Ok(
+            match perch_tenants::api_keys::authenticate(
+                state.pool(),
+                state.clock(),
+                key.token.expose(),
+            )
+            .await
+            {
+                Ok(Some(_)) => FlowError::NotFound("account").into_response(),
+                Ok(None) => Unauthorized::invalid().into_response(),
+                Err(error) => error.into_response(),
+            },
+        );
+    };
+    // The hot read: key and account in one round trip.
+    let rows = store::find_account_for_key(state.pool(), key_id, id).await?;
+    let (keys, accounts): (Vec<_>, Vec<_>) = rows.into_iter().map(|r| (r.key, r.account)).unzip();
+    let auth = match perch_tenants::api_keys::accept(
+        state.pool(),
+        state.clock(),
+        key_id,
+        key.token.expose(),
+        keys,
+    )
+    .await
+    {
+        Ok(Some(auth)) => auth,
+        Ok(None) => return Ok(Unauthorized::invalid().into_response()),
+        Err(error) => return Ok(error.into_response()),
+    };
+    let account = accounts
+        .into_iter()
+        .flatten()
+        .find(|account| account.tenant_id == auth.tenant_id);
+    let row = account.ok_or(FlowError::NotFound("account"))?;
+    Ok(Json(AccountView::from(&row)).into_response())
 }
 
 /// Unlink an account: its stored tokens are destroyed and the upstream

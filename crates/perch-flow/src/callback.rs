@@ -5,12 +5,10 @@
 //! run with no transaction open; everything they produce is written in one
 //! transaction at the end.
 
-use std::time::Instant;
-
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use perch_core::audit::{self, Actor, AuditEvent, Outcome, RequestMeta};
+use perch_core::audit::{Actor, AuditEvent, Outcome, RequestMeta};
 use perch_core::token;
 use perch_oauth1::{ConsumerSecret, Credentials, TokenSecret};
 use perch_tenants::App;
@@ -32,9 +30,9 @@ pub async fn handler(
     headers: HeaderMap,
     meta: RequestMeta,
 ) -> Response {
-    let started = Instant::now();
-    let response = callback(&state, query.as_deref(), &headers, &meta).await;
-    state.metrics().hop(Hop::Callback, started.elapsed());
+    let (response, took) =
+        crate::timing::hop(callback(&state, query.as_deref(), &headers, &meta)).await;
+    state.metrics().hop(Hop::Callback, took);
     response
 }
 
@@ -416,20 +414,6 @@ async fn link(
     )
     .await?;
     let account = &upserted.account;
-    store::insert_code(
-        &mut tx,
-        &token::digest(code.expose()),
-        &CodeRow {
-            login_id: flow.id,
-            tenant_id: app.tenant_id,
-            app_id: app.id,
-            account_id: account.id,
-            subject: flow.subject.clone(),
-            code_challenge: flow.code_challenge.clone(),
-        },
-        now + CODE_TTL,
-    )
-    .await?;
     let mut details = serde_json::json!({
         "login_id": flow.id.to_string(),
         "account_created": upserted.created,
@@ -450,7 +434,21 @@ async fn link(
         .target(account.id)
         .request(meta)
         .details(details);
-    audit::record(&mut tx, &event).await?;
+    store::insert_code(
+        &mut *tx,
+        &token::digest(code.expose()),
+        &CodeRow {
+            login_id: flow.id,
+            tenant_id: app.tenant_id,
+            app_id: app.id,
+            account_id: account.id,
+            subject: flow.subject.clone(),
+            code_challenge: flow.code_challenge.clone(),
+        },
+        now + CODE_TTL,
+        &event,
+    )
+    .await?;
     tx.commit().await?;
     Ok(code.expose().to_owned())
 }

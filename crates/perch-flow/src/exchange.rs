@@ -7,11 +7,10 @@
 //! statement; a refused exchange rolls the claim back, so only a
 //! successful exchange uses a code up.
 
-use std::time::Instant;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use perch_core::audit::{self, Actor, AuditEvent, RequestMeta};
 use perch_core::ids::AppId;
@@ -100,12 +99,15 @@ pub async fn handler(
     headers: HeaderMap,
     meta: RequestMeta,
     AppJson(request): AppJson<ExchangeRequest>,
-) -> Result<Json<ExchangeResponse>, FlowError> {
-    let started = Instant::now();
-    let result = exchange(&state, &headers, &meta, request).await;
-    state.metrics().hop(Hop::Exchange, started.elapsed());
-    state.metrics().exchange(result.is_ok());
-    result.map(Json)
+) -> Response {
+    let (response, took) = crate::timing::hop(async {
+        let result = exchange(&state, &headers, &meta, request).await;
+        state.metrics().exchange(result.is_ok());
+        result.map(Json).into_response()
+    })
+    .await;
+    state.metrics().hop(Hop::Exchange, took);
+    response
 }
 
 async fn exchange(

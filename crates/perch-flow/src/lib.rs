@@ -25,6 +25,7 @@ mod openapi;
 mod pages;
 pub mod store;
 pub mod sweeper;
+mod timing;
 pub mod upstream;
 
 use std::sync::Arc;

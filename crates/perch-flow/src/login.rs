@@ -1,8 +1,6 @@
 //! Hop 1: `GET /login/{app_id}` — the hosted login link — and the hosted
 //! sign-in page `GET /login/{app_id}/page`.
 
-use std::time::Instant;
-
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -242,9 +240,9 @@ pub async fn start_handler(
     headers: HeaderMap,
     meta: RequestMeta,
 ) -> Response {
-    let started = Instant::now();
-    let response = start(&state, &app_id, query.as_deref(), &headers, &meta).await;
-    state.metrics().hop(Hop::Link, started.elapsed());
+    let (response, took) =
+        crate::timing::hop(start(&state, &app_id, query.as_deref(), &headers, &meta)).await;
+    state.metrics().hop(Hop::Link, took);
     response
 }
 
@@ -382,16 +380,13 @@ async fn start(
     response
 }
 
-#[tracing::instrument(name = "db.tx.start_login", skip_all)]
+/// The pending login and its audit event: one statement.
 async fn insert_login(
     state: &FlowState,
     flow: &LoginFlow,
     event: &AuditEvent,
 ) -> Result<(), sqlx::Error> {
-    let mut tx = state.pool().begin().await?;
-    store::insert_login(&mut tx, flow).await?;
-    audit::record(&mut tx, event).await?;
-    tx.commit().await
+    store::insert_login(state.pool(), flow, event).await
 }
 
 /// The provider refused or could not be reached: audit it and send the

@@ -3,8 +3,10 @@
 //! are found by their token or its digest.
 
 use perch_core::Sealed;
-use perch_core::ids::{AppId, TenantId};
-use sqlx::{FromRow, PgConnection, PgExecutor};
+use perch_core::ids::{ApiKeyId, AppId, TenantId};
+use perch_tenants::api_keys::store::AuthRow;
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, PgConnection, PgExecutor, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -58,31 +60,40 @@ pub fn token_secret_aad(request_token: &str) -> Vec<u8> {
     format!("login_flows|token_secret|{request_token}").into_bytes()
 }
 
-/// Inserts a pending login. A request token the provider hands out twice
-/// is refused by the primary key.
+/// Inserts a pending login and its audit event in one statement. A request
+/// token the provider hands out twice is refused by the primary key (and
+/// then neither row is written).
 #[tracing::instrument(name = "db.insert_login", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-pub async fn insert_login(conn: &mut PgConnection, flow: &LoginFlow) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO login_flows (request_token, id, tenant_id, app_id, token_secret_key_id, \
-         token_secret_sealed, redirect_uri, state, subject, code_challenge, browser_digest, \
-         status, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', $12, $13)",
-    )
-    .bind(&flow.request_token)
-    .bind(flow.id)
-    .bind(flow.tenant_id)
-    .bind(flow.app_id)
-    .bind(&flow.token_secret_key_id)
-    .bind(&flow.token_secret_sealed)
-    .bind(&flow.redirect_uri)
-    .bind(&flow.state)
-    .bind(&flow.subject)
-    .bind(&flow.code_challenge)
-    .bind(&flow.browser_digest)
-    .bind(flow.created_at)
-    .bind(flow.expires_at)
-    .execute(conn)
-    .await?;
+pub async fn insert_login(
+    exec: impl PgExecutor<'_>,
+    flow: &LoginFlow,
+    event: &perch_core::audit::AuditEvent,
+) -> Result<(), sqlx::Error> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "WITH audit AS ({}) \
+             INSERT INTO login_flows (request_token, id, tenant_id, app_id, token_secret_key_id, \
+             token_secret_sealed, redirect_uri, state, subject, code_challenge, browser_digest, \
+             status, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', $12, $13)",
+            perch_core::audit::insert_sql(14)
+        )
+    });
+    let query = sqlx::query(SQL.as_str())
+        .bind(&flow.request_token)
+        .bind(flow.id)
+        .bind(flow.tenant_id)
+        .bind(flow.app_id)
+        .bind(&flow.token_secret_key_id)
+        .bind(&flow.token_secret_sealed)
+        .bind(&flow.redirect_uri)
+        .bind(&flow.state)
+        .bind(&flow.subject)
+        .bind(&flow.code_challenge)
+        .bind(&flow.browser_digest)
+        .bind(flow.created_at)
+        .bind(flow.expires_at);
+    perch_core::audit::bind(query, event).execute(exec).await?;
     Ok(())
 }
 
@@ -290,6 +301,56 @@ pub async fn find_account(
         .await
 }
 
+/// The live rows of an API key, each with the account `account_id` of the
+/// key's tenant, if there is one.
+#[derive(Debug)]
+pub struct KeyAndAccount {
+    /// The key, for [`perch_tenants::api_keys::accept`].
+    pub key: AuthRow,
+    /// The account, when the key's tenant has it.
+    pub account: Option<AccountRow>,
+}
+
+impl<'r> FromRow<'r, PgRow> for KeyAndAccount {
+    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
+        let key = AuthRow {
+            tenant_id: row.try_get("key_tenant_id")?,
+            secret_digest: row.try_get("key_secret_digest")?,
+            last_used_at: row.try_get("key_last_used_at")?,
+        };
+        // The account's columns are all null when the join found none.
+        let account = match row.try_get::<Option<AccountId>, _>("id")? {
+            Some(_) => Some(AccountRow::from_row(row)?),
+            None => None,
+        };
+        Ok(Self { key, account })
+    }
+}
+
+/// Authentication and the read of one account in one statement: the live
+/// rows of API key `key_id`, each joined with account `account_id` of that
+/// key's tenant. The caller checks the presented secret against the rows
+/// before it looks at the account, exactly as if the key had been checked
+/// first; revocation still takes effect on the next request.
+#[tracing::instrument(name = "db.find_account_for_key", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+pub async fn find_account_for_key(
+    exec: impl PgExecutor<'_>,
+    key_id: ApiKeyId,
+    account_id: AccountId,
+) -> Result<Vec<KeyAndAccount>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT k.tenant_id AS key_tenant_id, k.secret_digest AS key_secret_digest, \
+                k.last_used_at AS key_last_used_at, a.* \
+         FROM api_keys k \
+         LEFT JOIN linked_accounts a ON a.tenant_id = k.tenant_id AND a.id = $2 \
+         WHERE k.id = $1 AND k.revoked_at IS NULL",
+    )
+    .bind(key_id)
+    .bind(account_id)
+    .fetch_all(exec)
+    .await
+}
+
 /// Deletes an account (and with it its stored tokens), returning what it held.
 #[tracing::instrument(name = "db.delete_account", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn delete_account(
@@ -373,28 +434,34 @@ pub struct CodeRow {
     pub code_challenge: Option<String>,
 }
 
-/// Stores a new code's digest.
+/// Stores a new code's digest and the audit event of the login it ends,
+/// in one statement.
 #[tracing::instrument(name = "db.insert_code", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn insert_code(
-    conn: &mut PgConnection,
+    exec: impl PgExecutor<'_>,
     digest: &[u8],
     code: &CodeRow,
     expires_at: OffsetDateTime,
+    event: &perch_core::audit::AuditEvent,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO login_codes (code_digest, login_id, tenant_id, app_id, account_id, subject, \
-           code_challenge, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(digest)
-    .bind(code.login_id)
-    .bind(code.tenant_id)
-    .bind(code.app_id)
-    .bind(code.account_id)
-    .bind(&code.subject)
-    .bind(&code.code_challenge)
-    .bind(expires_at)
-    .execute(conn)
-    .await?;
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "WITH audit AS ({}) \
+             INSERT INTO login_codes (code_digest, login_id, tenant_id, app_id, account_id, \
+               subject, code_challenge, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            perch_core::audit::insert_sql(9)
+        )
+    });
+    let query = sqlx::query(SQL.as_str())
+        .bind(digest)
+        .bind(code.login_id)
+        .bind(code.tenant_id)
+        .bind(code.app_id)
+        .bind(code.account_id)
+        .bind(&code.subject)
+        .bind(&code.code_challenge)
+        .bind(expires_at);
+    perch_core::audit::bind(query, event).execute(exec).await?;
     Ok(())
 }
 

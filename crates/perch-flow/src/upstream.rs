@@ -207,17 +207,15 @@ impl Upstream {
         now_unix: u64,
     ) -> Result<RequestToken, UpstreamFailure> {
         self.check(keys.base_url)?;
-        let token = self
-            .client
-            .request_token(
-                &format!("{}/oauth/request_token", keys.base_url),
-                &keys.credentials(),
-                callback,
-                &[],
-                now_unix,
-            )
-            .await
-            .map_err(|e| traced(UpstreamFailure::from_client(&e)))?;
+        let token = crate::timing::upstream(self.client.request_token(
+            &format!("{}/oauth/request_token", keys.base_url),
+            &keys.credentials(),
+            callback,
+            &[],
+            now_unix,
+        ))
+        .await
+        .map_err(|e| traced(UpstreamFailure::from_client(&e)))?;
         if !token.callback_confirmed {
             return Err(traced(UpstreamFailure::kind("callback_not_confirmed")));
         }
@@ -242,15 +240,14 @@ impl Upstream {
         let credentials = keys
             .credentials()
             .with_token(request_token, TokenSecret::new(request_secret));
-        self.client
-            .access_token(
-                &format!("{}/oauth/access_token", keys.base_url),
-                &credentials,
-                verifier,
-                now_unix,
-            )
-            .await
-            .map_err(|e| traced(UpstreamFailure::from_client(&e)))
+        crate::timing::upstream(self.client.access_token(
+            &format!("{}/oauth/access_token", keys.base_url),
+            &credentials,
+            verifier,
+            now_unix,
+        ))
+        .await
+        .map_err(|e| traced(UpstreamFailure::from_client(&e)))
     }
 
     /// `account/verify_credentials` with the email asked for.
@@ -266,17 +263,15 @@ impl Upstream {
         now_unix: u64,
     ) -> Result<TwitterUser, UpstreamFailure> {
         self.check(base_url)?;
-        let response = self
-            .client
-            .send(
-                perch_oauth1::client::Method::GET,
-                &format!("{base_url}/1.1/account/verify_credentials.json"),
-                &[("include_email", "true"), ("skip_status", "true")],
-                credentials,
-                now_unix,
-            )
-            .await
-            .map_err(|e| traced(UpstreamFailure::from_client(&e)))?;
+        let response = crate::timing::upstream(self.client.send(
+            perch_oauth1::client::Method::GET,
+            &format!("{base_url}/1.1/account/verify_credentials.json"),
+            &[("include_email", "true"), ("skip_status", "true")],
+            credentials,
+            now_unix,
+        ))
+        .await
+        .map_err(|e| traced(UpstreamFailure::from_client(&e)))?;
         serde_json::from_slice(&response.body).map_err(|_| {
             traced(UpstreamFailure {
                 message: Some("verify_credentials reply is not a user object".to_owned()),

@@ -78,6 +78,20 @@ pub async fn authenticate(
         return Ok(None);
     };
     let candidates = store::find_live_by_id(pool, key_id).await?;
+    accept(pool, clock, key_id, presented, candidates).await
+}
+
+/// The second half of [`authenticate`], for callers that fetched the live
+/// rows of `key_id` themselves (together with what the request reads, in
+/// one statement): `Some` when one of them matches `presented`, after
+/// refreshing `last_used_at` when it is a minute old.
+pub async fn accept(
+    pool: &PgPool,
+    clock: &dyn Clock,
+    key_id: ApiKeyId,
+    presented: &str,
+    candidates: impl IntoIterator<Item = store::AuthRow>,
+) -> Result<Option<TenantAuth>, Error> {
     let Some(found) = candidates
         .into_iter()
         .find(|row| token::matches_digest(presented, &row.secret_digest))
@@ -98,6 +112,7 @@ pub async fn authenticate(
         )
         .await?;
     }
+    tracing::Span::current().record("tenant_id", tracing::field::display(found.tenant_id));
     Ok(Some(TenantAuth {
         tenant_id: found.tenant_id,
         api_key_id: key_id,

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use perch_core::audit::Actor;
 use perch_core::clock::SharedClock;
 use perch_core::ids::{ApiKeyId, TenantId};
-use perch_core::{Problem, token};
+use perch_core::{Problem, SecretString, token};
 use sqlx::PgPool;
 
 pub use perch_core::json::{AppJson, MAX_BODY_BYTES, parse_json, payload_too_large};
@@ -73,6 +73,20 @@ pub fn bearer_token(parts: &Parts) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+impl Unauthorized {
+    /// No bearer token at all.
+    pub fn missing() -> Self {
+        Self(Problem::unauthorized(
+            "an API key is required: Authorization: Bearer perch_sk_...",
+        ))
+    }
+
+    /// A token that is not a live key.
+    pub fn invalid() -> Self {
+        Self(Problem::unauthorized("the API key is invalid or revoked"))
+    }
+}
+
 impl<S> FromRequestParts<S> for TenantAuth
 where
     Authenticator: FromRef<S>,
@@ -83,23 +97,38 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let auth = Authenticator::from_ref(state);
         let Some(token) = bearer_token(parts) else {
-            return Err(Unauthorized(Problem::unauthorized(
-                "an API key is required: Authorization: Bearer perch_sk_...",
-            ))
-            .into_response());
+            return Err(Unauthorized::missing().into_response());
         };
         match crate::api_keys::authenticate(&auth.pool, auth.clock.as_ref(), token).await {
-            Ok(Some(tenant)) => {
-                tracing::Span::current()
-                    .record("tenant_id", tracing::field::display(tenant.tenant_id));
-                Ok(tenant)
-            }
-            Ok(None) => Err(Unauthorized(Problem::unauthorized(
-                "the API key is invalid or revoked",
-            ))
-            .into_response()),
+            Ok(Some(tenant)) => Ok(tenant),
+            Ok(None) => Err(Unauthorized::invalid().into_response()),
             Err(error) => Err(error.into_response()),
         }
+    }
+}
+
+/// A presented API key, not yet checked: for a handler that checks it in
+/// the same statement as its own read ([`crate::api_keys::accept`]).
+/// Only a missing bearer token is rejected here (401).
+#[derive(Debug, Clone)]
+pub struct PresentedKey {
+    /// The whole token, as presented.
+    pub token: SecretString,
+    /// The key id it names, when it is shaped like a key.
+    pub key_id: Option<ApiKeyId>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for PresentedKey {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let Some(token) = bearer_token(parts) else {
+            return Err(Unauthorized::missing().into_response());
+        };
+        Ok(Self {
+            key_id: crate::api_keys::parse_key_id(token),
+            token: SecretString::new(token.to_owned()),
+        })
     }
 }
 

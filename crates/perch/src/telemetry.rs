@@ -105,7 +105,11 @@ pub fn install(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryErro
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colour only for a person at a terminal: escape codes in a log file or
+    // a collector are noise (and cost a little on every line).
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let fmt = match config.log_format {
         LogFormat::Compact => fmt.compact().boxed(),
         LogFormat::Json => fmt

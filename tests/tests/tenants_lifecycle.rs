@@ -562,6 +562,22 @@ async fn last_used_at_is_written_at_most_once_a_minute() {
         listed.body["data"][0]["last_used_at"],
         "2026-11-28T12:01:01Z"
     );
+    // The account read checks its key in its own statement: it keeps the
+    // stamp fresh too (a 404 still used the key).
+    clock.advance(time::Duration::seconds(61));
+    let read = call(
+        &server,
+        Method::GET,
+        "/v1/accounts/acct_00000000000000000000000000",
+        Some(&tenant.key),
+        None,
+    )
+    .await;
+    assert_eq!(read.status, 404);
+    assert_eq!(
+        last_used().await,
+        Some(first + time::Duration::seconds(122))
+    );
 }
 
 #[tokio::test]

@@ -236,7 +236,13 @@ pub async fn get_handler(
     };
     // The hot read: key and account in one round trip.
     let rows = store::find_account_for_key(state.pool(), key_id, id).await?;
-    let (keys, accounts): (Vec<_>, Vec<_>) = rows.into_iter().map(|r| (r.key, r.account)).unzip();
+    let (keys, accounts): (Vec<_>, Vec<_>) = rows
+        .into_iter()
+        .map(|store::KeyAndAccount { key, account }| {
+            let tenant_id = key.tenant_id;
+            (key, (tenant_id, account))
+        })
+        .unzip();
     let auth = match perch_tenants::api_keys::accept(
         state.pool(),
         state.clock(),
@@ -250,10 +256,14 @@ pub async fn get_handler(
         Ok(None) => return Ok(Unauthorized::invalid().into_response()),
         Err(error) => return Ok(error.into_response()),
     };
-    let account = accounts
+    // Only now, with the key accepted, is the account looked at.
+    let account = match accounts
         .into_iter()
-        .flatten()
-        .find(|account| account.tenant_id == auth.tenant_id);
+        .find(|(tenant_id, _)| *tenant_id == auth.tenant_id)
+    {
+        Some((_, account)) => account.decode()?,
+        None => None,
+    };
     let row = account.ok_or(FlowError::NotFound("account"))?;
     Ok(Json(AccountView::from(&row)).into_response())
 }

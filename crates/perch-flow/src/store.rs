@@ -301,29 +301,30 @@ pub async fn find_account(
         .await
 }
 
-/// The live rows of an API key, each with the account `account_id` of the
-/// key's tenant, if there is one.
+/// A live row of an API key, with the account asked for still undecoded:
+/// nothing about the account is read (not even whether its row decodes)
+/// until the presented secret has matched the key.
 #[derive(Debug)]
 pub struct KeyAndAccount {
     /// The key, for [`perch_tenants::api_keys::accept`].
     pub key: AuthRow,
-    /// The account, when the key's tenant has it.
-    pub account: Option<AccountRow>,
+    /// The account's part of the row.
+    pub account: UndecodedAccount,
 }
 
-impl<'r> FromRow<'r, PgRow> for KeyAndAccount {
-    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
-        let key = AuthRow {
-            tenant_id: row.try_get("key_tenant_id")?,
-            secret_digest: row.try_get("key_secret_digest")?,
-            last_used_at: row.try_get("key_last_used_at")?,
-        };
+/// The account columns of a [`KeyAndAccount`] row.
+#[derive(Debug)]
+pub struct UndecodedAccount(PgRow);
+
+impl UndecodedAccount {
+    /// The account, when the key's tenant has it. Call only once the key
+    /// has been accepted.
+    pub fn decode(&self) -> Result<Option<AccountRow>, sqlx::Error> {
         // The account's columns are all null when the join found none.
-        let account = match row.try_get::<Option<AccountId>, _>("id")? {
-            Some(_) => Some(AccountRow::from_row(row)?),
-            None => None,
-        };
-        Ok(Self { key, account })
+        match self.0.try_get::<Option<AccountId>, _>("id")? {
+            Some(_) => AccountRow::from_row(&self.0).map(Some),
+            None => Ok(None),
+        }
     }
 }
 
@@ -338,7 +339,7 @@ pub async fn find_account_for_key(
     key_id: ApiKeyId,
     account_id: AccountId,
 ) -> Result<Vec<KeyAndAccount>, sqlx::Error> {
-    sqlx::query_as(
+    let rows = sqlx::query(
         "SELECT k.tenant_id AS key_tenant_id, k.secret_digest AS key_secret_digest, \
                 k.last_used_at AS key_last_used_at, a.* \
          FROM api_keys k \
@@ -348,7 +349,20 @@ pub async fn find_account_for_key(
     .bind(key_id)
     .bind(account_id)
     .fetch_all(exec)
-    .await
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            let key = AuthRow {
+                tenant_id: row.try_get("key_tenant_id")?,
+                secret_digest: row.try_get("key_secret_digest")?,
+                last_used_at: row.try_get("key_last_used_at")?,
+            };
+            Ok(KeyAndAccount {
+                key,
+                account: UndecodedAccount(row),
+            })
+        })
+        .collect()
 }
 
 /// Deletes an account (and with it its stored tokens), returning what it held.

@@ -104,11 +104,12 @@ fn serve_without_encryption_keys_names_the_variable() {
     );
 }
 
-#[tokio::test]
-async fn serve_answers_and_stops_cleanly_on_sigterm() {
-    let db = TestDb::new().await;
+/// Starts `perch serve` on a free port against `db` (with `extra_env`);
+/// returns the process and the address it logged.
+fn serve(db: &TestDb, extra_env: &[(&str, &str)]) -> (std::process::Child, String) {
     let mut child = perch()
         .args(["serve", "--listen", "127.0.0.1:0"])
+        .envs(extra_env.iter().copied())
         .env("DATABASE_URL", &db.url)
         .env("PERCH_ENCRYPTION_KEYS", KEYS)
         .env("PERCH_LOG_FORMAT", "json")
@@ -134,6 +135,13 @@ async fn serve_answers_and_stops_cleanly_on_sigterm() {
         }
         assert!(started.elapsed() < Duration::from_secs(30));
     };
+    (child, addr)
+}
+
+#[tokio::test]
+async fn serve_answers_and_stops_cleanly_on_sigterm() {
+    let db = TestDb::new().await;
+    let (mut child, addr) = serve(&db, &[]);
     let health = reqwest::get(format!("http://{addr}/healthz"))
         .await
         .unwrap();
@@ -159,4 +167,58 @@ async fn serve_answers_and_stops_cleanly_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");
+}
+
+/// Pooled connections used within the last second are handed out without
+/// a ping. When Postgres kills them all (a restart, a failover), each can
+/// fail one request, then the pool replaces it: at most the pool size
+/// fails, and the server recovers on its own.
+#[tokio::test]
+async fn serve_recovers_when_postgres_kills_its_connections() {
+    const POOL: usize = 4;
+    let db = TestDb::new().await;
+    let (mut child, addr) = serve(&db, &[("PERCH_DB_MAX_CONNECTIONS", "4")]);
+    let client = reqwest::Client::new();
+    let ready = |client: reqwest::Client, addr: String| async move {
+        client
+            .get(format!("http://{addr}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    // Use every pooled connection, so all of them were used just now.
+    let mut warming = tokio::task::JoinSet::new();
+    for _ in 0..POOL * 4 {
+        warming.spawn(ready(client.clone(), addr.clone()));
+    }
+    let warm = warming.join_all().await;
+    assert!(warm.iter().all(|s| *s == 200), "{warm:?}");
+
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = 'perch') AS t",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(killed >= 1, "Perch had connections to kill");
+
+    let mut statuses = Vec::new();
+    for _ in 0..POOL * 3 {
+        statuses.push(ready(client.clone(), addr.clone()).await);
+    }
+    let failed = statuses.iter().filter(|s| **s != 200).count();
+    eprintln!("after killing {killed} connections: {statuses:?}");
+    assert!(
+        failed <= POOL,
+        "at most one failure per pooled connection: {statuses:?}"
+    );
+    assert!(
+        statuses[statuses.len() - POOL..].iter().all(|s| *s == 200),
+        "recovered: {statuses:?}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

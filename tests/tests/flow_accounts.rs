@@ -300,3 +300,37 @@ async fn account_read_checks_the_key_before_the_account() {
     assert_eq!(read(reader, path.clone()).await.status, 401);
     assert_eq!(read(fx.tenant.key.clone(), path).await.status, 200);
 }
+
+/// A code whose account was unlinked before the exchange is refused with
+/// `invalid_grant`, and stays refused; an account linked again by a new
+/// login exchanges normally.
+#[tokio::test]
+async fn a_code_for_an_unlinked_account_is_refused() {
+    let fx = Fixture::new(TestServerOptions::default()).await;
+    let landing = fx.login(&browser(), "alice", "s", "").await;
+    let code = landing.code.clone().unwrap();
+    let listed = fx
+        .api(Method::GET, &format!("/v1/apps/{}/accounts", fx.app_id))
+        .await;
+    let id = listed.body["data"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        fx.api(Method::DELETE, &format!("/v1/accounts/{id}"))
+            .await
+            .status,
+        204
+    );
+    for _ in 0..2 {
+        let refused = fx.exchange(&code).await;
+        assert_eq!(refused.status, 400, "{:?}", refused.body);
+        assert_eq!(refused.body["code"], "invalid_grant", "{:?}", refused.body);
+        assert_eq!(
+            refused.body["detail"], "the account of this code was unlinked",
+            "{:?}",
+            refused.body
+        );
+    }
+    let again = fx.login(&browser(), "alice", "s", "").await;
+    let exchanged = fx.exchange(again.code.as_deref().unwrap()).await;
+    assert_eq!(exchanged.status, 200);
+    assert_eq!(exchanged.body["account"]["screen_name"], "alice");
+}

@@ -18,6 +18,7 @@ use perch_core::token;
 use perch_tenants::AppJson;
 use perch_tenants::openapi::ProblemDoc;
 use serde::{Deserialize, Serialize};
+use sqlx::Acquire as _;
 use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 
@@ -118,40 +119,45 @@ async fn exchange(
 ) -> Result<ExchangeResponse, FlowError> {
     let digest = token::digest(&request.code);
     let basic = basic_credentials(headers)?;
+    // One connection for the whole hop: the app lookup, then the
+    // transaction (no provider call in between to hold it across).
+    let mut conn = state.pool().acquire().await?;
     // Which app: the one that authenticates, or (PKCE, no secret) the one
     // the code was minted for.
-    let (app_id, client_authenticated) =
-        match &basic {
-            Some((user, secret)) if !secret.is_empty() => {
-                let app_id = AppId::parse(user)
-                    .map_err(|_| FlowError::InvalidClient("unknown app or wrong client secret"))?;
-                let app = perch_tenants::load_for_login(state.pool(), app_id).await?;
-                match app {
-                    Some(app) if app.client_secret_matches(secret) => (app_id, true),
-                    _ => {
-                        return Err(FlowError::InvalidClient(
-                            "unknown app or wrong client secret",
-                        ));
-                    }
+    let (app_id, client_authenticated) = match &basic {
+        Some((user, secret)) if !secret.is_empty() => {
+            let app_id = AppId::parse(user)
+                .map_err(|_| FlowError::InvalidClient("unknown app or wrong client secret"))?;
+            let app = perch_tenants::load_for_login(&mut *conn, app_id).await?;
+            match app {
+                Some(app) if app.client_secret_matches(secret) => (app_id, true),
+                _ => {
+                    return Err(FlowError::InvalidClient(
+                        "unknown app or wrong client secret",
+                    ));
                 }
             }
-            Some((user, _)) => {
-                let app_id = AppId::parse(user)
-                    .map_err(|_| FlowError::InvalidGrant("the code is not valid for this app"))?;
-                (app_id, false)
-            }
-            None => {
-                let app_id = store::code_app(state.pool(), &digest).await?.ok_or(
-                    FlowError::InvalidGrant("the code is unknown, used or expired"),
-                )?;
-                (app_id, false)
-            }
-        };
+        }
+        Some((user, _)) => {
+            let app_id = AppId::parse(user)
+                .map_err(|_| FlowError::InvalidGrant("the code is not valid for this app"))?;
+            (app_id, false)
+        }
+        None => {
+            let app_id =
+                store::code_app(&mut *conn, &digest)
+                    .await?
+                    .ok_or(FlowError::InvalidGrant(
+                        "the code is unknown, used or expired",
+                    ))?;
+            (app_id, false)
+        }
+    };
 
     tracing::Span::current().record("app_id", tracing::field::display(app_id));
     let now = state.clock().now();
-    let mut tx = state.pool().begin().await?;
-    let code = store::claim_code(&mut *tx, &digest, app_id, now)
+    let mut tx = conn.begin().await?;
+    let store::ClaimedCode { code, account } = store::claim_code(&mut *tx, &digest, app_id, now)
         .await?
         .ok_or(FlowError::InvalidGrant(
             "the code is unknown, used, expired, or for another app",
@@ -186,11 +192,9 @@ async fn exchange(
         }
         (None, _) => {}
     }
-    let account = store::find_account(&mut *tx, code.tenant_id, code.account_id)
-        .await?
-        .ok_or(FlowError::InvalidGrant(
-            "the account of this code was unlinked",
-        ))?;
+    let account = account.decode()?.ok_or(FlowError::InvalidGrant(
+        "the account of this code was unlinked",
+    ))?;
     let event = AuditEvent::new(now, Actor::EndUser, "login.exchange", "login")
         .tenant(code.tenant_id)
         .app(code.app_id)

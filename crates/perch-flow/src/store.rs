@@ -312,7 +312,8 @@ pub struct KeyAndAccount {
     pub account: UndecodedAccount,
 }
 
-/// The account columns of a [`KeyAndAccount`] row.
+/// The account columns of a row that joined `linked_accounts` (all null
+/// when the join found no account).
 #[derive(Debug)]
 pub struct UndecodedAccount(PgRow);
 
@@ -479,25 +480,58 @@ pub async fn insert_code(
     Ok(())
 }
 
-/// Claims a code in one statement: unused, unexpired, for this app. A
-/// second claim (a replay, or a race) finds nothing.
+/// A claimed code and the account it was minted for (`None` if that
+/// account has been unlinked since).
+#[derive(Debug)]
+pub struct ClaimedCode {
+    /// The code.
+    pub code: CodeRow,
+    /// The account, still undecoded.
+    pub account: UndecodedAccount,
+}
+
+/// Claims a code in one statement, and reads its account in the same one:
+/// unused, unexpired, for this app. A second claim (a replay, or a race)
+/// finds nothing. Run it in a transaction: the caller still checks PKCE
+/// and rolls back (leaving the code unused) when that fails.
 #[tracing::instrument(name = "db.claim_code", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn claim_code(
     exec: impl PgExecutor<'_>,
     digest: &[u8],
     app_id: AppId,
     now: OffsetDateTime,
-) -> Result<Option<CodeRow>, sqlx::Error> {
-    sqlx::query_as(
-        "UPDATE login_codes SET used_at = $3 \
-         WHERE code_digest = $1 AND app_id = $2 AND used_at IS NULL AND expires_at > $3 \
-         RETURNING login_id, tenant_id, app_id, account_id, subject, code_challenge",
+) -> Result<Option<ClaimedCode>, sqlx::Error> {
+    // The code's columns are renamed where `linked_accounts` has a column
+    // of the same name, so `a.*` decodes as an account row.
+    let row = sqlx::query(
+        "WITH claimed AS ( \
+           UPDATE login_codes SET used_at = $3 \
+           WHERE code_digest = $1 AND app_id = $2 AND used_at IS NULL AND expires_at > $3 \
+           RETURNING login_id, tenant_id AS code_tenant_id, app_id AS code_app_id, \
+                     account_id, subject AS code_subject, code_challenge) \
+         SELECT c.*, a.* FROM claimed c \
+         LEFT JOIN linked_accounts a ON a.tenant_id = c.code_tenant_id AND a.id = c.account_id",
     )
     .bind(digest)
     .bind(app_id)
     .bind(now)
     .fetch_optional(exec)
-    .await
+    .await?;
+    row.map(|row| {
+        let code = CodeRow {
+            login_id: row.try_get("login_id")?,
+            tenant_id: row.try_get("code_tenant_id")?,
+            app_id: row.try_get("code_app_id")?,
+            account_id: row.try_get("account_id")?,
+            subject: row.try_get("code_subject")?,
+            code_challenge: row.try_get("code_challenge")?,
+        };
+        Ok(ClaimedCode {
+            code,
+            account: UndecodedAccount(row),
+        })
+    })
+    .transpose()
 }
 
 /// The app a code was minted for, whatever its state (PKCE exchanges carry

@@ -510,18 +510,7 @@ async fn logins(global: &Global, args: &LoginsArgs) -> anyhow::Result<Value> {
     perch.restart().await?;
     let options = load_options(load);
     let commits_before = committed_transactions(&perch.target.pool).await?;
-    let max = with_live(
-        &progress,
-        "logins (flat out)",
-        scenarios::logins(
-            perch.target.clone(),
-            fixture.clone(),
-            &options,
-            progress.clone(),
-            None,
-        ),
-    )
-    .await?;
+    let max = run_logins(&perch, &fixture, &options, &progress, "logins (flat out)").await?;
     let logins_run = progress.done.load(std::sync::atomic::Ordering::Relaxed);
     // Backends publish their counters within a second of going idle.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -542,18 +531,8 @@ async fn logins(global: &Global, args: &LoginsArgs) -> anyhow::Result<Value> {
             rate: Some(rate),
             ..options.clone()
         };
-        let report = with_live(
-            &progress,
-            &format!("logins paced at {rate:.1}/s"),
-            scenarios::logins(
-                perch.target.clone(),
-                fixture.clone(),
-                &options,
-                progress.clone(),
-                None,
-            ),
-        )
-        .await?;
+        let label = format!("logins paced at {rate:.1}/s");
+        let report = run_logins(&perch, &fixture, &options, &progress, &label).await?;
         print_login_table(
             &format!("logins paced at half that rate ({rate:.1}/s)"),
             &report,
@@ -574,6 +553,28 @@ async fn logins(global: &Global, args: &LoginsArgs) -> anyhow::Result<Value> {
         "perch_peak_rss_kib": rss,
         "setup_peak_rss_kib": setup_rss,
     }))
+}
+
+/// One login load against `perch`, with the live progress line.
+async fn run_logins(
+    perch: &Perch,
+    fixture: &Arc<Fixture>,
+    options: &LoginOptions,
+    progress: &Arc<Progress>,
+    label: &str,
+) -> anyhow::Result<LoginReport> {
+    with_live(
+        progress,
+        label,
+        scenarios::logins(
+            perch.target.clone(),
+            fixture.clone(),
+            options,
+            progress.clone(),
+            None,
+        ),
+    )
+    .await
 }
 
 /// Transactions committed in the current database so far.

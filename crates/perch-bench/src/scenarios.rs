@@ -125,6 +125,30 @@ fn transport(hop: &str, error: &reqwest::Error) -> String {
     format!("{hop}: {kind} error")
 }
 
+/// Sends `request`, reads the whole body and expects 200: the body, or
+/// the kind of failure under the name `what`.
+async fn fetch_ok(request: reqwest::RequestBuilder, what: &str) -> Result<bytes::Bytes, String> {
+    let response = request.send().await.map_err(|e| transport(what, &e))?;
+    let status = response.status();
+    let body = response.bytes().await.map_err(|e| transport(what, &e))?;
+    if status != StatusCode::OK {
+        return Err(format!("{what}: HTTP {}", status.as_u16()));
+    }
+    Ok(body)
+}
+
+/// A fresh latency histogram for each of `n` hops.
+fn histograms(n: usize) -> anyhow::Result<Vec<Latency>> {
+    (0..n).map(|_| Latency::new()).collect()
+}
+
+/// Merges each histogram of `theirs` into the same-index one of `mine`.
+fn merge_all(mine: &mut [Latency], theirs: &[Latency]) {
+    for (mine, theirs) in mine.iter_mut().zip(theirs) {
+        mine.merge(theirs);
+    }
+}
+
 async fn redirect(response: reqwest::Response, hop: &str) -> Result<String, String> {
     let status = response.status();
     let location = browser::location(&response);
@@ -258,15 +282,9 @@ pub async fn logins(
         let rate = options.rate;
         let mut out = LoginWorkerOut {
             completed: 0,
-            hops: (0..HOPS.len())
-                .map(|_| Latency::new())
-                .collect::<anyhow::Result<_>>()?,
-            own: (0..OWN_HOPS.len())
-                .map(|_| Latency::new())
-                .collect::<anyhow::Result<_>>()?,
-            server_own: (0..OWN_HOPS.len())
-                .map(|_| Latency::new())
-                .collect::<anyhow::Result<_>>()?,
+            hops: histograms(HOPS.len())?,
+            own: histograms(OWN_HOPS.len())?,
+            server_own: histograms(OWN_HOPS.len())?,
             total: Latency::new()?,
             errors: Errors::default(),
             last_end: None,
@@ -333,15 +351,9 @@ pub async fn logins(
         completed: 0,
         window: options.duration,
         rate: options.rate,
-        hops: (0..HOPS.len())
-            .map(|_| Latency::new())
-            .collect::<anyhow::Result<_>>()?,
-        own: (0..OWN_HOPS.len())
-            .map(|_| Latency::new())
-            .collect::<anyhow::Result<_>>()?,
-        server_own: (0..OWN_HOPS.len())
-            .map(|_| Latency::new())
-            .collect::<anyhow::Result<_>>()?,
+        hops: histograms(HOPS.len())?,
+        own: histograms(OWN_HOPS.len())?,
+        server_own: histograms(OWN_HOPS.len())?,
         total: Latency::new()?,
         errors: Errors::default(),
     };
@@ -349,15 +361,9 @@ pub async fn logins(
     for handle in handles {
         let out = handle.await?;
         report.completed += out.completed;
-        for (mine, theirs) in report.hops.iter_mut().zip(&out.hops) {
-            mine.merge(theirs);
-        }
-        for (mine, theirs) in report.own.iter_mut().zip(&out.own) {
-            mine.merge(theirs);
-        }
-        for (mine, theirs) in report.server_own.iter_mut().zip(&out.server_own) {
-            mine.merge(theirs);
-        }
+        merge_all(&mut report.hops, &out.hops);
+        merge_all(&mut report.own, &out.own);
+        merge_all(&mut report.server_own, &out.server_own);
         report.total.merge(&out.total);
         report.errors.merge(&out.errors);
         last_end = last_end.max(out.last_end);
@@ -475,19 +481,7 @@ impl Step for ReadStep {
         let url = self
             .target
             .url(&format!("/v1/accounts/{}", fixture::seeded_account_id(n)));
-        let response = self
-            .target
-            .http
-            .get(url)
-            .bearer_auth(&self.api_key)
-            .send()
-            .await
-            .map_err(|e| transport("read", &e))?;
-        let status = response.status();
-        response.bytes().await.map_err(|e| transport("read", &e))?;
-        if status != StatusCode::OK {
-            return Err(format!("read: HTTP {}", status.as_u16()));
-        }
+        fetch_ok(self.target.http.get(url).bearer_auth(&self.api_key), "read").await?;
         Ok(())
     }
 }
@@ -508,21 +502,7 @@ impl HealthStep {
 
 impl Step for HealthStep {
     async fn step(&mut self) -> Result<(), String> {
-        let response = self
-            .target
-            .http
-            .get(self.target.url("/healthz"))
-            .send()
-            .await
-            .map_err(|e| transport("healthz", &e))?;
-        let status = response.status();
-        response
-            .bytes()
-            .await
-            .map_err(|e| transport("healthz", &e))?;
-        if status != StatusCode::OK {
-            return Err(format!("healthz: HTTP {}", status.as_u16()));
-        }
+        fetch_ok(self.target.http.get(self.target.url("/healthz")), "healthz").await?;
         Ok(())
     }
 }
@@ -562,19 +542,7 @@ impl Step for ListStep {
             url.push_str("&cursor=");
             url.push_str(cursor);
         }
-        let response = self
-            .target
-            .http
-            .get(url)
-            .bearer_auth(&self.api_key)
-            .send()
-            .await
-            .map_err(|e| transport("list", &e))?;
-        let status = response.status();
-        let body = response.bytes().await.map_err(|e| transport("list", &e))?;
-        if status != StatusCode::OK {
-            return Err(format!("list: HTTP {}", status.as_u16()));
-        }
+        let body = fetch_ok(self.target.http.get(url).bearer_auth(&self.api_key), "list").await?;
         let page: Value =
             serde_json::from_slice(&body).map_err(|_| "list: body is not JSON".to_owned())?;
         if page["data"].as_array().is_none_or(Vec::is_empty) {

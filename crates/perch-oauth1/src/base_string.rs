@@ -4,7 +4,7 @@
 
 use std::cmp::Ordering;
 
-use crate::encode::{Sink, encode_bytes_into, is_unreserved, percent_encode_into};
+use crate::encode::{Sink, encode_bytes_into, encode_pairs, is_unreserved, percent_encode_into};
 
 /// A request URL that cannot become a base string URI (RFC 5849 §3.4.1.2).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -118,19 +118,7 @@ fn parse_port(port: &str) -> Result<u16, UriError> {
 /// here: only the header's realm is excluded, and header parsing keeps it
 /// apart already (a query parameter called `realm` is an ordinary one).
 pub fn normalize_parameters<N: AsRef<str>, V: AsRef<str>>(params: &[(N, V)]) -> String {
-    with_sorted_pairs(params, |sorted| {
-        let len = sorted.iter().map(|(n, v)| n.len() + v.len() + 2).sum();
-        let mut out = String::with_capacity(len);
-        for (i, (name, value)) in sorted.iter().enumerate() {
-            if i > 0 {
-                out.push('&');
-            }
-            percent_encode_into(&mut out, name);
-            out.push('=');
-            percent_encode_into(&mut out, value);
-        }
-        out
-    })
+    with_sorted_pairs(params, |sorted| encode_pairs(sorted))
 }
 
 /// How many pairs [`with_sorted_pairs`] sorts on the stack; a request

@@ -13,7 +13,7 @@ pub use reqwest::Method;
 use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue};
 use url::Url;
 
-use crate::encode::{parse_form, percent_encode_into};
+use crate::encode::{encode_pairs, parse_form};
 use crate::secret::TokenSecret;
 use crate::sign::{Credentials, SignRequest, authorization_header};
 use crate::signature::SignatureMethod;
@@ -558,21 +558,6 @@ fn url_with_query(url: &str, params: &[(&str, &str)]) -> Result<Url, ClientError
         url.set_query(Some(&query));
     }
     Ok(url)
-}
-
-/// `name=value&...` with RFC 5849 §3.6 encoding, valid as a query and as an
-/// `application/x-www-form-urlencoded` body.
-fn encode_pairs(params: &[(&str, &str)]) -> String {
-    let mut out = String::new();
-    for (i, (name, value)) in params.iter().enumerate() {
-        if i > 0 {
-            out.push('&');
-        }
-        percent_encode_into(&mut out, name);
-        out.push('=');
-        percent_encode_into(&mut out, value);
-    }
-    out
 }
 
 fn parse_reply(body: &[u8]) -> Result<Vec<(String, String)>, ClientError> {

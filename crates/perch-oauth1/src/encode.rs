@@ -80,6 +80,26 @@ pub fn percent_encode_into(out: &mut String, input: &str) {
     out.push_str(input.get(run_start..).unwrap_or_default());
 }
 
+/// `name=value&...` with every name and value percent-encoded (RFC 5849
+/// §3.6), in the order given: the normalised parameter string once the
+/// pairs are sorted, and a valid query or form body as it is.
+pub(crate) fn encode_pairs<N: AsRef<str>, V: AsRef<str>>(pairs: &[(N, V)]) -> String {
+    let len = pairs
+        .iter()
+        .map(|(n, v)| n.as_ref().len() + v.as_ref().len() + 2)
+        .sum();
+    let mut out = String::with_capacity(len);
+    for (i, (name, value)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        percent_encode_into(&mut out, name.as_ref());
+        out.push('=');
+        percent_encode_into(&mut out, value.as_ref());
+    }
+    out
+}
+
 /// Where the byte-level encoder writes: a `Vec` (signing) or a buffer
 /// in front of a MAC (verifying, see [`crate::signature`]), so that the
 /// base string need not be built in memory before it is hashed.

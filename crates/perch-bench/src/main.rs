@@ -802,25 +802,32 @@ fn sign(args: &SignArgs) -> anyhow::Result<Value> {
             bail!("cargo bench failed: {status}");
         }
     }
-    let sign = criterion_mean_ns(&args.target_dir, "sign (HMAC-SHA1, Twitter example)")?;
-    let verify = criterion_mean_ns(&args.target_dir, "verify (collect from header + verify)")?;
-    let raw = criterion_mean_ns(&args.target_dir, "raw HMAC-SHA1 of the base string (floor)")?;
+    let mean = |name: &str| criterion_mean_ns(&args.target_dir, name);
+    let sign = mean("sign (HMAC-SHA1, Twitter example)")?;
+    let full = mean("verify (collect from header + verify)")?;
+    let collect = mean("collect only (parse the request)")?;
+    let verify = mean("verify only (parameters collected)")?;
+    let raw = mean("raw HMAC-SHA1 of the base string (floor)")?;
     println!("\nsign (perch-oauth1 criterion means)");
     println!(
-        "  sign {:.0} ns, verify {:.0} ns, raw HMAC-SHA1 {:.0} ns",
-        sign, verify, raw
+        "  sign {sign:.0} ns; verify {verify:.0} ns (parameters collected); \
+         collect {collect:.0} ns; collect + verify {full:.0} ns; raw HMAC-SHA1 {raw:.0} ns"
     );
     println!(
-        "  verify / raw: {:.2}×   sign / raw: {:.2}×",
+        "  verify / raw: {:.2}×   collect + verify / raw: {:.2}×   sign / raw: {:.2}×",
         verify / raw,
+        full / raw,
         sign / raw
     );
     Ok(json!({
         "scenario": "sign",
         "sign_ns": round3(sign),
         "verify_ns": round3(verify),
+        "collect_ns": round3(collect),
+        "collect_and_verify_ns": round3(full),
         "raw_hmac_ns": round3(raw),
         "verify_over_raw": round3(verify / raw),
+        "collect_and_verify_over_raw": round3(full / raw),
         "sign_over_raw": round3(sign / raw),
     }))
 }

@@ -397,6 +397,35 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// The base string URI is the plain reading of
+        /// RFC 5849 §3.4.1.2.
+        #[test]
+        fn base_string_uri_matches_the_reference(
+            scheme in "(http|https|HTTP|Https)",
+            host in "[a-zA-Z0-9.-]{1,12}",
+            port in proptest::option::of("(|80|443|8080|0080)"),
+            path in "(/[a-zA-Z0-9%~.]{0,5}){0,3}",
+            tail in "(|\\?[a-z=&]{0,6})(|#[a-z]{0,3})",
+        ) {
+            let url = format!(
+                "{scheme}://{host}{}{path}{tail}",
+                port.as_ref().map(|p| format!(":{p}")).unwrap_or_default()
+            );
+            let scheme = scheme.to_ascii_lowercase();
+            let default = if scheme == "https" { 443 } else { 80 };
+            let port = port
+                .filter(|p| !p.is_empty())
+                .map(|p| p.parse::<u16>().unwrap())
+                .filter(|&p| p != default)
+                .map(|p| format!(":{p}"))
+                .unwrap_or_default();
+            let path = if path.is_empty() { "/" } else { path.as_str() };
+            let expected = format!("{scheme}://{}{port}{path}", host.to_ascii_lowercase());
+            proptest::prop_assert_eq!(base_string_uri(&url).unwrap(), expected);
+        }
+    }
+
+    proptest::proptest! {
         /// The sort shortcut and the one-pass writer agree with the plain
         /// reading of RFC 5849 §3.4.1 on any input.
         #[test]

@@ -6,7 +6,8 @@ use std::hint::black_box;
 
 use hmac::{Hmac, Mac};
 use perch_oauth1::{
-    ConsumerSecret, Credentials, IncomingRequest, SignRequest, SignatureMethod, TokenSecret, verify,
+    ConsumerSecret, Credentials, IncomingRequest, SignRequest, SignatureMethod, SignedParams,
+    TokenSecret, verify,
 };
 use sha1::Sha1;
 
@@ -45,19 +46,34 @@ pub fn request() -> SignRequest<'static> {
     }
 }
 
-/// Collects the request signed with `header` and verifies it.
-pub fn collect_and_verify(header: &str, credentials: &Credentials) -> bool {
-    let incoming = IncomingRequest {
+/// The request as a server receives it, signed with `header`.
+pub fn incoming(header: &str) -> IncomingRequest<'_> {
+    IncomingRequest {
         method: "POST",
         url: black_box(URL),
         authorization: Some(black_box(header)),
         content_type: Some("application/x-www-form-urlencoded"),
         body: black_box(BODY),
-    };
-    let token_secret = credentials.token.as_ref().map(|(_, secret)| secret);
-    incoming
+    }
+}
+
+/// Collects the request signed with `header` and verifies it.
+pub fn collect_and_verify(header: &str, credentials: &Credentials) -> bool {
+    incoming(header)
         .collect()
-        .is_ok_and(|signed| verify(&signed, &credentials.consumer_secret, token_secret).is_ok())
+        .is_ok_and(|signed| verify_collected(&signed, credentials))
+}
+
+/// Verifies parameters already collected (the base string, the key and
+/// the MAC, without the parsing).
+pub fn verify_collected(signed: &SignedParams<'_>, credentials: &Credentials) -> bool {
+    let token_secret = credentials.token.as_ref().map(|(_, secret)| secret);
+    verify(
+        black_box(signed),
+        &credentials.consumer_secret,
+        token_secret,
+    )
+    .is_ok()
 }
 
 /// The floor: HMAC-SHA1 of the finished base string with the finished key.

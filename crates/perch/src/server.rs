@@ -196,8 +196,8 @@ fn request_span<B>(request: &Request<B>) -> Span {
     let span = tracing::info_span!(
         target: "perch::http",
         "request",
-        otel.name = format!("{method} {route}"),
-        otel.kind = "server",
+        otel.name = Empty,
+        otel.kind = Empty,
         otel.status_code = Empty,
         http.request.method = method,
         http.route = route,
@@ -207,7 +207,11 @@ fn request_span<B>(request: &Request<B>) -> Span {
         tenant_id = Empty,
         app_id = Empty,
     );
-    crate::telemetry::set_parent_from(&span, request.headers());
+    if crate::telemetry::exporting() {
+        span.record("otel.name", format!("{method} {route}"));
+        span.record("otel.kind", "server");
+        crate::telemetry::set_parent_from(&span, request.headers());
+    }
     span
 }
 
@@ -218,6 +222,11 @@ struct RecordResponse;
 
 impl<B> OnResponse<B> for RecordResponse {
     fn on_response(self, response: &axum::http::Response<B>, latency: Duration, span: &Span) {
+        // The span ends here, so only an exporter would ever see these (the
+        // access log line carries its own status and latency).
+        if !crate::telemetry::exporting() {
+            return;
+        }
         span.record("http.response.status_code", response.status().as_u16());
         span.record(
             "latency_ms",

@@ -13,6 +13,7 @@
 //! - W3C `traceparent`/`tracestate` is read from incoming requests
 //!   ([`extract_context`]) and written on upstream calls ([`inject_context`]).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -61,6 +62,17 @@ impl Drop for TelemetryGuard {
             }
         }
     }
+}
+
+/// Whether spans are exported: the request span then also carries the
+/// `otel.*` fields only the exporter reads (see [`exporting`]).
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Whether an OTLP exporter is installed. Fields meant only for the
+/// exporter (`otel.name`, `otel.kind`) are recorded only then, which keeps
+/// them out of every log line and spares formatting them per request.
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
 }
 
 /// The installed exporter, for [`flush`]; `None` once its guard is dropped.
@@ -130,6 +142,7 @@ pub fn install(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryErro
         .with(otel)
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInstalled)?;
+    EXPORTING.store(provider.is_some(), Ordering::Relaxed);
     if let Some(provider) = &provider {
         if let Ok(mut installed) = PROVIDER.lock() {
             *installed = Some(provider.clone());

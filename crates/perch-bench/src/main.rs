@@ -324,8 +324,8 @@ impl Perch {
 
     /// Stops and starts the process again on the same database, port and
     /// keys: a fresh peak RSS for what follows (the setup's sandbox
-    /// sign-ins hash passwords with argon2, 19 MiB each, which is not what
-    /// the login load measures).
+    /// sign-ins hash passwords with argon2 in 19 MiB working areas, which
+    /// the instant-path login load never uses).
     async fn restart(&mut self) -> anyhow::Result<()> {
         self.child.kill().await?;
         self.child = self.command.spawn().context("restart perch")?;

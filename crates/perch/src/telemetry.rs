@@ -54,6 +54,7 @@ pub struct TelemetryGuard {
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
         if let Some(provider) = self.provider.take() {
+            EXPORTING.store(false, Ordering::Relaxed);
             if let Ok(mut installed) = PROVIDER.lock() {
                 *installed = None;
             }

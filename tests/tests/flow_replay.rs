@@ -244,3 +244,42 @@ async fn the_browser_cookie_is_refreshed_with_the_same_value() {
     let again = second.headers()["set-cookie"].to_str().unwrap();
     assert!(again.starts_with(&format!("{value};")), "{again}");
 }
+
+#[tokio::test]
+async fn the_sweeper_stops_in_the_middle_of_a_backlog() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    let fx = Fixture::new(TestServerOptions::default()).await;
+    let batches = Arc::new(AtomicU64::new(0));
+    let counted = batches.clone();
+    // A further table that always comes back full: a backlog with no end.
+    let endless: perch_flow::sweeper::ExtraSweep = Box::new(move |_pool, _now, batch| {
+        counted.fetch_add(1, Ordering::Relaxed);
+        Box::pin(async move { Ok(u64::try_from(batch).unwrap()) })
+    });
+    let clock: perch_core::clock::SharedClock = Arc::new(ManualClock::new(
+        time::macros::datetime!(2026-11-28 12:00 UTC),
+    ));
+    let (stop, signal) = tokio::sync::watch::channel(false);
+    let config = perch_flow::sweeper::SweeperConfig {
+        interval: Duration::from_secs(3600),
+        batch: 10,
+    };
+    let sweeper = tokio::spawn(perch_flow::sweeper::run(
+        fx.server.db.pool.clone(),
+        clock,
+        config,
+        vec![endless],
+        |_| {},
+        signal,
+    ));
+    while batches.load(Ordering::Relaxed) < 3 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), sweeper)
+        .await
+        .expect("the sweeper stops without finishing the backlog")
+        .unwrap();
+}

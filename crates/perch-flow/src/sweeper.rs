@@ -111,7 +111,14 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        match sweep_once(&pool, &clock, config.batch, &extra).await {
+        // A backlog can take minutes to sweep at half speed: stop at once
+        // rather than at its end. Dropping a sweep mid-statement is safe,
+        // as each batch is a statement of its own.
+        let swept = tokio::select! {
+            swept = sweep_once(&pool, &clock, config.batch, &extra) => swept,
+            _ = stop.wait_for(|stop| *stop) => return,
+        };
+        match swept {
             Ok(report) => {
                 on_sweep(&report);
                 if report.total() > 0 {

@@ -7,6 +7,8 @@ use std::str::FromStr;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use hmac::digest::crypto_common::KeySizeUser;
+use hmac::digest::typenum::U64;
 use hmac::digest::{Digest, KeyInit};
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
@@ -262,30 +264,41 @@ impl<M: Mac> Sink for MacSink<M> {
     }
 }
 
-/// HMAC-SHA1 (RFC 5849 §3.4.2) of the base string that `write` produces,
-/// under the key of `consumer_secret` and `token_secret`, with neither key
-/// nor base string ever on the heap.
+/// The HMAC (RFC 5849 §3.4.2, §3.4.3) of the base string that `write`
+/// produces, under the key of `consumer_secret` and `token_secret`, with
+/// neither key nor base string ever on the heap. `D` is `M`'s hash, which
+/// shortens a key longer than its 64-byte block.
+fn hmac_of<M, D>(
+    consumer_secret: &ConsumerSecret,
+    token_secret: Option<&TokenSecret>,
+    write: impl FnOnce(&mut MacSink<M>),
+) -> hmac::digest::Output<M>
+where
+    M: Mac + KeyInit + KeySizeUser<KeySize = U64>,
+    D: Digest,
+{
+    let block = key_block::<D>(consumer_secret, token_secret);
+    let mut sink = MacSink::new(<M as KeyInit>::new(&block.into()));
+    write(&mut sink);
+    sink.finalize()
+}
+
+/// HMAC-SHA1 of the base string `write` produces; see [`hmac_of`].
 pub(crate) fn hmac_sha1_of(
     consumer_secret: &ConsumerSecret,
     token_secret: Option<&TokenSecret>,
     write: impl FnOnce(&mut MacSink<Hmac<Sha1>>),
 ) -> [u8; 20] {
-    let block = key_block::<Sha1>(consumer_secret, token_secret);
-    let mut sink = MacSink::new(<Hmac<Sha1> as KeyInit>::new(&block.into()));
-    write(&mut sink);
-    sink.finalize().into()
+    hmac_of::<_, Sha1>(consumer_secret, token_secret, write).into()
 }
 
-/// [`hmac_sha1_of`] with SHA-256.
+/// HMAC-SHA256 of the base string `write` produces; see [`hmac_of`].
 pub(crate) fn hmac_sha256_of(
     consumer_secret: &ConsumerSecret,
     token_secret: Option<&TokenSecret>,
     write: impl FnOnce(&mut MacSink<Hmac<Sha256>>),
 ) -> [u8; 32] {
-    let block = key_block::<Sha256>(consumer_secret, token_secret);
-    let mut sink = MacSink::new(<Hmac<Sha256> as KeyInit>::new(&block.into()));
-    write(&mut sink);
-    sink.finalize().into()
+    hmac_of::<_, Sha256>(consumer_secret, token_secret, write).into()
 }
 
 #[cfg(test)]

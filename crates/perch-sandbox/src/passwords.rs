@@ -180,18 +180,20 @@ mod tests {
     use super::*;
     use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 
+    async fn matches(passwords: &Passwords, password: &str, hash: &str) -> bool {
+        passwords
+            .verify(password.into(), Some(hash.to_owned()))
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn hashes_verify_and_the_dummy_never_matches() {
         let passwords = Passwords::new();
         let hash = passwords.hash("correct horse".into()).await.unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-        assert!(
-            passwords
-                .verify("correct horse".into(), Some(hash.clone()))
-                .await
-                .unwrap()
-        );
-        assert!(!passwords.verify("wrong".into(), Some(hash)).await.unwrap());
+        assert!(matches(&passwords, "correct horse", &hash).await);
+        assert!(!matches(&passwords, "wrong", &hash).await);
         assert!(!passwords.verify("anything".into(), None).await.unwrap());
         // The dummy parses with the real parameters, so it costs a real verify.
         let dummy = PasswordHash::new(DUMMY_HASH).unwrap();
@@ -215,18 +217,8 @@ mod tests {
             .hash_password(b"hunter2", &salt)
             .unwrap()
             .to_string();
-        assert!(
-            passwords
-                .verify("hunter2".into(), Some(theirs.clone()))
-                .await
-                .unwrap()
-        );
-        assert!(
-            !passwords
-                .verify("hunter3".into(), Some(theirs))
-                .await
-                .unwrap()
-        );
+        assert!(matches(&passwords, "hunter2", &theirs).await);
+        assert!(!matches(&passwords, "hunter3", &theirs).await);
 
         let ours = passwords.hash("hunter2".into()).await.unwrap();
         let parsed = PasswordHash::new(&ours).unwrap();
@@ -252,13 +244,8 @@ mod tests {
         );
         let salt = SaltString::encode_b64(b"fedcba9876543210").unwrap();
         let hash = small.hash_password(b"pw", &salt).unwrap().to_string();
-        assert!(
-            passwords
-                .verify("pw".into(), Some(hash.clone()))
-                .await
-                .unwrap()
-        );
-        assert!(!passwords.verify("px".into(), Some(hash)).await.unwrap());
+        assert!(matches(&passwords, "pw", &hash).await);
+        assert!(!matches(&passwords, "px", &hash).await);
 
         let huge = "$argon2id$v=19$m=1048576,t=2,p=1$c2FuZGJveGR1bW15c2FsdA$GpZ3sK1vJqg9nq3ZxHqfK8oL0cW4Yb0m3lA2Qyq0e5E";
         assert!(

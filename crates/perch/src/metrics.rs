@@ -277,8 +277,7 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: 
     let elapsed = started.elapsed();
     metrics.http_request(&method, &route, status, elapsed);
     // Most answers take well under a millisecond: log microsecond precision.
-    let latency_ms = elapsed.as_secs_f64() * 1e3;
-    let latency_ms = (latency_ms * 1e3).round() / 1e3;
+    let latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
     // Probes and scrapes at debug, so they do not drown the log.
     if matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics") {
         tracing::debug!(status, latency_ms, "answered");

@@ -126,7 +126,9 @@ cmp() { awk -v a="$1" -v op="$2" -v b="$3" 'BEGIN { r = (op == ">=") ? a >= b : 
   done
   printf '%-48s %-14s %-12s %-10s %s\n' "login p99 during 1M-row sweep vs without" "-" "$SWEEP" "<= 2" "$(verdict "$(cmp "$SWEEP" "<=" 2)")"
   printf '%-48s %-14s %-12s %-10s %s\n' "perch peak RSS, login load, 1M accounts (MiB)" "$RSS_MIB" "-" "<= 64" "$(verdict "$(cmp "$RSS_MIB" "<=" 64)")"
-  printf '%-48s %-14s %-12s %-10s %s\n' "verify vs raw HMAC-SHA1 (parameters collected)" "-" "$VERIFY" "<= 2" "$(verdict "$(cmp "$VERIFY" "<=" 2)")"
-  printf '%-48s %-14s %-12s %-10s %s\n' "  collect + verify vs raw (from the raw request)" "-" "$VERIFY_FULL" "<= 2" "$(verdict "$(cmp "$VERIFY_FULL" "<=" 2)")"
+  printf '%-48s %-14s %-12s %-10s %s\n' "verify() vs raw HMAC-SHA1" "-" "$VERIFY" "<= 2" "$(verdict "$(cmp "$VERIFY" "<=" 2)")"
+  # Parsing the request is not part of the target (see BENCHMARKS.md);
+  # the whole server path is shown beside it for information.
+  printf '%-48s %-14s %-12s %-10s %s\n' "  (collect + verify vs raw, for information)" "-" "$VERIFY_FULL" "-" "-"
 } | tee "$OUT/summary.txt"
 echo "raw results: $OUT"

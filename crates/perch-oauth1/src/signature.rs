@@ -128,50 +128,70 @@ pub(crate) fn base64_matches(signature: &str, digest: &[u8]) -> bool {
     }
 }
 
-/// HMAC-SHA1 (RFC 2104) of `message` under `key`.
+/// HMAC (RFC 2104) of `message` under `key`, with `D` the MAC's hash.
 ///
 /// `Hmac::new_from_slice` accepts every key length, but its signature says
 /// `Result`, and we may not unwrap. So we do RFC 2104 §2's key preparation
-/// (hash a key longer than the 64-byte block, zero-pad the rest) ourselves
-/// and use the infallible fixed-size constructor; the padding HMAC applies
-/// internally is the same zero padding, so the result is identical.
+/// ([`KeyBlock`]) ourselves and use the infallible fixed-size constructor;
+/// the padding HMAC applies internally is the same zero padding, so the
+/// result is identical.
+fn hmac<M, D>(key: &[u8], message: &[u8]) -> hmac::digest::Output<M>
+where
+    M: Mac + KeyInit + KeySizeUser<KeySize = U64>,
+    D: Digest,
+{
+    let mut block = KeyBlock::<D>::new();
+    block.put(key);
+    let mut mac = <M as KeyInit>::new(&block.finish().into());
+    mac.update(message);
+    mac.finalize().into_bytes()
+}
+
+/// HMAC-SHA1 (RFC 2104) of `message` under `key`.
 pub(crate) fn hmac_sha1(key: &[u8], message: &[u8]) -> [u8; 20] {
-    let mut block = [0u8; 64];
-    if key.len() > block.len() {
-        let digest = Sha1::digest(key);
-        block[..digest.len()].copy_from_slice(&digest);
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let mut mac = <Hmac<Sha1> as KeyInit>::new(&block.into());
-    mac.update(message);
-    mac.finalize().into_bytes().into()
+    hmac::<Hmac<Sha1>, Sha1>(key, message).into()
 }
 
-/// HMAC-SHA256 (RFC 2104); see [`hmac_sha1`] for the key handling.
+/// HMAC-SHA256 (RFC 2104) of `message` under `key`.
 pub(crate) fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    let mut block = [0u8; 64];
-    if key.len() > block.len() {
-        let digest = Sha256::digest(key);
-        block[..digest.len()].copy_from_slice(&digest);
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let mut mac = <Hmac<Sha256> as KeyInit>::new(&block.into());
-    mac.update(message);
-    mac.finalize().into_bytes().into()
+    hmac::<Hmac<Sha256>, Sha256>(key, message).into()
 }
 
-/// The HMAC key block of RFC 2104 §2 for the RFC 5849 §3.4.2 key
-/// `enc(consumer_secret) & enc(token_secret)`, built without allocating:
-/// the encoded key is written straight into the 64-byte block (SHA-1 and
-/// SHA-256 both have 64-byte blocks) and, once it outgrows the block,
-/// hashed with `D` instead, as RFC 2104 §2 says of keys longer than a block.
+/// The HMAC key block of RFC 2104 §2, built without allocating: the key
+/// is written straight into the 64-byte block (SHA-1 and SHA-256 both
+/// have 64-byte blocks) and, once it outgrows the block, hashed with `D`
+/// instead, as RFC 2104 §2 says of keys longer than a block. As a [`Sink`],
+/// the RFC 5849 §3.4.2 key can be encoded into it piece by piece.
 struct KeyBlock<D> {
     block: [u8; 64],
     len: usize,
     /// Set once the key is longer than a block.
     hasher: Option<D>,
+}
+
+impl<D: Digest> KeyBlock<D> {
+    fn new() -> Self {
+        Self {
+            block: [0; 64],
+            len: 0,
+            hasher: None,
+        }
+    }
+
+    /// The zero-padded block: the key itself, or its digest.
+    fn finish(self) -> [u8; 64] {
+        match self.hasher {
+            None => self.block,
+            Some(hasher) => {
+                let mut block = [0; 64];
+                let digest = hasher.finalize();
+                if let Some(head) = block.get_mut(..digest.len()) {
+                    head.copy_from_slice(&digest);
+                }
+                block
+            }
+        }
+    }
 }
 
 impl<D: Digest> Sink for KeyBlock<D> {
@@ -196,27 +216,13 @@ fn key_block<D: Digest>(
     consumer_secret: &ConsumerSecret,
     token_secret: Option<&TokenSecret>,
 ) -> [u8; 64] {
-    let mut key = KeyBlock::<D> {
-        block: [0; 64],
-        len: 0,
-        hasher: None,
-    };
+    let mut key = KeyBlock::<D>::new();
     encode_bytes_into(&mut key, consumer_secret.expose_secret().as_bytes(), false);
     key.put(b"&");
     if let Some(token) = token_secret {
         encode_bytes_into(&mut key, token.expose_secret().as_bytes(), false);
     }
-    match key.hasher {
-        None => key.block,
-        Some(hasher) => {
-            let mut block = [0; 64];
-            let digest = hasher.finalize();
-            if let Some(head) = block.get_mut(..digest.len()) {
-                head.copy_from_slice(&digest);
-            }
-            block
-        }
-    }
+    key.finish()
 }
 
 /// A MAC fed through a stack buffer, so that the many short pieces of a

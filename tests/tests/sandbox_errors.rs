@@ -544,6 +544,23 @@ async fn admin_endpoints_need_the_operator_token_and_validate() {
         .await
         .unwrap();
     assert_eq!(wrong.status(), 401);
+    // The same bearer rules as the rest of the operator API: a challenge on
+    // every 401, and the scheme is case-insensitive.
+    for refused in [&none, &wrong] {
+        assert_eq!(refused.headers()["www-authenticate"], "Bearer");
+    }
+    let lower_case = sandbox
+        .http
+        .post(sandbox.url("/sandbox/admin/consumers"))
+        .header(
+            "authorization",
+            format!("bearer {}", perch_tests::tenants::OPERATOR_TOKEN),
+        )
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lower_case.status(), 201);
 
     let eleven: Vec<String> = (0..11).map(|i| format!("https://a.example/{i}")).collect();
     let cases = [

@@ -622,6 +622,117 @@ async fn sandbox_apps_get_a_provisioned_sandbox_consumer() {
     assert!(app.consumer_secret(&other).is_err());
 }
 
+/// The sandbox consumer behind a sandbox app, as stored.
+async fn sandbox_consumer(server: &TestServer, consumer_key: &str) -> Option<(String, bool)> {
+    sqlx::query_as(
+        "SELECT name, sign_in_with_twitter FROM sandbox_consumers WHERE consumer_key = $1",
+    )
+    .bind(consumer_key)
+    .fetch_optional(&server.db.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_sandbox_apps_consumer_follows_the_app_through_patch_and_delete() {
+    let server = TestServer::start().await;
+    let tenant = create_tenant(&server, "Acme").await;
+    let created = create_app(
+        &server,
+        &tenant.key,
+        &json!({
+            "name": "Demo",
+            "callback_urls": ["http://127.0.0.1:3000/done"],
+            "provider": {"kind": "sandbox"},
+        }),
+    )
+    .await;
+    let path = format!("/v1/apps/{}", created["id"].as_str().unwrap());
+    let first_key = created["provider"]["consumer_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        sandbox_consumer(&server, &first_key).await,
+        Some(("Demo".to_owned(), true))
+    );
+
+    // Renaming the app renames what the consent page shows; the sign-in
+    // setting follows too.
+    let renamed = call(
+        &server,
+        Method::PATCH,
+        &path,
+        Some(&tenant.key),
+        Some(&json!({"name": "Demo Two", "sign_in_with_twitter": false})),
+    )
+    .await;
+    assert_eq!(renamed.status, 200, "{:?}", renamed.body);
+    assert_eq!(
+        sandbox_consumer(&server, &first_key).await,
+        Some(("Demo Two".to_owned(), false))
+    );
+
+    // A fresh sandbox consumer replaces the old one, which goes.
+    let reprovisioned = call(
+        &server,
+        Method::PATCH,
+        &path,
+        Some(&tenant.key),
+        Some(&json!({"provider": {"kind": "sandbox"}})),
+    )
+    .await;
+    assert_eq!(reprovisioned.status, 200, "{:?}", reprovisioned.body);
+    let second_key = reprovisioned.body["provider"]["consumer_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(second_key, first_key);
+    assert_eq!(sandbox_consumer(&server, &first_key).await, None);
+    assert_eq!(
+        sandbox_consumer(&server, &second_key).await,
+        Some(("Demo Two".to_owned(), false))
+    );
+
+    // Deleting the app deletes its consumer.
+    let deleted = call(&server, Method::DELETE, &path, Some(&tenant.key), None).await;
+    assert_eq!(deleted.status, 204);
+    assert_eq!(sandbox_consumer(&server, &second_key).await, None);
+    let (consumers,): (i64,) = sqlx::query_as("SELECT count(*) FROM sandbox_consumers")
+        .fetch_one(&server.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(consumers, 0);
+}
+
+#[tokio::test]
+async fn moving_a_sandbox_app_to_twitter_deletes_its_consumer() {
+    let server = TestServer::start().await;
+    let tenant = create_tenant(&server, "Acme").await;
+    let created = create_app(
+        &server,
+        &tenant.key,
+        &json!({
+            "name": "Demo",
+            "callback_urls": ["http://127.0.0.1:3000/done"],
+            "provider": {"kind": "sandbox"},
+        }),
+    )
+    .await;
+    let key = created["provider"]["consumer_key"].as_str().unwrap();
+    let moved = call(
+        &server,
+        Method::PATCH,
+        &format!("/v1/apps/{}", created["id"].as_str().unwrap()),
+        Some(&tenant.key),
+        Some(&json!({"provider": {"kind": "twitter", "consumer_key": "ck", "consumer_secret": "cs"}})),
+    )
+    .await;
+    assert_eq!(moved.status, 200, "{:?}", moved.body);
+    assert_eq!(moved.body["provider"]["kind"], "twitter");
+    assert_eq!(sandbox_consumer(&server, key).await, None);
+}
+
 #[tokio::test]
 async fn sandbox_apps_are_refused_when_the_sandbox_is_off() {
     let server = TestServer::start_with(TestServerOptions {

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
 use base64::Engine as _;
+use perch_core::ids::{AppId, TenantId};
+use perch_flow::fixtures;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -39,10 +41,10 @@ pub struct VirtualUser {
 /// A tenant, its sandbox app and the virtual users.
 #[derive(Debug)]
 pub struct Fixture {
-    /// The tenant's UUID (for SQL).
-    pub tenant_uuid: String,
-    /// The app's UUID (for SQL).
-    pub app_uuid: String,
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The app (`app_id` is its public form).
+    pub app: AppId,
     /// `app_...`.
     pub app_id: String,
     /// The tenant's API key.
@@ -113,20 +115,17 @@ impl Fixture {
         }
         let app_id = text(&app, "/id")?;
         let client_secret = text(&app, "/client_secret")?;
-        let (tenant_uuid, app_uuid): (String, String) = sqlx::query_as(
-            "SELECT tenant_id::text, id::text FROM apps WHERE name = $1 ORDER BY created_at DESC LIMIT 1",
-        )
-        .bind(format!("{name} app"))
-        .fetch_one(&target.pool)
-        .await
-        .context("read the app's row")?;
+        let tenant_id = TenantId::parse(&text(&tenant, "/tenant/id")?)
+            .map_err(|_| anyhow!("POST /v1/tenants answered a malformed tenant id"))?;
+        let app = AppId::parse(&app_id)
+            .map_err(|_| anyhow!("POST /v1/apps answered a malformed app id"))?;
         let basic = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("{app_id}:{client_secret}"))
         );
         Ok(Self {
-            tenant_uuid,
-            app_uuid,
+            tenant_id,
+            app,
             app_id,
             api_key,
             basic,
@@ -166,16 +165,13 @@ impl Fixture {
         let template_id: i64 = text(&template, "/id")?.parse()?;
         let first = i64::try_from(self.user_count)?;
         let count_i64 = i64::try_from(count)?;
-        sqlx::query(
-            "INSERT INTO sandbox_users (id, screen_name, name, email, email_verified, password_hash, created_at) \
-             SELECT $1 + n, 'b' || n, 'Bench User ' || n, 'b' || n || '@bench.example', true, t.password_hash, now() \
-             FROM sandbox_users t, generate_series($2::bigint, $3::bigint) AS n WHERE t.id = $4",
+        perch_sandbox::fixtures::clone_users(
+            &target.pool,
+            template_id,
+            USER_ID_BASE,
+            first,
+            first + count_i64 - 1,
         )
-        .bind(USER_ID_BASE)
-        .bind(first)
-        .bind(first + count_i64 - 1)
-        .bind(template_id)
-        .execute(&target.pool)
         .await
         .context("insert sandbox users")?;
         let names: VecDeque<String> = (self.user_count..self.user_count + count)
@@ -311,12 +307,7 @@ impl Fixture {
 
     /// Seeded accounts so far (see [`Fixture::seed_accounts`]).
     pub async fn seeded_accounts(&self, target: &Target) -> anyhow::Result<u64> {
-        let count: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM linked_accounts WHERE app_id = $1::uuid AND provider_user_id LIKE 'seed%'",
-        )
-        .bind(&self.app_uuid)
-        .fetch_one(&target.pool)
-        .await?;
+        let count = fixtures::count_seeded_accounts(&target.pool, self.app).await?;
         Ok(u64::try_from(count)?)
     }
 
@@ -338,28 +329,22 @@ impl Fixture {
         let started = Instant::now();
         let sealed: Vec<u8> = (0..56u8).map(|b| b.wrapping_mul(37) ^ 0x5a).collect();
         let high = format!("{SEED_ID_HIGH:016x}");
+        let seed = fixtures::SeededAccounts {
+            tenant_id: self.tenant_id,
+            app_id: self.app,
+            id_high_hex: &high,
+            key_id: &target.key_id,
+            sealed: &sealed,
+        };
         let mut start = from;
         while start < to {
             let end = (start + CHUNK).min(to);
-            sqlx::query(
-                "INSERT INTO linked_accounts (tenant_id, id, app_id, provider_user_id, screen_name, \
-                   name, email, profile_image_url, subject, access_token_key_id, access_token_sealed, \
-                   access_token_secret_key_id, access_token_secret_sealed, created_at, last_login_at, \
-                   login_count) \
-                 SELECT $1::uuid, ($3 || lpad(to_hex(n), 16, '0'))::uuid, $2::uuid, 'seed' || n, \
-                   's' || n, 'Seeded User ' || n, 's' || n || '@bench.example', \
-                   'https://bench.example/profile_images/default_profile.svg', NULL, $4, $5, $4, $5, \
-                   now(), now(), 1 \
-                 FROM generate_series($6::bigint, $7::bigint) AS n",
+            fixtures::insert_seeded_accounts(
+                &target.pool,
+                &seed,
+                i64::try_from(start)?,
+                i64::try_from(end)? - 1,
             )
-            .bind(&self.tenant_uuid)
-            .bind(&self.app_uuid)
-            .bind(&high)
-            .bind(&target.key_id)
-            .bind(&sealed)
-            .bind(i64::try_from(start)?)
-            .bind(i64::try_from(end)? - 1)
-            .execute(&target.pool)
             .await
             .context("seed linked accounts")?;
             progress
@@ -367,9 +352,7 @@ impl Fixture {
                 .fetch_add(end - start, std::sync::atomic::Ordering::Relaxed);
             start = end;
         }
-        sqlx::query("VACUUM ANALYZE linked_accounts")
-            .execute(&target.pool)
-            .await?;
+        fixtures::analyze_accounts(&target.pool).await?;
         checkpoint(target).await;
         Ok(started.elapsed())
     }
@@ -379,23 +362,16 @@ impl Fixture {
     pub async fn seed_expired_logins(&self, target: &Target, count: u64) -> anyhow::Result<()> {
         let sealed: Vec<u8> = (0..56u8).collect();
         let tag = perch_core::token::random_alphanumeric(8);
-        sqlx::query(
-            "INSERT INTO login_flows (request_token, id, tenant_id, app_id, token_secret_key_id, \
-               token_secret_sealed, redirect_uri, state, subject, code_challenge, browser_digest, \
-               status, created_at, expires_at) \
-             SELECT 'expired-' || $5 || '-' || n, gen_random_uuid(), $1::uuid, $2::uuid, $3, $4, \
-               $6, 'state' || n, NULL, NULL, sha256(n::text::bytea), 'pending', \
-               now() - interval '1 hour', now() - interval '45 minutes' \
-             FROM generate_series(1, $7::bigint) AS n",
+        fixtures::insert_expired_logins(
+            &target.pool,
+            self.tenant_id,
+            self.app,
+            &target.key_id,
+            &sealed,
+            &tag,
+            REDIRECT_URI,
+            i64::try_from(count)?,
         )
-        .bind(&self.tenant_uuid)
-        .bind(&self.app_uuid)
-        .bind(&target.key_id)
-        .bind(&sealed)
-        .bind(&tag)
-        .bind(REDIRECT_URI)
-        .bind(i64::try_from(count)?)
-        .execute(&target.pool)
         .await
         .context("seed expired logins")?;
         Ok(())
@@ -403,10 +379,7 @@ impl Fixture {
 
     /// Pending logins that have expired and are still there.
     pub async fn expired_logins(&self, target: &Target) -> anyhow::Result<u64> {
-        let count: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM login_flows WHERE expires_at <= now()")
-                .fetch_one(&target.pool)
-                .await?;
+        let count = fixtures::count_expired_logins(&target.pool).await?;
         Ok(u64::try_from(count)?)
     }
 }

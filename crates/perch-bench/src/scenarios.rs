@@ -625,11 +625,7 @@ pub async fn sweep(
                 if stop.load(Ordering::Relaxed) {
                     return None;
                 }
-                let any: Result<bool, _> = sqlx::query_scalar(
-                    "SELECT EXISTS (SELECT 1 FROM login_flows WHERE expires_at <= now())",
-                )
-                .fetch_one(&target.pool)
-                .await;
+                let any = perch_flow::fixtures::any_expired_login(&target.pool).await;
                 if let Ok(false) = any {
                     stop.store(true, Ordering::Relaxed);
                     return Some(seeded_at.elapsed());

@@ -192,50 +192,59 @@ impl AuditEvent {
     }
 }
 
+/// Declares the audit row's columns once, in insert order, each with its
+/// optional SQL cast and the value bound for it; [`insert_sql`] and
+/// [`bind`] are both generated from this one list, so the placeholders and
+/// the binds cannot drift apart.
+macro_rules! audit_columns {
+    (|$event:ident| $( $column:ident $(:: $cast:ident)? = $value:expr ),* $(,)?) => {
+        /// The audit row's columns in insert order, with their casts.
+        const COLUMNS: &[(&str, &str)] = &[$( (stringify!($column), concat!($("::", stringify!($cast))?)) ),*];
+
+        /// Binds `event` to a query whose audit insert came from [`insert_sql`].
+        pub fn bind<'q>(
+            query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+            $event: &'q AuditEvent,
+        ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+            query $( .bind($value) )*
+        }
+    };
+}
+
+audit_columns! { |event|
+    id = event.id,
+    tenant_id = event.tenant_id.map(TenantId::uuid),
+    occurred_at = event.occurred_at,
+    actor = event.actor.as_stored(),
+    action = &event.action,
+    target_type = &event.target_type,
+    target_id = &event.target_id,
+    app_id = event.app_id.map(AppId::uuid),
+    outcome = event.outcome.as_str(),
+    request_id = &event.meta.request_id,
+    // Bound as text, stored as inet.
+    ip::inet = event.meta.ip.map(|ip| ip.to_string()),
+    user_agent = &event.meta.user_agent,
+    details = &event.details,
+}
+
 /// The audit insert with its parameters numbered from `$first`: to run as a
 /// data-modifying `WITH` clause in front of the change it records, so the
 /// change and its record are one statement (one round trip, no explicit
 /// transaction) and still commit or fail together. Bind the event with
 /// [`bind`] after the change's own parameters.
 pub fn insert_sql(first: usize) -> String {
-    let params: Vec<String> = (first..first + 13)
-        .map(|n| {
-            // `ip` is bound as text.
-            if n == first + 10 {
-                format!("${n}::inet")
-            } else {
-                format!("${n}")
-            }
-        })
+    let columns: Vec<&str> = COLUMNS.iter().map(|(column, _)| *column).collect();
+    let values: Vec<String> = COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(index, (_, cast))| format!("${}{cast}", first + index))
         .collect();
     format!(
-        "INSERT INTO audit_events \
-         (id, tenant_id, occurred_at, actor, action, target_type, target_id, app_id, \
-          outcome, request_id, ip, user_agent, details) \
-         VALUES ({})",
-        params.join(", ")
+        "INSERT INTO audit_events ({}) VALUES ({})",
+        columns.join(", "),
+        values.join(", ")
     )
-}
-
-/// Binds `event` to a query whose audit insert came from [`insert_sql`].
-pub fn bind<'q>(
-    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    event: &'q AuditEvent,
-) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    query
-        .bind(event.id)
-        .bind(event.tenant_id.map(TenantId::uuid))
-        .bind(event.occurred_at)
-        .bind(event.actor.as_stored())
-        .bind(&event.action)
-        .bind(&event.target_type)
-        .bind(&event.target_id)
-        .bind(event.app_id.map(AppId::uuid))
-        .bind(event.outcome.as_str())
-        .bind(&event.meta.request_id)
-        .bind(event.meta.ip.map(|ip| ip.to_string()))
-        .bind(&event.meta.user_agent)
-        .bind(&event.details)
 }
 
 /// Writes `event` on `conn`: pass the transaction that makes the change.
@@ -243,6 +252,71 @@ pub async fn record(conn: &mut PgConnection, event: &AuditEvent) -> Result<(), s
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| insert_sql(1));
     bind(sqlx::query(SQL.as_str()), event).execute(conn).await?;
     Ok(())
+}
+
+/// An audit event as stored, for the audit read.
+#[derive(Debug, sqlx::FromRow)]
+pub struct StoredEvent {
+    /// The event id (UUIDv7 from the clock: id order is time order).
+    pub id: Uuid,
+    /// When it happened.
+    pub occurred_at: OffsetDateTime,
+    /// The actor's stored form ([`Actor::as_stored`]).
+    pub actor: String,
+    /// E.g. `app.create`.
+    pub action: String,
+    /// The kind of object acted on.
+    pub target_type: String,
+    /// Its id, when it has one.
+    pub target_id: Option<String>,
+    /// The app concerned.
+    pub app_id: Option<Uuid>,
+    /// `success` or `failure`.
+    pub outcome: String,
+    /// The request's `x-request-id`.
+    pub request_id: Option<String>,
+    /// The client's IP address.
+    pub ip: Option<String>,
+    /// The client's user agent.
+    pub user_agent: Option<String>,
+    /// Event-specific details.
+    pub details: serde_json::Value,
+}
+
+/// Which of a tenant's events to read.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Only events about this app.
+    pub app_id: Option<AppId>,
+    /// Only events with this action.
+    pub action: Option<String>,
+    /// Only events older than this one (the previous page's last id).
+    pub before: Option<Uuid>,
+}
+
+/// Up to `limit` of a tenant's events, newest first.
+pub async fn list(
+    exec: impl sqlx::PgExecutor<'_>,
+    tenant_id: TenantId,
+    filter: &EventFilter,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, occurred_at, actor, action, target_type, target_id, app_id, outcome, \
+           request_id, host(ip) AS ip, user_agent, details FROM audit_events \
+         WHERE tenant_id = $1 \
+           AND ($2::uuid IS NULL OR app_id = $2) \
+           AND ($3::text IS NULL OR action = $3) \
+           AND ($4::uuid IS NULL OR id < $4) \
+         ORDER BY id DESC LIMIT $5",
+    )
+    .bind(tenant_id)
+    .bind(filter.app_id.map(AppId::uuid))
+    .bind(&filter.action)
+    .bind(filter.before)
+    .bind(limit)
+    .fetch_all(exec)
+    .await
 }
 
 #[cfg(test)]
@@ -255,6 +329,10 @@ mod tests {
         let sql = insert_sql(14);
         assert!(sql.contains("VALUES ($14, $15, "), "{sql}");
         assert!(sql.contains("$24::inet, $25, $26)"), "{sql}");
+        assert!(
+            sql.starts_with("INSERT INTO audit_events (id, tenant_id, occurred_at, actor, "),
+            "{sql}"
+        );
     }
 
     #[test]

@@ -6,13 +6,16 @@
 //!   keys rotate without downtime.
 //! - [`token`]: minting random, prefixed tokens and their SHA-256 digests.
 //! - [`secret`]: a string newtype whose `Debug` never shows the value.
+//! - [`state_enum`]: states stored as CHECK-constrained text, as Rust enums.
 //! - [`ids`]: typed, prefixed public ids (`ten_...`, `key_...`, `app_...`).
 //! - [`audit`]: the audit-event builder and writer.
+//! - [`auth`]: bearer tokens, the 401 challenge and the operator token.
 //! - [`rotation`]: re-sealing stored secrets under the newest key.
 //! - [`problem`]: the RFC 9457 `application/problem+json` error every JSON API
 //!   answers with.
 
 pub mod audit;
+pub mod auth;
 pub mod clock;
 pub mod cookie;
 pub mod histogram;
@@ -23,6 +26,7 @@ pub mod keyring;
 pub mod problem;
 pub mod rotation;
 pub mod secret;
+pub mod state_enum;
 pub mod token;
 
 pub use clock::{Clock, SystemClock};

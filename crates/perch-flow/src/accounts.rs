@@ -5,14 +5,13 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use perch_core::audit::{self, AuditEvent, Outcome, RequestMeta};
 use perch_core::ids::AppId;
 use perch_core::{Keyring, KeyringError, SecretString};
 use perch_oauth1::{ConsumerSecret, Credentials, TokenSecret};
 use perch_tenants::openapi::ProblemDoc;
 use perch_tenants::pagination::{self, ListParams};
-use perch_tenants::{PresentedKey, TenantAuth, Unauthorized};
+use perch_tenants::{PresentedKey, TenantAuth};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
@@ -161,22 +160,17 @@ pub async fn list_handler(
     auth: TenantAuth,
     Path(raw_app_id): Path<String>,
     query: Result<Query<AccountListParams>, QueryRejection>,
-) -> Result<Json<AccountList>, Response> {
-    let Query(params) = query.map_err(|_| FlowError::MalformedQuery.into_response())?;
-    let app_id =
-        AppId::parse(&raw_app_id).map_err(|_| FlowError::NotFound("app").into_response())?;
+) -> Result<Json<AccountList>, FlowError> {
+    let Query(params) = query.map_err(|_| FlowError::MalformedQuery)?;
+    let app_id = AppId::parse(&raw_app_id).map_err(|_| FlowError::NotFound("app"))?;
     let page = ListParams {
         limit: params.limit,
         cursor: params.cursor,
     }
-    .page("accounts")
-    .map_err(IntoResponse::into_response)?;
-    let app = perch_tenants::apps::store::find(state.pool(), auth.tenant_id, app_id)
-        .await
-        .map_err(|e| FlowError::from(e).into_response())?;
-    if app.is_none() {
-        return Err(FlowError::NotFound("app").into_response());
-    }
+    .page("accounts")?;
+    perch_tenants::apps::find(state.pool(), auth.tenant_id, app_id)
+        .await?
+        .ok_or(FlowError::NotFound("app"))?;
     let filter = AccountFilter {
         screen_name: params.screen_name.filter(|s| !s.is_empty()),
         subject: params.subject.filter(|s| !s.is_empty()),
@@ -189,8 +183,7 @@ pub async fn list_handler(
         page.after,
         page.limit + 1,
     )
-    .await
-    .map_err(|e| FlowError::from(e).into_response())?;
+    .await?;
     let (rows, next_cursor) = pagination::finish(rows, page, "accounts", |row| row.id.uuid());
     Ok(Json(AccountList {
         data: rows.iter().map(AccountView::from).collect(),
@@ -213,26 +206,15 @@ pub async fn get_handler(
     State(state): State<FlowState>,
     key: PresentedKey,
     Path(raw_id): Path<String>,
-) -> Result<Response, FlowError> {
-    let Some(key_id) = key.key_id else {
-        return Ok(Unauthorized::invalid().into_response());
-    };
+) -> Result<Json<AccountView>, FlowError> {
+    let key_id = key.key_id.ok_or(FlowError::InvalidKey)?;
     let Ok(id) = AccountId::parse(&raw_id) else {
         // Nothing to read: authenticate alone, so that a bad key is still
         // a 401 rather than a 404.
-        return Ok(
-            match perch_tenants::api_keys::authenticate(
-                state.pool(),
-                state.clock(),
-                key.token.expose(),
-            )
-            .await
-            {
-                Ok(Some(_)) => FlowError::NotFound("account").into_response(),
-                Ok(None) => Unauthorized::invalid().into_response(),
-                Err(error) => error.into_response(),
-            },
-        );
+        perch_tenants::api_keys::authenticate(state.pool(), state.clock(), key.token.expose())
+            .await?
+            .ok_or(FlowError::InvalidKey)?;
+        return Err(FlowError::NotFound("account"));
     };
     // The hot read: key and account in one round trip.
     let rows = store::find_account_for_key(state.pool(), key_id, id).await?;
@@ -243,19 +225,15 @@ pub async fn get_handler(
             (key, (tenant_id, account))
         })
         .unzip();
-    let auth = match perch_tenants::api_keys::accept(
+    let auth = perch_tenants::api_keys::accept(
         state.pool(),
         state.clock(),
         key_id,
         key.token.expose(),
         keys,
     )
-    .await
-    {
-        Ok(Some(auth)) => auth,
-        Ok(None) => return Ok(Unauthorized::invalid().into_response()),
-        Err(error) => return Ok(error.into_response()),
-    };
+    .await?
+    .ok_or(FlowError::InvalidKey)?;
     // Only now, with the key accepted, is the account looked at.
     let account = match accounts
         .into_iter()
@@ -265,7 +243,7 @@ pub async fn get_handler(
         None => None,
     };
     let row = account.ok_or(FlowError::NotFound("account"))?;
-    Ok(Json(AccountView::from(&row)).into_response())
+    Ok(Json(AccountView::from(&row)))
 }
 
 /// Unlink an account: its stored tokens are destroyed and the upstream
@@ -382,7 +360,7 @@ pub async fn credentials_handler(
     let row = store::find_account(state.pool(), auth.tenant_id, id)
         .await?
         .ok_or(FlowError::NotFound("account"))?;
-    let app = perch_tenants::apps::store::find(state.pool(), auth.tenant_id, row.app_id)
+    let app = perch_tenants::apps::find(state.pool(), auth.tenant_id, row.app_id)
         .await?
         .ok_or(FlowError::NotFound("account"))?;
     let (token, secret) = open_tokens(state.keyring(), &row)?;

@@ -3,16 +3,14 @@
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::response::{IntoResponse, Response};
+use perch_core::audit;
 use perch_core::ids::AppId;
 use perch_tenants::TenantAuth;
 use perch_tenants::openapi::ProblemDoc;
 use perch_tenants::pagination::{self, ListParams};
 use serde::{Deserialize, Serialize};
-use sqlx::FromRow;
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
 
 use crate::{FlowError, FlowState};
 
@@ -21,22 +19,6 @@ perch_core::define_id!(
     EventId,
     "evt"
 );
-
-#[derive(Debug, FromRow)]
-struct EventRow {
-    id: Uuid,
-    occurred_at: OffsetDateTime,
-    actor: String,
-    action: String,
-    target_type: String,
-    target_id: Option<String>,
-    app_id: Option<Uuid>,
-    outcome: String,
-    request_id: Option<String>,
-    ip: Option<String>,
-    user_agent: Option<String>,
-    details: serde_json::Value,
-}
 
 /// One audit event.
 #[derive(Debug, Serialize, ToSchema)]
@@ -110,38 +92,27 @@ pub async fn list_handler(
     State(state): State<FlowState>,
     auth: TenantAuth,
     query: Result<Query<AuditEventParams>, QueryRejection>,
-) -> Result<Json<AuditEventList>, Response> {
-    let Query(params) = query.map_err(|_| FlowError::MalformedQuery.into_response())?;
+) -> Result<Json<AuditEventList>, FlowError> {
+    let Query(params) = query.map_err(|_| FlowError::MalformedQuery)?;
     let page = ListParams {
         limit: params.limit,
         cursor: params.cursor,
     }
-    .page("audit")
-    .map_err(IntoResponse::into_response)?;
+    .page("audit")?;
     let app_id = match params.app_id.as_deref().filter(|s| !s.is_empty()) {
         None => None,
-        Some(raw) => Some(AppId::parse(raw).map_err(|_| {
-            FlowError::invalid("app_id", "is not an app id (app_...)").into_response()
-        })?),
+        Some(raw) => Some(
+            AppId::parse(raw)
+                .map_err(|_| FlowError::invalid("app_id", "is not an app id (app_...)"))?,
+        ),
     };
     // Ids are UUIDv7 from the clock, so id order is time order.
-    let rows: Vec<EventRow> = sqlx::query_as(
-        "SELECT id, occurred_at, actor, action, target_type, target_id, app_id, outcome, \
-           request_id, host(ip) AS ip, user_agent, details FROM audit_events \
-         WHERE tenant_id = $1 \
-           AND ($2::uuid IS NULL OR app_id = $2) \
-           AND ($3::text IS NULL OR action = $3) \
-           AND ($4::uuid IS NULL OR id < $4) \
-         ORDER BY id DESC LIMIT $5",
-    )
-    .bind(auth.tenant_id)
-    .bind(app_id)
-    .bind(params.action.filter(|s| !s.is_empty()))
-    .bind(page.after)
-    .bind(page.limit + 1)
-    .fetch_all(state.pool())
-    .await
-    .map_err(|e| FlowError::from(e).into_response())?;
+    let filter = audit::EventFilter {
+        app_id,
+        action: params.action.filter(|s| !s.is_empty()),
+        before: page.after,
+    };
+    let rows = audit::list(state.pool(), auth.tenant_id, &filter, page.limit + 1).await?;
     let (rows, next_cursor) = pagination::finish(rows, page, "audit", |row| row.id);
     Ok(Json(AuditEventList {
         data: rows

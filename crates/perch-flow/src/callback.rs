@@ -13,10 +13,11 @@ use perch_core::token;
 use perch_oauth1::{ConsumerSecret, Credentials, TokenSecret};
 use perch_tenants::App;
 
-use crate::login::{browser_binding, internal_page, record_alone, redirect_with};
+use crate::error::{HopError, hop_response};
+use crate::login::{browser_binding, record_alone};
 use crate::metrics::{FailReason, Hop};
 use crate::pages;
-use crate::store::{self, AccountUpsert, CodeRow, LoginFlow};
+use crate::store::{self, AccountUpsert, CodeRow, LoginFlow, LoginStatus};
 use crate::upstream::{ProviderKeys, TwitterUser, UpstreamFailure};
 use crate::{AccountId, CODE_TTL, FlowState};
 
@@ -30,8 +31,13 @@ pub async fn handler(
     headers: HeaderMap,
     meta: RequestMeta,
 ) -> Response {
-    let (response, took) =
-        crate::timing::hop(callback(&state, query.as_deref(), &headers, &meta)).await;
+    let (response, took) = crate::timing::hop(async {
+        hop_response(
+            state.metrics(),
+            callback(&state, query.as_deref(), &headers, &meta).await,
+        )
+    })
+    .await;
     state.metrics().hop(Hop::Callback, took);
     response
 }
@@ -71,66 +77,52 @@ async fn callback(
     query: Option<&str>,
     headers: &HeaderMap,
     meta: &RequestMeta,
-) -> Response {
-    let Some(reply) = parse_reply(query) else {
-        state.metrics().failed(FailReason::BadRequest);
-        return pages::error(
+) -> Result<Response, HopError> {
+    let reply = parse_reply(query).ok_or_else(|| {
+        HopError::page(
             StatusCode::BAD_REQUEST,
             "This sign-in response is not valid",
             "Twitter's answer did not carry a sign-in token.",
-            None,
-        );
-    };
+            FailReason::BadRequest,
+        )
+    })?;
     let token = match &reply {
         Reply::Approved { token, .. } | Reply::Denied { token } => token.clone(),
     };
     let now = state.clock().now();
     let binding = browser_binding(headers).unwrap_or_default();
-    let claimed =
-        match store::claim_login(state.pool(), &token, &token::digest(&binding), now).await {
-            Ok(claimed) => claimed,
-            Err(error) => {
-                tracing::error!(%error, "claiming a pending login");
-                state.metrics().failed(FailReason::Internal);
-                return internal_page();
-            }
-        };
+    let claimed = store::claim_login(state.pool(), &token, &token::digest(&binding), now)
+        .await
+        .map_err(HopError::internal("claiming a pending login"))?;
     let Some(flow) = claimed else {
-        return unclaimable(state, &token, &binding, now).await;
+        return Err(unclaimable(state, &token, &binding, now).await);
     };
-    let app = match perch_tenants::load_for_login(state.pool(), flow.app_id).await {
-        Ok(Some(app)) => {
-            crate::record_app(&app);
-            app
-        }
-        Ok(None) => {
-            return pages::error(
+    let app = perch_tenants::load_for_login(state.pool(), flow.app_id)
+        .await
+        .map_err(HopError::internal("loading the app for a callback"))?
+        .ok_or_else(|| {
+            HopError::page(
                 StatusCode::GONE,
                 "This app no longer exists",
                 "The app you were signing in to was removed while you were at Twitter.",
-                None,
-            );
-        }
-        Err(error) => {
-            tracing::error!(%error, "loading the app for a callback");
-            return internal_page();
-        }
-    };
+                FailReason::InvalidToken,
+            )
+        })?;
+    crate::record_app(&app);
     // The tenant may have removed this callback URL while the user was at
     // the provider: never deliver a code (or an error) to it any more.
     if app.callback_urls.find(&flow.redirect_uri).is_none() {
-        state.metrics().failed(FailReason::BadRequest);
-        return pages::error(
+        return Err(HopError::page(
             StatusCode::BAD_REQUEST,
             "This sign-in can no longer finish",
             "The site you were signing in to no longer accepts sign-ins at the address \
              this sign-in was started for.",
-            None,
-        );
+            FailReason::BadRequest,
+        ));
     }
     match reply {
-        Reply::Denied { .. } => denied(state, &app, &flow, meta).await,
-        Reply::Approved { verifier, .. } => approved(state, &app, &flow, &verifier, meta).await,
+        Reply::Denied { .. } => Err(denied(state, &app, flow, meta).await),
+        Reply::Approved { verifier, .. } => approved(state, &app, flow, &verifier, meta).await,
     }
 }
 
@@ -141,26 +133,22 @@ async fn unclaimable(
     token: &str,
     binding: &str,
     now: time::OffsetDateTime,
-) -> Response {
+) -> HopError {
     let existing = match store::find_login(state.pool(), token).await {
         Ok(existing) => existing,
-        Err(error) => {
-            tracing::error!(%error, "reading a pending login");
-            return internal_page();
-        }
+        Err(error) => return HopError::internal("reading a pending login")(error),
     };
     let Some(flow) = existing else {
-        state.metrics().failed(FailReason::InvalidToken);
-        return pages::error(
+        return HopError::page(
             StatusCode::NOT_FOUND,
             "This sign-in has expired",
             "Perch does not know this sign-in. It may have expired a while ago.",
-            None,
+            FailReason::InvalidToken,
         );
     };
     let start_again = pages::origin_of(&flow.redirect_uri);
     let same_browser = token::matches_digest(binding, &flow.browser_digest);
-    let (status, title, explanation, reason) = if flow.status != "pending" {
+    let (status, title, explanation, reason) = if flow.status != LoginStatus::Pending {
         (
             StatusCode::GONE,
             "This sign-in was already used",
@@ -190,12 +178,18 @@ async fn unclaimable(
             FailReason::InvalidToken,
         )
     };
-    state.metrics().failed(reason);
-    pages::error(status, title, explanation, start_again.as_deref())
+    HopError::Page {
+        status,
+        title,
+        explanation: explanation.to_owned(),
+        start_again,
+        reason,
+    }
 }
 
-async fn denied(state: &FlowState, app: &App, flow: &LoginFlow, meta: &RequestMeta) -> Response {
-    state.metrics().denied();
+/// The user cancelled at the provider: audit it and send them back with
+/// `access_denied`.
+async fn denied(state: &FlowState, app: &App, flow: LoginFlow, meta: &RequestMeta) -> HopError {
     let event = AuditEvent::new(state.clock().now(), Actor::EndUser, "login.denied", "login")
         .tenant(app.tenant_id)
         .app(app.id)
@@ -203,38 +197,34 @@ async fn denied(state: &FlowState, app: &App, flow: &LoginFlow, meta: &RequestMe
         .outcome(Outcome::Failure)
         .request(meta);
     if let Err(error) = record_alone(state, &event).await {
+        // The user still goes back with the error; only the record is lost.
         tracing::error!(%error, "auditing a denied login");
     }
-    redirect_with(
-        &flow.redirect_uri,
-        &[("error", "access_denied"), ("state", &flow.state)],
-    )
+    HopError::SendBack {
+        redirect_uri: flow.redirect_uri,
+        state: flow.state,
+        error: "access_denied",
+        reason: None,
+    }
 }
 
 async fn approved(
     state: &FlowState,
     app: &App,
-    flow: &LoginFlow,
+    flow: LoginFlow,
     verifier: &str,
     meta: &RequestMeta,
-) -> Response {
+) -> Result<Response, HopError> {
     let keyring = state.keyring();
-    let secrets = app.consumer_secret(keyring).and_then(|consumer| {
-        keyring
-            .open_string(
-                &flow.token_secret(),
-                &store::token_secret_aad(&flow.request_token),
-            )
-            .map(|request| (consumer, request))
-    });
-    let (consumer_secret, request_secret) = match secrets {
-        Ok(secrets) => secrets,
-        Err(error) => {
-            tracing::error!(%error, "opening login secrets");
-            state.metrics().failed(FailReason::Internal);
-            return internal_page();
-        }
-    };
+    let consumer_secret = app
+        .consumer_secret(keyring)
+        .map_err(HopError::internal("opening the consumer secret"))?;
+    let request_secret = keyring
+        .open_string(
+            &flow.token_secret(),
+            &store::token_secret_aad(&flow.request_token),
+        )
+        .map_err(HopError::internal("opening the request-token secret"))?;
 
     // Step 3 and verify_credentials, no transaction open.
     let access = match state
@@ -254,16 +244,7 @@ async fn approved(
     {
         Ok(access) => access,
         Err(failure) => {
-            return failed(
-                state,
-                app,
-                flow,
-                meta,
-                "access_token",
-                FailReason::UpstreamAccessToken,
-                &failure,
-            )
-            .await;
+            return Err(failed(state, app, flow, meta, UpstreamStep::AccessToken, &failure).await);
         }
     };
     let credentials = Credentials::new(
@@ -281,23 +262,22 @@ async fn approved(
     {
         Ok(user) => user,
         Err(failure) => {
-            return failed(
+            return Err(failed(
                 state,
                 app,
                 flow,
                 meta,
-                "verify_credentials",
-                FailReason::UpstreamVerifyCredentials,
+                UpstreamStep::VerifyCredentials,
                 &failure,
             )
-            .await;
+            .await);
         }
     };
 
     match link(
         state,
         app,
-        flow,
+        &flow,
         &user,
         &access.token,
         access.secret.expose_secret(),
@@ -307,18 +287,44 @@ async fn approved(
     {
         Ok(code) => {
             state.metrics().completed();
-            redirect_with(
+            Ok(pages::redirect_with(
                 &flow.redirect_uri,
                 &[("code", &code), ("state", &flow.state)],
-            )
+            ))
         }
         Err(error) => {
+            // The login was claimed, so the user goes back to the tenant
+            // (with `server_error`) rather than to a dead end.
             tracing::error!(%error, "linking an account");
-            state.metrics().failed(FailReason::Internal);
-            redirect_with(
-                &flow.redirect_uri,
-                &[("error", "server_error"), ("state", &flow.state)],
-            )
+            Err(HopError::SendBack {
+                redirect_uri: flow.redirect_uri,
+                state: flow.state,
+                error: "server_error",
+                reason: Some(FailReason::Internal),
+            })
+        }
+    }
+}
+
+/// The upstream call of the callback hop that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UpstreamStep {
+    AccessToken,
+    VerifyCredentials,
+}
+
+impl UpstreamStep {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::AccessToken => "access_token",
+            Self::VerifyCredentials => "verify_credentials",
+        }
+    }
+
+    fn reason(self) -> FailReason {
+        match self {
+            Self::AccessToken => FailReason::UpstreamAccessToken,
+            Self::VerifyCredentials => FailReason::UpstreamVerifyCredentials,
         }
     }
 }
@@ -328,30 +334,28 @@ async fn approved(
 async fn failed(
     state: &FlowState,
     app: &App,
-    flow: &LoginFlow,
+    flow: LoginFlow,
     meta: &RequestMeta,
-    step: &str,
-    reason: FailReason,
+    step: UpstreamStep,
     failure: &UpstreamFailure,
-) -> Response {
+) -> HopError {
     tracing::warn!(
         app_id = %app.id,
-        step,
+        step = step.as_str(),
         kind = failure.kind,
         status = ?failure.status,
         code = ?failure.code,
         "login failed upstream"
     );
-    state.metrics().failed(reason);
     // A 401 on the verifier means the user's approval did not hold: denied.
-    let error = if step == "access_token" && failure.status == Some(401) {
+    let error = if step == UpstreamStep::AccessToken && failure.status == Some(401) {
         "access_denied"
     } else {
         "temporarily_unavailable"
     };
     let mut details = failure.details();
     if let Some(object) = details.as_object_mut() {
-        object.insert("step".to_owned(), serde_json::json!(step));
+        object.insert("step".to_owned(), serde_json::json!(step.as_str()));
         object.insert("error".to_owned(), serde_json::json!(error));
     }
     let event = AuditEvent::new(
@@ -367,12 +371,15 @@ async fn failed(
     .request(meta)
     .details(details);
     if let Err(error) = record_alone(state, &event).await {
+        // The user still goes back with the error; only the record is lost.
         tracing::error!(%error, "auditing a failed login");
     }
-    redirect_with(
-        &flow.redirect_uri,
-        &[("error", error), ("state", &flow.state)],
-    )
+    HopError::SendBack {
+        redirect_uri: flow.redirect_uri,
+        state: flow.state,
+        error,
+        reason: Some(step.reason()),
+    }
 }
 
 /// One transaction: upsert the account with its sealed tokens, mint the

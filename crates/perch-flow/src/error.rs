@@ -1,9 +1,13 @@
-//! The flow's errors, converted to problem+json once, at the HTTP edge.
-//! (Browser hops answer with HTML pages instead; see `pages`.)
+//! The flow's errors, one type per surface, each converted once at the
+//! edge: [`FlowError`] for the JSON API (problem+json), [`HopError`] for
+//! the browser hops (an HTML page, or a redirect back to the tenant).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use perch_core::{KeyringError, Problem};
+
+use crate::metrics::{FailReason, FlowMetrics};
+use crate::pages;
 
 /// Why a flow API request failed.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +32,12 @@ pub enum FlowError {
     /// The client could not be authenticated (RFC 6749 §5.2 `invalid_client`).
     #[error("invalid_client: {0}")]
     InvalidClient(&'static str),
+    /// The bearer token is not a live API key (401 with a `Bearer` challenge).
+    #[error("the API key is invalid or revoked")]
+    InvalidKey,
+    /// The tenant crate refused or failed (it converts its own errors).
+    #[error(transparent)]
+    Tenants(#[from] perch_tenants::Error),
     /// The database failed.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
@@ -37,6 +47,10 @@ pub enum FlowError {
     /// The upstream HTTP client could not be built.
     #[error("upstream client: {0}")]
     Client(#[from] perch_oauth1::client::ClientError),
+    /// A stored provider base URL does not parse (they are validated when
+    /// stored, so this is a bug or a hand-edited row).
+    #[error("provider URL: {0}")]
+    ProviderUrl(#[from] url::ParseError),
 }
 
 impl FlowError {
@@ -65,7 +79,12 @@ impl From<FlowError> for Problem {
             FlowError::InvalidClient(detail) => {
                 Problem::new(StatusCode::UNAUTHORIZED, "invalid_client", detail)
             }
-            internal @ (FlowError::Database(_) | FlowError::Keyring(_) | FlowError::Client(_)) => {
+            FlowError::InvalidKey => perch_tenants::extract::invalid_key().0,
+            FlowError::Tenants(error) => Problem::from(error),
+            internal @ (FlowError::Database(_)
+            | FlowError::Keyring(_)
+            | FlowError::Client(_)
+            | FlowError::ProviderUrl(_)) => {
                 tracing::error!(error = %internal, "flow request failed");
                 Problem::internal()
             }
@@ -75,14 +94,146 @@ impl From<FlowError> for Problem {
 
 impl IntoResponse for FlowError {
     fn into_response(self) -> Response {
-        let invalid_client = matches!(self, FlowError::InvalidClient(_));
+        let challenge = match &self {
+            FlowError::InvalidClient(_) => Some("Basic realm=\"perch\""),
+            FlowError::InvalidKey => Some("Bearer"),
+            _ => None,
+        };
         let mut response = Problem::from(self).into_response();
-        if invalid_client {
+        if let Some(challenge) = challenge {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Basic realm=\"perch\""),
+                axum::http::HeaderValue::from_static(challenge),
             );
         }
         response
     }
+}
+
+/// Why a browser hop (the login link, its sign-in page, the callback)
+/// stopped short. Handlers return it with `?`; it is converted once, at the
+/// hop's edge ([`HopError::into_response`]), into an HTML page or a
+/// redirect back to the tenant, and counted there once ([`HopError::count`]).
+/// Internal failures are logged once, on conversion; nothing else needs a
+/// log line of its own.
+#[derive(Debug, thiserror::Error)]
+pub enum HopError {
+    /// A page that explains what happened and, when it can, how to start
+    /// again. It never redirects: the request could not be trusted that far.
+    #[error("{title}")]
+    Page {
+        /// 4xx.
+        status: StatusCode,
+        /// The page's heading.
+        title: &'static str,
+        /// What happened, in words for the user.
+        explanation: String,
+        /// Where "Start again" leads, when Perch knows the site.
+        start_again: Option<String>,
+        /// How the failure is counted.
+        reason: FailReason,
+    },
+    /// Back to the tenant's (registered) `redirect_uri` with an OAuth
+    /// error: `access_denied`, `temporarily_unavailable` or `server_error`.
+    #[error("sent back with {error}")]
+    SendBack {
+        /// The login's registered `redirect_uri`.
+        redirect_uri: String,
+        /// The tenant's `state`, echoed.
+        state: String,
+        /// The OAuth error code.
+        error: &'static str,
+        /// How it is counted; `None` when the user cancelled (a denial).
+        reason: Option<FailReason>,
+    },
+    /// Perch itself failed: a 500 page, the cause logged.
+    #[error("{context}: {source}")]
+    Internal {
+        /// What Perch was doing, for the log line.
+        context: &'static str,
+        /// The failure.
+        #[source]
+        source: FlowError,
+    },
+}
+
+impl HopError {
+    /// A page with no way back but the tenant's site.
+    pub(crate) fn page(
+        status: StatusCode,
+        title: &'static str,
+        explanation: impl Into<String>,
+        reason: FailReason,
+    ) -> Self {
+        Self::Page {
+            status,
+            title,
+            explanation: explanation.into(),
+            start_again: None,
+            reason,
+        }
+    }
+
+    /// A 400 page for a sign-in link that cannot be used.
+    pub(crate) fn bad_link(explanation: impl Into<String>) -> Self {
+        Self::page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in link is not valid",
+            explanation,
+            FailReason::BadRequest,
+        )
+    }
+
+    /// An internal failure while doing `context`: for `map_err`.
+    pub(crate) fn internal<E: Into<FlowError>>(context: &'static str) -> impl FnOnce(E) -> Self {
+        move |error| Self::Internal {
+            context,
+            source: error.into(),
+        }
+    }
+
+    /// Counts the stop in the flow metrics.
+    pub(crate) fn count(&self, metrics: &FlowMetrics) {
+        match self {
+            Self::Page { reason, .. }
+            | Self::SendBack {
+                reason: Some(reason),
+                ..
+            } => metrics.failed(*reason),
+            Self::SendBack { reason: None, .. } => metrics.denied(),
+            Self::Internal { .. } => metrics.failed(FailReason::Internal),
+        }
+    }
+}
+
+impl IntoResponse for HopError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Page {
+                status,
+                title,
+                explanation,
+                start_again,
+                ..
+            } => pages::error(status, title, &explanation, start_again.as_deref()),
+            Self::SendBack {
+                redirect_uri,
+                state,
+                error,
+                ..
+            } => pages::redirect_with(&redirect_uri, &[("error", error), ("state", &state)]),
+            Self::Internal { context, source } => {
+                tracing::error!(error = %source, context, "a browser hop failed");
+                pages::internal()
+            }
+        }
+    }
+}
+
+/// Answers a hop: its response, or its error counted and converted.
+pub(crate) fn hop_response(metrics: &FlowMetrics, result: Result<Response, HopError>) -> Response {
+    result.unwrap_or_else(|error| {
+        error.count(metrics);
+        error.into_response()
+    })
 }

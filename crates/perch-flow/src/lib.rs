@@ -19,11 +19,12 @@ pub mod audit_events;
 pub mod callback;
 mod error;
 pub mod exchange;
+pub mod fixtures;
 pub mod login;
 pub mod metrics;
 mod openapi;
 mod pages;
-pub mod store;
+mod store;
 pub mod sweeper;
 mod timing;
 pub mod upstream;
@@ -44,6 +45,7 @@ use url::Url;
 pub use error::FlowError;
 pub use metrics::FlowMetrics;
 pub use openapi::openapi;
+pub use store::LoginStatus;
 
 perch_core::define_id!(
     /// A linked account: `acct_...`.
@@ -80,6 +82,9 @@ pub struct FlowConfig {
     pub clock: SharedClock,
     /// `PERCH_PUBLIC_URL`.
     pub public_url: Url,
+    /// Where Perch's own sandbox provider lives (`{PUBLIC_URL}/sandbox`):
+    /// always an allowed provider.
+    pub sandbox_base_url: String,
     /// `PERCH_ALLOWED_PROVIDER_HOSTS`: custom provider hosts still allowed.
     pub allowed_provider_hosts: Vec<String>,
     /// Upstream connect timeout.
@@ -115,7 +120,7 @@ impl FlowState {
     pub fn new(config: FlowConfig) -> Result<Self, FlowError> {
         let public_base = config.public_url.as_str().trim_end_matches('/').to_owned();
         let upstream = upstream::Upstream::new(
-            &public_base,
+            &config.sandbox_base_url,
             config.allowed_provider_hosts,
             config.upstream_connect_timeout,
             config.upstream_timeout,

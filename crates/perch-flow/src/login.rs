@@ -3,16 +3,17 @@
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use base64::Engine as _;
 use perch_core::audit::{self, Actor, AuditEvent, Outcome, RequestMeta};
 use perch_core::ids::AppId;
 use perch_core::token;
 use perch_tenants::App;
 
+use crate::error::{HopError, hop_response};
 use crate::metrics::{FailReason, Hop};
 use crate::pages::{self, escape};
-use crate::store::{self, LoginFlow};
+use crate::store::{self, LoginFlow, LoginStatus};
 use crate::upstream::{ProviderKeys, UpstreamFailure};
 use crate::{FlowState, LOGIN_TTL, LoginId};
 
@@ -33,36 +34,13 @@ struct LoginParams {
     code_challenge: Option<String>,
 }
 
-/// Why a login link was refused before anything was sent anywhere: each
-/// becomes an HTML page, never a redirect.
-#[derive(Debug)]
-struct Refusal {
-    status: StatusCode,
-    title: &'static str,
-    explanation: String,
-}
-
-impl Refusal {
-    fn bad(explanation: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            title: "This sign-in link is not valid",
-            explanation: explanation.into(),
-        }
-    }
-
-    fn into_response(self) -> Response {
-        pages::error(self.status, self.title, &self.explanation, None)
-    }
-}
-
 /// Parses a query string, refusing repeated parameters (which one would
 /// win is exactly the ambiguity an attacker looks for).
-fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, Refusal> {
+fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, HopError> {
     let mut pairs: Vec<(String, String)> = Vec::new();
     for (name, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         if pairs.iter().any(|(n, _)| *n == name) {
-            return Err(Refusal::bad(format!(
+            return Err(HopError::bad_link(format!(
                 "The parameter {name} is given twice."
             )));
         }
@@ -79,54 +57,38 @@ fn take(pairs: &[(String, String)], name: &str) -> Option<String> {
 }
 
 /// Loads the app named in the path, or explains why there is none.
-async fn load_app(state: &FlowState, raw_id: &str) -> Result<App, Response> {
+async fn load_app(state: &FlowState, raw_id: &str) -> Result<App, HopError> {
     let not_found = || {
-        pages::error(
+        HopError::page(
             StatusCode::NOT_FOUND,
             "Unknown app",
             "This sign-in link names an app that does not exist (or no longer exists).",
-            None,
+            FailReason::BadRequest,
         )
     };
-    let Ok(app_id) = AppId::parse(raw_id) else {
-        return Err(not_found());
-    };
-    match perch_tenants::load_for_login(state.pool(), app_id).await {
-        Ok(Some(app)) => {
-            crate::record_app(&app);
-            Ok(app)
-        }
-        Ok(None) => Err(not_found()),
-        Err(error) => {
-            tracing::error!(%error, "loading the app for a login");
-            Err(internal_page())
-        }
-    }
-}
-
-pub(crate) fn internal_page() -> Response {
-    pages::error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "Something went wrong",
-        "Perch could not complete this step. It has been logged; please try again in a moment.",
-        None,
-    )
+    let app_id = AppId::parse(raw_id).map_err(|_| not_found())?;
+    let app = perch_tenants::load_for_login(state.pool(), app_id)
+        .await
+        .map_err(HopError::internal("loading the app for a login"))?
+        .ok_or_else(not_found)?;
+    crate::record_app(&app);
+    Ok(app)
 }
 
 /// Validates the link's parameters against the app. `redirect_uri` is
 /// checked first: until it is known good, nothing may redirect anywhere.
-fn validate(app: &App, pairs: &[(String, String)]) -> Result<LoginParams, Refusal> {
-    let redirect_uri =
-        take(pairs, "redirect_uri").ok_or_else(|| Refusal::bad("The link has no redirect_uri."))?;
+fn validate(app: &App, pairs: &[(String, String)]) -> Result<LoginParams, HopError> {
+    let redirect_uri = take(pairs, "redirect_uri")
+        .ok_or_else(|| HopError::bad_link("The link has no redirect_uri."))?;
     if app.callback_urls.find(&redirect_uri).is_none() {
-        return Err(Refusal::bad(format!(
+        return Err(HopError::bad_link(format!(
             "The redirect_uri {redirect_uri:?} is not one of the callback URLs registered for {}.",
             app.name
         )));
     }
     let state = take(pairs, "state").unwrap_or_default();
     if state.is_empty() || state.len() > MAX_STATE_BYTES {
-        return Err(Refusal::bad(format!(
+        return Err(HopError::bad_link(format!(
             "The link needs a state parameter of 1 to {MAX_STATE_BYTES} bytes."
         )));
     }
@@ -135,21 +97,21 @@ fn validate(app: &App, pairs: &[(String, String)]) -> Result<LoginParams, Refusa
         .as_ref()
         .is_some_and(|s| s.len() > MAX_SUBJECT_BYTES)
     {
-        return Err(Refusal::bad(format!(
+        return Err(HopError::bad_link(format!(
             "The subject parameter is longer than {MAX_SUBJECT_BYTES} bytes."
         )));
     }
     let force_login = match take(pairs, "force_login").as_deref() {
         None | Some("false") | Some("") => false,
         Some("true") => true,
-        Some(_) => return Err(Refusal::bad("force_login must be true or false.")),
+        Some(_) => return Err(HopError::bad_link("force_login must be true or false.")),
     };
     let screen_name = take(pairs, "screen_name").filter(|s| !s.is_empty());
     if screen_name
         .as_ref()
         .is_some_and(|s| s.len() > 50 || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
     {
-        return Err(Refusal::bad(
+        return Err(HopError::bad_link(
             "screen_name must be a Twitter handle (letters, digits, _).",
         ));
     }
@@ -164,19 +126,19 @@ fn validate(app: &App, pairs: &[(String, String)]) -> Result<LoginParams, Refusa
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
             if !well_formed {
-                return Err(Refusal::bad(
+                return Err(HopError::bad_link(
                     "code_challenge must be the base64url SHA-256 of the verifier (43 characters).",
                 ));
             }
             Some(challenge)
         }
         (Some(_), _) => {
-            return Err(Refusal::bad(
+            return Err(HopError::bad_link(
                 "code_challenge_method must be S256 (plain is not supported).",
             ));
         }
         (None, Some(_)) => {
-            return Err(Refusal::bad(
+            return Err(HopError::bad_link(
                 "code_challenge_method was given without code_challenge.",
             ));
         }
@@ -189,40 +151,6 @@ fn validate(app: &App, pairs: &[(String, String)]) -> Result<LoginParams, Refusa
         screen_name,
         code_challenge,
     })
-}
-
-/// `redirect_uri` with `params` appended to whatever query it has.
-pub(crate) fn redirect_with(redirect_uri: &str, params: &[(&str, &str)]) -> Response {
-    let location = match url::Url::parse(redirect_uri) {
-        Ok(mut url) => {
-            {
-                let mut query = url.query_pairs_mut();
-                for (name, value) in params {
-                    query.append_pair(name, value);
-                }
-            }
-            url.to_string()
-        }
-        // Registered URLs are validated to parse; this is unreachable in
-        // practice, and refusing beats redirecting somewhere unchecked.
-        Err(_) => return internal_page(),
-    };
-    found(&location)
-}
-
-/// A 302 to `location`.
-pub(crate) fn found(location: &str) -> Response {
-    match HeaderValue::from_str(location) {
-        Ok(value) => {
-            let mut response = StatusCode::FOUND.into_response();
-            response.headers_mut().insert(header::LOCATION, value);
-            response
-                .headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            response
-        }
-        Err(_) => internal_page(),
-    }
 }
 
 /// The browser-binding value from the request's cookies, if well formed.
@@ -240,8 +168,13 @@ pub async fn start_handler(
     headers: HeaderMap,
     meta: RequestMeta,
 ) -> Response {
-    let (response, took) =
-        crate::timing::hop(start(&state, &app_id, query.as_deref(), &headers, &meta)).await;
+    let (response, took) = crate::timing::hop(async {
+        hop_response(
+            state.metrics(),
+            start(&state, &app_id, query.as_deref(), &headers, &meta).await,
+        )
+    })
+    .await;
     state.metrics().hop(Hop::Link, took);
     response
 }
@@ -252,30 +185,13 @@ async fn start(
     query: Option<&str>,
     headers: &HeaderMap,
     meta: &RequestMeta,
-) -> Response {
-    let app = match load_app(state, raw_app_id).await {
-        Ok(app) => app,
-        Err(page) => {
-            state.metrics().failed(FailReason::BadRequest);
-            return page;
-        }
-    };
-    let params = match query_pairs(query).and_then(|pairs| validate(&app, &pairs)) {
-        Ok(params) => params,
-        Err(refusal) => {
-            state.metrics().failed(FailReason::BadRequest);
-            return refusal.into_response();
-        }
-    };
+) -> Result<Response, HopError> {
+    let app = load_app(state, raw_app_id).await?;
+    let params = validate(&app, &query_pairs(query)?)?;
     let now = state.clock().now();
-    let consumer_secret = match app.consumer_secret(state.keyring()) {
-        Ok(secret) => secret,
-        Err(error) => {
-            tracing::error!(%error, app_id = %app.id, "opening the consumer secret");
-            state.metrics().failed(FailReason::Internal);
-            return internal_page();
-        }
-    };
+    let consumer_secret = app
+        .consumer_secret(state.keyring())
+        .map_err(HopError::internal("opening the consumer secret"))?;
 
     // Step 1, with no database transaction open.
     let request_token = match state
@@ -292,23 +208,17 @@ async fn start(
         .await
     {
         Ok(token) => token,
-        Err(failure) => {
-            return upstream_failed(state, &app, &params, meta, &failure).await;
-        }
+        Err(failure) => return Err(upstream_failed(state, &app, params, meta, &failure).await),
     };
 
     let login_id = LoginId::new(now);
-    let sealed = match state.keyring().seal_str(
-        request_token.secret.expose_secret(),
-        &store::token_secret_aad(&request_token.token),
-    ) {
-        Ok(sealed) => sealed,
-        Err(error) => {
-            tracing::error!(%error, "sealing a request-token secret");
-            state.metrics().failed(FailReason::Internal);
-            return internal_page();
-        }
-    };
+    let sealed = state
+        .keyring()
+        .seal_str(
+            request_token.secret.expose_secret(),
+            &store::token_secret_aad(&request_token.token),
+        )
+        .map_err(HopError::internal("sealing a request-token secret"))?;
     let binding =
         browser_binding(headers).unwrap_or_else(|| token::random_alphanumeric(BROWSER_VALUE_LEN));
     let flow = LoginFlow {
@@ -323,7 +233,7 @@ async fn start(
         subject: params.subject.clone(),
         code_challenge: params.code_challenge.clone(),
         browser_digest: token::digest(&binding).to_vec(),
-        status: "pending".to_owned(),
+        status: LoginStatus::Pending,
         created_at: now,
         expires_at: now + LOGIN_TTL,
     };
@@ -337,11 +247,9 @@ async fn start(
             "pkce": params.code_challenge.is_some(),
             "force_login": params.force_login,
         }));
-    if let Err(error) = insert_login(state, &flow, &event).await {
-        tracing::error!(%error, "storing a pending login");
-        state.metrics().failed(FailReason::Internal);
-        return internal_page();
-    }
+    store::insert_login(state.pool(), &flow, &event)
+        .await
+        .map_err(HopError::internal("storing a pending login"))?;
     state.metrics().started();
 
     let endpoint = if app.sign_in_with_twitter {
@@ -349,10 +257,8 @@ async fn start(
     } else {
         "oauth/authorize"
     };
-    let mut location = match url::Url::parse(&format!("{}/{endpoint}", app.provider_base_url)) {
-        Ok(url) => url,
-        Err(_) => return internal_page(),
-    };
+    let mut location = url::Url::parse(&format!("{}/{endpoint}", app.provider_base_url))
+        .map_err(HopError::internal("building the provider's sign-in URL"))?;
     {
         let mut query = location.query_pairs_mut();
         query.append_pair("oauth_token", &request_token.token);
@@ -363,7 +269,7 @@ async fn start(
             query.append_pair("screen_name", screen_name);
         }
     }
-    let mut response = found(location.as_str());
+    let mut response = pages::found(location.as_str());
     // Sent on every start (the same value when the browser has one), so the
     // cookie always outlives the login it binds.
     let secure = if state.0.secure_cookies {
@@ -377,16 +283,7 @@ async fn start(
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
-    response
-}
-
-/// The pending login and its audit event: one statement.
-async fn insert_login(
-    state: &FlowState,
-    flow: &LoginFlow,
-    event: &AuditEvent,
-) -> Result<(), sqlx::Error> {
-    store::insert_login(state.pool(), flow, event).await
+    Ok(response)
 }
 
 /// The provider refused or could not be reached: audit it and send the
@@ -394,10 +291,10 @@ async fn insert_login(
 async fn upstream_failed(
     state: &FlowState,
     app: &App,
-    params: &LoginParams,
+    params: LoginParams,
     meta: &RequestMeta,
     failure: &UpstreamFailure,
-) -> Response {
+) -> HopError {
     tracing::warn!(
         app_id = %app.id,
         kind = failure.kind,
@@ -405,7 +302,6 @@ async fn upstream_failed(
         code = ?failure.code,
         "request token failed upstream"
     );
-    state.metrics().failed(FailReason::UpstreamRequestToken);
     let event = AuditEvent::new(state.clock().now(), Actor::EndUser, "login.start", "login")
         .tenant(app.tenant_id)
         .app(app.id)
@@ -413,15 +309,15 @@ async fn upstream_failed(
         .request(meta)
         .details(failure.details());
     if let Err(error) = record_alone(state, &event).await {
+        // The user still goes back with the error; only the record is lost.
         tracing::error!(%error, "auditing a failed login start");
     }
-    redirect_with(
-        &params.redirect_uri,
-        &[
-            ("error", "temporarily_unavailable"),
-            ("state", &params.state),
-        ],
-    )
+    HopError::SendBack {
+        redirect_uri: params.redirect_uri,
+        state: params.state,
+        error: "temporarily_unavailable",
+        reason: Some(FailReason::UpstreamRequestToken),
+    }
 }
 
 /// Records an event that accompanies no other write.
@@ -437,14 +333,9 @@ pub async fn page_handler(
     State(state): State<FlowState>,
     Path(app_id): Path<String>,
     RawQuery(query): RawQuery,
-) -> Response {
-    let app = match load_app(&state, &app_id).await {
-        Ok(app) => app,
-        Err(page) => return page,
-    };
-    if let Err(refusal) = query_pairs(query.as_deref()).and_then(|pairs| validate(&app, &pairs)) {
-        return refusal.into_response();
-    }
+) -> Result<Response, HopError> {
+    let app = load_app(&state, &app_id).await?;
+    validate(&app, &query_pairs(query.as_deref())?)?;
     let login_url = format!(
         "{}/login/{}?{}",
         state.public_base(),
@@ -460,7 +351,11 @@ pub async fn page_handler(
          to read your profile. {name} never sees your Twitter password.</small></p>",
         name = escape(&app.name),
     );
-    pages::page(StatusCode::OK, &format!("Sign in to {}", app.name), &body)
+    Ok(pages::page(
+        StatusCode::OK,
+        &format!("Sign in to {}", app.name),
+        &body,
+    ))
 }
 
 /// A small inline bird mark for the button (no external assets).

@@ -129,11 +129,6 @@ impl FlowMetrics {
         }
     }
 
-    /// Logins completed so far (for tests and the load tool).
-    pub fn completed_count(&self) -> u64 {
-        self.completed.load(Ordering::Relaxed)
-    }
-
     /// The metrics in Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();

@@ -2,7 +2,7 @@
 //! happened and how to start again, and the hosted sign-in page.
 
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 pub use perch_core::html::escape;
 
@@ -54,6 +54,50 @@ pub fn error(
         title,
         &format!("<p>{}</p>{back}", escape(explanation)),
     )
+}
+
+/// The 500 page. Callers log the cause first: no 500 page without a log line.
+pub(crate) fn internal() -> Response {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong",
+        "Perch could not complete this step. It has been logged; please try again in a moment.",
+        None,
+    )
+}
+
+/// A 302 to `redirect_uri` with `params` appended to whatever query it has.
+pub(crate) fn redirect_with(redirect_uri: &str, params: &[(&str, &str)]) -> Response {
+    match url::Url::parse(redirect_uri) {
+        Ok(mut url) => {
+            url.query_pairs_mut().extend_pairs(params);
+            found(url.as_str())
+        }
+        // Registered URLs are validated to parse; this is unreachable in
+        // practice, and refusing beats redirecting somewhere unchecked.
+        Err(error) => {
+            tracing::error!(%error, "a registered redirect_uri does not parse");
+            internal()
+        }
+    }
+}
+
+/// A 302 to `location`, never cached.
+pub(crate) fn found(location: &str) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(value) => {
+            let mut response = StatusCode::FOUND.into_response();
+            response.headers_mut().insert(header::LOCATION, value);
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Err(error) => {
+            tracing::error!(%error, "a redirect location is not a valid header value");
+            internal()
+        }
+    }
 }
 
 /// The scheme, host and port of a URL: where "start again" sends a user.

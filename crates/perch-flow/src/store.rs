@@ -4,13 +4,24 @@
 
 use perch_core::Sealed;
 use perch_core::ids::{ApiKeyId, AppId, TenantId};
-use perch_tenants::api_keys::store::AuthRow;
+use perch_tenants::api_keys::{self, AuthRow};
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, PgConnection, PgExecutor, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::{AccountId, LoginId};
+
+perch_core::state_enum! {
+    /// Where a login is (`login_flows.status`): a callback claims a
+    /// pending login exactly once.
+    pub enum LoginStatus {
+        /// Waiting for its callback.
+        Pending = "pending",
+        /// Its callback claimed it (whatever happened next).
+        Claimed = "claimed",
+    }
+}
 
 /// A pending login as stored.
 #[derive(Debug, Clone, FromRow)]
@@ -37,8 +48,8 @@ pub struct LoginFlow {
     pub code_challenge: Option<String>,
     /// SHA-256 of the browser-binding cookie.
     pub browser_digest: Vec<u8>,
-    /// `pending` or `claimed`.
-    pub status: String,
+    /// Pending or claimed.
+    pub status: LoginStatus,
     /// Created.
     pub created_at: OffsetDateTime,
     /// Expires.
@@ -75,8 +86,8 @@ pub async fn insert_login(
              INSERT INTO login_flows (request_token, id, tenant_id, app_id, token_secret_key_id, \
              token_secret_sealed, redirect_uri, state, subject, code_challenge, browser_digest, \
              status, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', $12, $13)",
-            perch_core::audit::insert_sql(14)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            perch_core::audit::insert_sql(15)
         )
     });
     let query = sqlx::query(SQL.as_str())
@@ -91,6 +102,7 @@ pub async fn insert_login(
         .bind(&flow.subject)
         .bind(&flow.code_challenge)
         .bind(&flow.browser_digest)
+        .bind(flow.status)
         .bind(flow.created_at)
         .bind(flow.expires_at);
     perch_core::audit::bind(query, event).execute(exec).await?;
@@ -108,14 +120,16 @@ pub async fn claim_login(
     now: OffsetDateTime,
 ) -> Result<Option<LoginFlow>, sqlx::Error> {
     sqlx::query_as(
-        "UPDATE login_flows SET status = 'claimed' \
-         WHERE request_token = $1 AND status = 'pending' AND expires_at > $2 \
+        "UPDATE login_flows SET status = $4 \
+         WHERE request_token = $1 AND status = $5 AND expires_at > $2 \
            AND browser_digest = $3 \
          RETURNING *",
     )
     .bind(request_token)
     .bind(now)
     .bind(browser_digest)
+    .bind(LoginStatus::Claimed)
+    .bind(LoginStatus::Pending)
     .fetch_optional(exec)
     .await
 }
@@ -306,7 +320,7 @@ pub async fn find_account(
 /// until the presented secret has matched the key.
 #[derive(Debug)]
 pub struct KeyAndAccount {
-    /// The key, for [`perch_tenants::api_keys::accept`].
+    /// The key, for [`api_keys::accept`].
     pub key: AuthRow,
     /// The account's part of the row.
     pub account: UndecodedAccount,
@@ -340,26 +354,24 @@ pub async fn find_account_for_key(
     key_id: ApiKeyId,
     account_id: AccountId,
 ) -> Result<Vec<KeyAndAccount>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT k.tenant_id AS key_tenant_id, k.secret_digest AS key_secret_digest, \
-                k.last_used_at AS key_last_used_at, a.* \
-         FROM api_keys k \
-         LEFT JOIN linked_accounts a ON a.tenant_id = k.tenant_id AND a.id = $2 \
-         WHERE k.id = $1 AND k.revoked_at IS NULL",
-    )
-    .bind(key_id)
-    .bind(account_id)
-    .fetch_all(exec)
-    .await?;
+    // The key's rows come from the tenant crate's statement, so the
+    // revocation rule is written once; the CTE is inlined by the planner.
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "WITH k AS ({}) SELECT k.*, a.* FROM k \
+             LEFT JOIN linked_accounts a ON a.tenant_id = k.key_tenant_id AND a.id = $2",
+            api_keys::live_key_sql(1)
+        )
+    });
+    let rows = sqlx::query(SQL.as_str())
+        .bind(key_id)
+        .bind(account_id)
+        .fetch_all(exec)
+        .await?;
     rows.into_iter()
         .map(|row| {
-            let key = AuthRow {
-                tenant_id: row.try_get("key_tenant_id")?,
-                secret_digest: row.try_get("key_secret_digest")?,
-                last_used_at: row.try_get("key_last_used_at")?,
-            };
             Ok(KeyAndAccount {
-                key,
+                key: api_keys::decode_live_key(&row)?,
                 account: UndecodedAccount(row),
             })
         })

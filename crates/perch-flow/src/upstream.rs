@@ -128,10 +128,10 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// A pooled client; `public_base` is Perch's own public URL (the
-    /// sandbox lives under it).
+    /// A pooled client; `sandbox_base_url` is where Perch's own sandbox
+    /// lives (`{PUBLIC_URL}/sandbox`).
     pub fn new(
-        public_base: &str,
+        sandbox_base_url: &str,
         allowed_hosts: Vec<String>,
         connect_timeout: Duration,
         timeout: Duration,
@@ -145,7 +145,7 @@ impl Upstream {
         })?;
         Ok(Self {
             client,
-            sandbox_base: format!("{public_base}/sandbox"),
+            sandbox_base: sandbox_base_url.to_owned(),
             allowed_hosts,
         })
     }
@@ -330,7 +330,7 @@ mod tests {
     #[test]
     fn only_twitter_the_sandbox_and_allowed_hosts_are_called() {
         let upstream = Upstream::new(
-            "https://perch.test",
+            "https://perch.test/sandbox",
             vec!["twitter.internal:8443".to_owned()],
             Duration::from_secs(1),
             Duration::from_secs(1),

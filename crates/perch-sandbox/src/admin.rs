@@ -1,13 +1,15 @@
 //! Operator endpoints: create consumers and users, and script the failures a
 //! tenant meets for real (revoked tokens, regenerated consumer keys).
-//! Authenticated with `Authorization: Bearer $PERCH_OPERATOR_TOKEN`;
+//! Authenticated with `Authorization: Bearer $PERCH_OPERATOR_TOKEN`
+//! ([`OperatorAuth`], as for the rest of the operator API);
 //! answers and errors are JSON / problem+json.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use perch_core::{Problem, SecretString, token};
+use perch_core::auth::OperatorAuth;
+use perch_core::{Problem, SecretString};
 use serde::Deserialize;
 
 use crate::SandboxError;
@@ -43,27 +45,6 @@ impl IntoResponse for AdminError {
     }
 }
 
-/// Constant-time check of the operator bearer token.
-fn operator(state: &SandboxState, headers: &HeaderMap) -> Result<(), AdminError> {
-    // As everywhere in Perch: with no operator token the operator API does
-    // not exist (404), rather than existing and refusing everyone.
-    let Some(expected) = &state.inner.operator_token else {
-        return Err(Problem::not_found("endpoint").into());
-    };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .unwrap_or_default();
-    // Digests first: equal lengths, so the comparison leaks nothing.
-    if token::matches_digest(presented, &token::digest(expected.expose())) {
-        Ok(())
-    } else {
-        Err(Problem::unauthorized("a valid operator bearer token is required").into())
-    }
-}
-
 /// The body as JSON; failures name the field, as every Perch JSON API does.
 fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
     perch_core::json::parse_json(body).map_err(AdminError::from)
@@ -95,11 +76,10 @@ struct ConsumerBody {
 /// `POST /sandbox/admin/consumers`.
 pub(crate) async fn create_consumer(
     State(state): State<SandboxState>,
-    headers: HeaderMap,
+    _operator: OperatorAuth,
     body: Bytes,
 ) -> Response {
     let result = async {
-        operator(&state, &headers)?;
         let body: ConsumerBody = json_body(&body)?;
         let mut conn = state
             .inner
@@ -133,10 +113,9 @@ pub(crate) async fn create_consumer(
 pub(crate) async fn regenerate_consumer(
     State(state): State<SandboxState>,
     Path(consumer_key): Path<String>,
-    headers: HeaderMap,
+    _operator: OperatorAuth,
 ) -> Response {
     let result = async {
-        operator(&state, &headers)?;
         let mut tx = state
             .inner
             .pool
@@ -168,11 +147,10 @@ struct UserBody {
 /// `POST /sandbox/admin/users`.
 pub(crate) async fn create_user(
     State(state): State<SandboxState>,
-    headers: HeaderMap,
+    _operator: OperatorAuth,
     body: Bytes,
 ) -> Response {
     let result = async {
-        operator(&state, &headers)?;
         let body: UserBody = json_body(&body)?;
         let created = users::create(
             &state,
@@ -202,10 +180,9 @@ pub(crate) async fn create_user(
 pub(crate) async fn revoke_user_tokens(
     State(state): State<SandboxState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    _operator: OperatorAuth,
 ) -> Response {
     let result = async {
-        operator(&state, &headers)?;
         let id: i64 = id.parse().map_err(|_| Problem::not_found("user"))?;
         let revoked = users::revoke_tokens(&state, id).await.map_err(problem)?;
         Ok::<_, AdminError>(axum::Json(serde_json::json!({ "revoked_tokens": revoked })))

@@ -3,8 +3,8 @@
 //! One transaction per request; rolled back on any error.
 
 use axum::body::Bytes;
-use axum::extract::{OriginalUri, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use perch_core::token;
 use time::OffsetDateTime;
@@ -13,6 +13,7 @@ use url::Url;
 use crate::auth::{self, TokenKind};
 use crate::state::SandboxState;
 use crate::store;
+use crate::store::{AccessType, RequestTokenStatus};
 use crate::twitter::{ApiError, JSON, OAUTH_BODY};
 
 /// Request tokens live 15 minutes.
@@ -67,7 +68,7 @@ pub(crate) fn callback_allowed(callback: &str, registered: &[String]) -> bool {
 pub(crate) async fn request_token(
     State(state): State<SandboxState>,
     method: Method,
-    OriginalUri(uri): OriginalUri,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -86,9 +87,10 @@ pub(crate) async fn request_token(
         if callback != "oob" && !callback_allowed(&callback, &authed.consumer.callback_urls) {
             return Err(ApiError::CallbackNotApproved);
         }
+        // Twitter grants write unless the app asks for read only.
         let access_type = match auth::param(&authed.signed, "x_auth_access_type") {
-            Some("read") => "read",
-            _ => "write",
+            Some("read") => AccessType::Read,
+            _ => AccessType::Write,
         };
         let now = state.inner.clock.now();
         let request_token = token::random_alphanumeric(27);
@@ -125,7 +127,7 @@ pub(crate) async fn request_token(
 pub(crate) async fn access_token(
     State(state): State<SandboxState>,
     method: Method,
-    OriginalUri(uri): OriginalUri,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -134,10 +136,12 @@ pub(crate) async fn access_token(
         let mut tx = state.inner.pool.begin().await?;
         let authed = auth::authenticate(&mut tx, &state, signed, TokenKind::Request).await?;
         let request_token = authed.request_token.ok_or(ApiError::InvalidToken)?;
-        match request_token.status.as_str() {
-            "authorized" => {}
-            "used" => return Err(ApiError::InvalidToken),
-            _ => return Err(ApiError::InvalidVerifier),
+        match request_token.status {
+            RequestTokenStatus::Authorized => {}
+            RequestTokenStatus::Used => return Err(ApiError::InvalidToken),
+            RequestTokenStatus::Pending | RequestTokenStatus::Denied => {
+                return Err(ApiError::InvalidVerifier);
+            }
         }
         let verifier = authed
             .signed
@@ -174,7 +178,7 @@ pub(crate) async fn access_token(
                 consumer_key: &authed.consumer.consumer_key,
                 user_id,
                 secret: &sealed,
-                access_type: &request_token.access_type,
+                access_type: request_token.access_type,
                 created_at: now,
             },
         )
@@ -195,7 +199,7 @@ pub(crate) async fn access_token(
 pub(crate) async fn invalidate_token(
     State(state): State<SandboxState>,
     method: Method,
-    OriginalUri(uri): OriginalUri,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -247,7 +251,7 @@ const CREATED_AT: &[time::format_description::FormatItem<'static>] = time::macro
 pub(crate) async fn verify_credentials(
     State(state): State<SandboxState>,
     method: Method,
-    OriginalUri(uri): OriginalUri,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -278,7 +282,7 @@ pub(crate) async fn verify_credentials(
             .to_offset(time::UtcOffset::UTC)
             .format(CREATED_AT)
             .map_err(|e| crate::SandboxError::invalid("created_at", e.to_string()))?;
-        let image = state.public("/sandbox/profile_images/default_profile.svg");
+        let image = state.public("/profile_images/default_profile.svg");
         let mut body = serde_json::json!({
             "id": user.id,
             "id_str": user.id.to_string(),
@@ -329,10 +333,9 @@ pub(crate) async fn verify_credentials(
                 _ => serde_json::Value::Null,
             };
         }
-        let access_level = if access.access_type == "write" {
-            "read-write"
-        } else {
-            "read"
+        let access_level = match access.access_type {
+            AccessType::Write => "read-write",
+            AccessType::Read => "read",
         };
         let mut response = (
             StatusCode::OK,

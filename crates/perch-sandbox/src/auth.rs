@@ -47,7 +47,8 @@ pub(crate) fn access_token_aad(token: &str) -> Vec<u8> {
 }
 
 /// Collects the OAuth parameters of a request, rebuilding the URL the client
-/// signed from `PUBLIC_URL` and the request's path and query.
+/// signed from `PUBLIC_URL`, the mount and the request's path and query
+/// within the sandbox (axum strips the mount from a nested `Uri`).
 pub(crate) fn collect(
     state: &SandboxState,
     method: &Method,
@@ -167,7 +168,7 @@ pub(crate) async fn authenticate(
         .timestamp
         .ok_or(ApiError::BadAuthenticationData)?;
     let now_unix = u64::try_from(now.unix_timestamp()).unwrap_or(0);
-    perch_oauth1::check_timestamp(timestamp, now_unix, state.timestamp_window)
+    perch_oauth1::check_timestamp(timestamp, now_unix, crate::state::TIMESTAMP_WINDOW_SECS)
         .map_err(|_| ApiError::TimestampOutOfBounds)?;
 
     perch_oauth1::verify(
@@ -183,7 +184,7 @@ pub(crate) async fn authenticate(
         .as_deref()
         .ok_or(ApiError::BadAuthenticationData)?;
     let ts = i64::try_from(timestamp).map_err(|_| ApiError::TimestampOutOfBounds)?;
-    let window = i64::try_from(state.timestamp_window).unwrap_or(i64::MAX);
+    let window = i64::try_from(crate::state::TIMESTAMP_WINDOW_SECS).unwrap_or(i64::MAX);
     // Remembered one second past the last instant the timestamp is still
     // accepted (the window is inclusive), so the sweeper can never free a
     // nonce that could still be replayed.

@@ -47,16 +47,23 @@ pub(crate) fn mint_credentials() -> ConsumerCredentials {
     }
 }
 
-fn validate(new: &NewConsumer) -> Result<(), SandboxError> {
-    if new.name.trim().is_empty() {
+/// A consumer name, trimmed: 1-100 characters.
+fn validate_name(name: &str) -> Result<&str, SandboxError> {
+    let name = name.trim();
+    if name.is_empty() {
         return Err(SandboxError::invalid("name", "must not be empty"));
     }
-    if new.name.chars().count() > 100 {
+    if name.chars().count() > 100 {
         return Err(SandboxError::invalid(
             "name",
             "must be at most 100 characters",
         ));
     }
+    Ok(name)
+}
+
+fn validate(new: &NewConsumer) -> Result<(), SandboxError> {
+    validate_name(&new.name)?;
     if new.callback_urls.len() > MAX_CALLBACK_URLS {
         return Err(SandboxError::invalid(
             "callback_urls",
@@ -129,6 +136,28 @@ pub async fn regenerate(
         return Err(SandboxError::NotFound("consumer"));
     }
     Ok(credentials)
+}
+
+/// Makes a consumer follow its app: the name the consent page shows and
+/// whether `oauth/authenticate` may skip consent. Returns false when there
+/// is no such consumer (its keys may have been regenerated since).
+pub async fn update(
+    conn: &mut sqlx::PgConnection,
+    consumer_key: &str,
+    name: &str,
+    sign_in_with_twitter: bool,
+) -> Result<bool, SandboxError> {
+    let name = validate_name(name)?;
+    Ok(store::update_consumer(conn, consumer_key, name, sign_in_with_twitter).await?)
+}
+
+/// Deletes a consumer with every token and authorization issued under it.
+/// Returns false when there is no such consumer.
+pub async fn delete(
+    conn: &mut sqlx::PgConnection,
+    consumer_key: &str,
+) -> Result<bool, SandboxError> {
+    Ok(store::delete_consumer(conn, consumer_key).await?)
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! The sandbox's pages: small, plain HTML with inline CSS and forms that
 //! work without JavaScript.
 
+use crate::store::AccessType;
+
 pub(crate) use perch_core::html::escape;
 
 const STYLE: &str = "\
@@ -38,13 +40,13 @@ pub(crate) fn page(title: &str, body: &str) -> String {
 }
 
 /// What the app will be able to do, as the consent page lists it.
-pub(crate) fn permissions(access_type: &str, email: bool) -> Vec<&'static str> {
+pub(crate) fn permissions(access_type: AccessType, email: bool) -> Vec<&'static str> {
     let mut list = vec![
         "See Tweets from your timeline (including protected Tweets).",
         "See your Twitter profile information and account settings.",
         "See accounts you follow, mute and block.",
     ];
-    if access_type == "write" {
+    if access_type == AccessType::Write {
         list.push("Follow and unfollow accounts for you.");
         list.push("Update your profile and account settings.");
         list.push("Post and delete Tweets for you.");

@@ -17,6 +17,7 @@ mod api;
 mod auth;
 pub mod consumers;
 mod error;
+pub mod fixtures;
 mod html;
 mod pages;
 mod passwords;
@@ -32,48 +33,50 @@ pub use state::SandboxState;
 use axum::Router;
 use axum::routing::{get, post};
 
-/// The path the sandbox is mounted at.
+/// The path the sandbox is mounted at: the one place it is named.
 pub const MOUNT: &str = "/sandbox";
 
-/// Every sandbox route, with full paths under [`MOUNT`]; merge it into the
+/// The sandbox's API base URL on a server at `public_url`:
+/// `{public_url}/sandbox`, no trailing slash. Provider base URLs are
+/// stored in this form.
+pub fn base_url(public_url: &url::Url) -> String {
+    format!("{}{MOUNT}", public_url.as_str().trim_end_matches('/'))
+}
+
+/// Every sandbox route, nested under [`MOUNT`]; merge it into the
 /// application router.
 pub fn router(state: SandboxState) -> Router {
-    Router::new()
-        .route("/sandbox/oauth/request_token", post(api::request_token))
-        .route("/sandbox/oauth/access_token", post(api::access_token))
+    let routes = Router::new()
+        .route("/oauth/request_token", post(api::request_token))
+        .route("/oauth/access_token", post(api::access_token))
+        .route("/oauth/invalidate_token", post(api::invalidate_token))
+        .route("/1.1/oauth/invalidate_token", post(api::invalidate_token))
         .route(
-            "/sandbox/oauth/invalidate_token",
-            post(api::invalidate_token),
-        )
-        .route(
-            "/sandbox/1.1/oauth/invalidate_token",
-            post(api::invalidate_token),
-        )
-        .route(
-            "/sandbox/1.1/account/verify_credentials.json",
+            "/1.1/account/verify_credentials.json",
             get(api::verify_credentials),
         )
-        .route("/sandbox/oauth/authenticate", get(pages::authenticate))
+        .route("/oauth/authenticate", get(pages::authenticate))
         .route(
-            "/sandbox/oauth/authorize",
+            "/oauth/authorize",
             get(pages::authorize).post(pages::decide),
         )
-        .route("/sandbox/sign_out", get(pages::sign_out))
+        .route("/sign_out", get(pages::sign_out))
         .route(
-            "/sandbox/profile_images/default_profile.svg",
+            "/profile_images/default_profile.svg",
             get(pages::default_profile_image),
         )
-        .route("/sandbox/admin/consumers", post(admin::create_consumer))
+        .route("/admin/consumers", post(admin::create_consumer))
         .route(
-            "/sandbox/admin/consumers/{consumer_key}/regenerate_keys",
+            "/admin/consumers/{consumer_key}/regenerate_keys",
             post(admin::regenerate_consumer),
         )
-        .route("/sandbox/admin/users", post(admin::create_user))
+        .route("/admin/users", post(admin::create_user))
         .route(
-            "/sandbox/admin/users/{id}/revoke_tokens",
+            "/admin/users/{id}/revoke_tokens",
             post(admin::revoke_user_tokens),
         )
-        .with_state(state)
+        .with_state(state);
+    Router::new().nest(MOUNT, routes)
 }
 
 fn text_column(row: &sqlx::postgres::PgRow, column: &str) -> Result<String, sqlx::Error> {

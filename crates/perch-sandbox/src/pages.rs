@@ -12,6 +12,7 @@ use crate::SandboxError;
 use crate::html;
 use crate::state::SandboxState;
 use crate::store;
+use crate::store::RequestTokenStatus;
 
 const SESSION_COOKIE: &str = "perch_sandbox_session";
 const CSRF_COOKIE: &str = "perch_sandbox_csrf";
@@ -133,11 +134,6 @@ fn truthy(value: Option<&str>) -> bool {
     value.is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "t" | "1"))
 }
 
-/// Whether a remembered grant covers the access asked for.
-fn covers(granted: &str, asked: &str) -> bool {
-    granted == "write" || granted == asked
-}
-
 /// The request token the page is for, if it can still be approved.
 struct Pending {
     token: store::RequestToken,
@@ -152,7 +148,7 @@ async fn pending(
     let now = state.inner.clock.now();
     let Some(token) = store::request_token(conn, token)
         .await?
-        .filter(|t| t.status == "pending" && t.expires_at > now)
+        .filter(|t| t.status == RequestTokenStatus::Pending && t.expires_at > now)
     else {
         return Ok(None);
     };
@@ -192,12 +188,12 @@ impl PageContext<'_> {
         error: Option<&str>,
     ) -> Response {
         let permissions = html::permissions(
-            &self.pending.token.access_type,
+            self.pending.token.access_type,
             self.pending.consumer.request_email,
         );
-        let action = self.state.public("/sandbox/oauth/authorize");
+        let action = self.state.public("/oauth/authorize");
         let sign_out = self.state.public(&format!(
-            "/sandbox/sign_out?oauth_token={}",
+            "/sign_out?oauth_token={}",
             perch_oauth1::percent_encode(&self.pending.token.token)
         ));
         let body = html::authorize(&html::AuthorizeForm {
@@ -258,7 +254,7 @@ async fn approve(
         &mut tx,
         user.id,
         &pending.consumer.consumer_key,
-        &pending.token.access_type,
+        pending.token.access_type,
         now,
     )
     .await?;
@@ -357,7 +353,7 @@ async fn show_inner(
         {
             let granted =
                 store::authorization(&mut tx, user.id, &pending.consumer.consumer_key).await?;
-            if granted.is_some_and(|g| covers(&g, &pending.token.access_type)) {
+            if granted.is_some_and(|g| g.covers(pending.token.access_type)) {
                 return approve(tx, state, &pending, user, None).await;
             }
         }
@@ -408,7 +404,7 @@ async fn decide_inner(
     });
     if !csrf_ok {
         let retry = state.public(&format!(
-            "/sandbox/oauth/authorize?oauth_token={}",
+            "/oauth/authorize?oauth_token={}",
             perch_oauth1::percent_encode(oauth_token)
         ));
         return Ok(html_response(
@@ -525,7 +521,7 @@ pub(crate) async fn sign_out(
     match get(&query, "oauth_token").filter(|t| !t.is_empty()) {
         Some(oauth_token) => redirect(
             &state.public(&format!(
-                "/sandbox/oauth/authorize?oauth_token={}",
+                "/oauth/authorize?oauth_token={}",
                 perch_oauth1::percent_encode(oauth_token)
             )),
             &[clear],
@@ -550,6 +546,7 @@ pub(crate) async fn default_profile_image() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::AccessType;
 
     #[test]
     fn pins_are_seven_digits() {
@@ -574,8 +571,8 @@ mod tests {
 
     #[test]
     fn grants_cover() {
-        assert!(covers("write", "read"));
-        assert!(covers("read", "read"));
-        assert!(!covers("read", "write"));
+        assert!(AccessType::Write.covers(AccessType::Read));
+        assert!(AccessType::Read.covers(AccessType::Read));
+        assert!(!AccessType::Read.covers(AccessType::Write));
     }
 }

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use axum::extract::FromRef;
+use perch_core::auth::OperatorToken;
 use perch_core::clock::SharedClock;
 use perch_core::{Keyring, SecretString};
 use sqlx::PgPool;
@@ -9,14 +11,13 @@ use url::Url;
 
 use crate::passwords::Passwords;
 
-/// The default `oauth_timestamp` window, either side of the server clock.
-pub const DEFAULT_TIMESTAMP_WINDOW_SECS: u64 = 300;
+/// The `oauth_timestamp` window, either side of the server clock, as Twitter's.
+pub const TIMESTAMP_WINDOW_SECS: u64 = 300;
 
 /// The sandbox's state: database, keys, clock, public URL, operator token.
 #[derive(Debug, Clone)]
 pub struct SandboxState {
     pub(crate) inner: Arc<Inner>,
-    pub(crate) timestamp_window: u64,
 }
 
 #[derive(Debug)]
@@ -29,13 +30,13 @@ pub(crate) struct Inner {
     pub secure_cookies: bool,
     /// `Path` of the sandbox's cookies: the public URL's path + `/sandbox`.
     pub cookie_path: String,
-    pub operator_token: Option<SecretString>,
+    pub operator_token: OperatorToken,
     pub passwords: Passwords,
 }
 
 impl SandboxState {
     /// The state for [`crate::router`]. `operator_token` `None` turns the
-    /// sandbox's admin endpoints off (401), as for the rest of the operator API.
+    /// sandbox's admin endpoints off (404), as for the rest of the operator API.
     pub fn new(
         pool: PgPool,
         keyring: Arc<Keyring>,
@@ -55,22 +56,21 @@ impl SandboxState {
                     public_url.path().trim_end_matches('/'),
                     crate::MOUNT
                 ),
-                operator_token,
+                operator_token: OperatorToken::new(operator_token.as_ref()),
                 passwords: Passwords::new(),
             }),
-            timestamp_window: DEFAULT_TIMESTAMP_WINDOW_SECS,
         }
     }
 
-    /// Sets the `oauth_timestamp` window (seconds either side of the clock).
-    #[must_use]
-    pub fn with_timestamp_window(mut self, secs: u64) -> Self {
-        self.timestamp_window = secs;
-        self
-    }
-
-    /// `PUBLIC_URL` + `path` (which starts with `/`).
+    /// The public URL of the sandbox path `path` (which starts with `/`):
+    /// `PUBLIC_URL` + [`crate::MOUNT`] + `path`.
     pub(crate) fn public(&self, path: &str) -> String {
-        format!("{}{path}", self.inner.public_base)
+        format!("{}{}{path}", self.inner.public_base, crate::MOUNT)
+    }
+}
+
+impl FromRef<SandboxState> for OperatorToken {
+    fn from_ref(state: &SandboxState) -> Self {
+        state.inner.operator_token.clone()
     }
 }

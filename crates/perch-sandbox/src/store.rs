@@ -5,6 +5,40 @@ use perch_core::Sealed;
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 
+perch_core::state_enum! {
+    /// Where a request token is (`sandbox_request_tokens.status`):
+    /// pending, then authorized and used, or denied. Each step is one
+    /// conditional `UPDATE`, so a replay finds nothing to move.
+    pub(crate) enum RequestTokenStatus {
+        /// Waiting for the user's decision.
+        Pending = "pending",
+        /// The user approved it; a verifier was issued.
+        Authorized = "authorized",
+        /// The user cancelled.
+        Denied = "denied",
+        /// Exchanged for an access token.
+        Used = "used",
+    }
+}
+
+perch_core::state_enum! {
+    /// What a token or an authorization allows (`access_type`), as
+    /// Twitter's `x_auth_access_type`.
+    pub(crate) enum AccessType {
+        /// Read only.
+        Read = "read",
+        /// Read and write (Twitter's default).
+        Write = "write",
+    }
+}
+
+impl AccessType {
+    /// Whether a grant of this access covers what `asked` asks for.
+    pub(crate) fn covers(self, asked: AccessType) -> bool {
+        self == AccessType::Write || self == asked
+    }
+}
+
 pub(crate) struct ConsumerInsert<'a> {
     pub consumer_key: &'a str,
     pub name: &'a str,
@@ -68,6 +102,37 @@ pub(crate) async fn rekey_consumer(
     .bind(&secret.ciphertext)
     .execute(conn)
     .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Renames a consumer and sets its sign-in setting; false if there is none.
+pub(crate) async fn update_consumer(
+    conn: &mut PgConnection,
+    consumer_key: &str,
+    name: &str,
+    sign_in_with_twitter: bool,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE sandbox_consumers SET name = $2, sign_in_with_twitter = $3 WHERE consumer_key = $1",
+    )
+    .bind(consumer_key)
+    .bind(name)
+    .bind(sign_in_with_twitter)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Deletes a consumer; its tokens and authorizations go with it (the
+/// foreign keys cascade). False if there is none.
+pub(crate) async fn delete_consumer(
+    conn: &mut PgConnection,
+    consumer_key: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM sandbox_consumers WHERE consumer_key = $1")
+        .bind(consumer_key)
+        .execute(conn)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -290,7 +355,7 @@ pub(crate) struct RequestTokenInsert<'a> {
     pub consumer_key: &'a str,
     pub secret: &'a Sealed,
     pub callback: &'a str,
-    pub access_type: &'a str,
+    pub access_type: AccessType,
     pub created_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
 }
@@ -302,7 +367,7 @@ pub(crate) async fn insert_request_token(
     sqlx::query(
         "INSERT INTO sandbox_request_tokens (token, consumer_key, secret_key_id, secret_ciphertext, \
          callback, access_type, status, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8)",
+         VALUES ($1, $2, $3, $4, $5, $6, $9, $7, $8)",
     )
     .bind(t.token)
     .bind(t.consumer_key)
@@ -312,6 +377,7 @@ pub(crate) async fn insert_request_token(
     .bind(t.access_type)
     .bind(t.created_at)
     .bind(t.expires_at)
+    .bind(RequestTokenStatus::Pending)
     .execute(conn)
     .await?;
     Ok(())
@@ -323,8 +389,8 @@ pub(crate) struct RequestToken {
     pub consumer_key: String,
     pub secret: Sealed,
     pub callback: String,
-    pub access_type: String,
-    pub status: String,
+    pub access_type: AccessType,
+    pub status: RequestTokenStatus,
     pub user_id: Option<i64>,
     pub verifier_digest: Option<Vec<u8>>,
     pub expires_at: OffsetDateTime,
@@ -336,8 +402,8 @@ type RequestTokenRow = (
     String,
     Vec<u8>,
     String,
-    String,
-    String,
+    AccessType,
+    RequestTokenStatus,
     Option<i64>,
     Option<Vec<u8>>,
     OffsetDateTime,
@@ -392,13 +458,15 @@ pub(crate) async fn authorize_request_token(
     now: OffsetDateTime,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
-        "UPDATE sandbox_request_tokens SET status = 'authorized', user_id = $2, verifier_digest = $3 \
-         WHERE token = $1 AND status = 'pending' AND expires_at > $4",
+        "UPDATE sandbox_request_tokens SET status = $5, user_id = $2, verifier_digest = $3 \
+         WHERE token = $1 AND status = $6 AND expires_at > $4",
     )
     .bind(token)
     .bind(user_id)
     .bind(verifier_digest)
     .bind(now)
+    .bind(RequestTokenStatus::Authorized)
+    .bind(RequestTokenStatus::Pending)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -410,11 +478,13 @@ pub(crate) async fn deny_request_token(
     now: OffsetDateTime,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
-        "UPDATE sandbox_request_tokens SET status = 'denied' \
-         WHERE token = $1 AND status = 'pending' AND expires_at > $2",
+        "UPDATE sandbox_request_tokens SET status = $3 \
+         WHERE token = $1 AND status = $4 AND expires_at > $2",
     )
     .bind(token)
     .bind(now)
+    .bind(RequestTokenStatus::Denied)
+    .bind(RequestTokenStatus::Pending)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -427,11 +497,13 @@ pub(crate) async fn use_request_token(
     now: OffsetDateTime,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
-        "UPDATE sandbox_request_tokens SET status = 'used' \
-         WHERE token = $1 AND status = 'authorized' AND expires_at > $2",
+        "UPDATE sandbox_request_tokens SET status = $3 \
+         WHERE token = $1 AND status = $4 AND expires_at > $2",
     )
     .bind(token)
     .bind(now)
+    .bind(RequestTokenStatus::Used)
+    .bind(RequestTokenStatus::Authorized)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -444,7 +516,7 @@ pub(crate) async fn authorization(
     conn: &mut PgConnection,
     user_id: i64,
     consumer_key: &str,
-) -> Result<Option<String>, sqlx::Error> {
+) -> Result<Option<AccessType>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT access_type FROM sandbox_authorizations WHERE user_id = $1 AND consumer_key = $2",
     )
@@ -459,18 +531,19 @@ pub(crate) async fn remember_authorization(
     conn: &mut PgConnection,
     user_id: i64,
     consumer_key: &str,
-    access_type: &str,
+    access_type: AccessType,
     now: OffsetDateTime,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO sandbox_authorizations (user_id, consumer_key, access_type, created_at) \
          VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, consumer_key) DO UPDATE SET access_type = \
-         CASE WHEN sandbox_authorizations.access_type = 'write' THEN 'write' ELSE EXCLUDED.access_type END",
+         CASE WHEN sandbox_authorizations.access_type = $5 THEN $5 ELSE EXCLUDED.access_type END",
     )
     .bind(user_id)
     .bind(consumer_key)
     .bind(access_type)
     .bind(now)
+    .bind(AccessType::Write)
     .execute(conn)
     .await?;
     Ok(())
@@ -483,7 +556,7 @@ pub(crate) struct AccessTokenInsert<'a> {
     pub consumer_key: &'a str,
     pub user_id: i64,
     pub secret: &'a Sealed,
-    pub access_type: &'a str,
+    pub access_type: AccessType,
     pub created_at: OffsetDateTime,
 }
 
@@ -512,14 +585,14 @@ pub(crate) struct AccessToken {
     pub consumer_key: String,
     pub user_id: i64,
     pub secret: Sealed,
-    pub access_type: String,
+    pub access_type: AccessType,
 }
 
 pub(crate) async fn access_token(
     conn: &mut PgConnection,
     token: &str,
 ) -> Result<Option<AccessToken>, sqlx::Error> {
-    let row: Option<(String, i64, String, Vec<u8>, String)> = sqlx::query_as(
+    let row: Option<(String, i64, String, Vec<u8>, AccessType)> = sqlx::query_as(
         "SELECT consumer_key, user_id, secret_key_id, secret_ciphertext, access_type \
          FROM sandbox_access_tokens WHERE token = $1",
     )

@@ -7,7 +7,9 @@
 //! at most once a minute per key ([`LAST_USED_GRANULARITY`]), not on every
 //! request.
 
-pub mod store;
+mod store;
+
+pub use store::{AuthRow, decode_live_key, live_key_sql};
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -90,7 +92,7 @@ pub async fn accept(
     clock: &dyn Clock,
     key_id: ApiKeyId,
     presented: &str,
-    candidates: impl IntoIterator<Item = store::AuthRow>,
+    candidates: impl IntoIterator<Item = AuthRow>,
 ) -> Result<Option<TenantAuth>, Error> {
     let Some(found) = candidates
         .into_iter()

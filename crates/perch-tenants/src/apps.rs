@@ -6,7 +6,7 @@
 //! associated data ([`consumer_secret_aad`]) binds it to the tenant and the
 //! app, and no endpoint ever returns it.
 
-pub mod store;
+mod store;
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -26,6 +26,7 @@ use crate::extract::{AppJson, TenantAuth};
 use crate::openapi::ProblemDoc;
 use crate::pagination::{self, ListParams};
 use crate::provider::{ProviderInput, ProviderKind, ProviderView, ValidProvider};
+use crate::sandbox::SandboxConsumer;
 use crate::{Error, TenantsState, validate_name};
 
 /// The readable prefix of every app client secret.
@@ -105,12 +106,21 @@ impl App {
 
 /// Loads an app by id alone, for the hosted login (`GET /login/{app_id}`)
 /// and the code exchange, where the app id is all there is. Every
-/// tenant-facing lookup goes through [`store::find`] with the tenant.
+/// tenant-facing lookup goes through [`find`] with the tenant.
 pub async fn load_for_login(
     exec: impl PgExecutor<'_>,
     app_id: AppId,
 ) -> Result<Option<App>, sqlx::Error> {
     store::find_by_id(exec, app_id).await
+}
+
+/// One of the tenant's apps; another tenant's is not found.
+pub async fn find(
+    exec: impl PgExecutor<'_>,
+    tenant_id: TenantId,
+    app_id: AppId,
+) -> Result<Option<App>, sqlx::Error> {
+    store::find(exec, tenant_id, app_id).await
 }
 
 /// The public URLs derived from `PERCH_PUBLIC_URL`.
@@ -238,6 +248,35 @@ fn parse_callback_urls(raw: &[String]) -> Result<CallbackUrls, Error> {
     CallbackUrls::parse(raw).map_err(|e| Error::invalid(e.field(), e.to_string()))
 }
 
+/// The sandbox consumer of an app with these settings.
+fn sandbox_consumer(
+    state: &TenantsState,
+    name: &str,
+    sign_in_with_twitter: bool,
+) -> SandboxConsumer {
+    SandboxConsumer {
+        name: name.to_owned(),
+        callback_url: state.links().upstream_callback_url(),
+        sign_in_with_twitter,
+    }
+}
+
+/// Deletes the sandbox consumer an app no longer uses (the app was deleted,
+/// or moved to another provider or a fresh consumer), on `conn`.
+async fn retire_consumer(
+    state: &TenantsState,
+    conn: &mut PgConnection,
+    app: &App,
+) -> Result<(), Error> {
+    match state.sandbox() {
+        Some(sandbox) if app.provider_kind == ProviderKind::Sandbox => {
+            sandbox.delete(conn, &app.consumer_key).await
+        }
+        // With the sandbox off there is no consumer to keep in step.
+        _ => Ok(()),
+    }
+}
+
 /// Resolves a validated provider to stored form: for `sandbox`, provisions a
 /// sandbox consumer on `conn` (the request's transaction).
 async fn provision(
@@ -261,25 +300,21 @@ async fn provision(
             consumer_secret,
         ),
         ValidProvider::Sandbox => {
-            let credentials = perch_sandbox::consumers::create(
-                conn,
-                state.keyring(),
-                state.clock(),
-                perch_sandbox::consumers::NewConsumer {
-                    // The consent page shows this name to end users, as
-                    // Twitter shows the app's name.
-                    name: app_name.to_owned(),
-                    callback_urls: vec![state.links().upstream_callback_url()],
-                    sign_in_with_twitter,
-                    request_email: true,
-                },
-            )
-            .await?;
+            // The policy refused `sandbox` already when there is no sandbox.
+            let sandbox = state.sandbox().ok_or_else(|| {
+                Error::invalid("provider.kind", "the sandbox provider is not enabled")
+            })?;
+            let keys = sandbox
+                .create(
+                    conn,
+                    &sandbox_consumer(state, app_name, sign_in_with_twitter),
+                )
+                .await?;
             (
                 ProviderKind::Sandbox,
-                state.provider_policy().sandbox_base_url.clone(),
-                credentials.consumer_key,
-                credentials.consumer_secret,
+                sandbox.base_url().to_owned(),
+                keys.consumer_key,
+                keys.consumer_secret,
             )
         }
     };
@@ -478,6 +513,7 @@ pub(crate) async fn update_handler(
         changed.push("sign_in_with_twitter");
     }
     if let Some(provider) = provider {
+        retire_consumer(&state, &mut tx, &app).await?;
         let (kind, base_url, key, sealed) = provision(
             &state,
             &mut tx,
@@ -493,6 +529,19 @@ pub(crate) async fn update_handler(
         app.consumer_key = key;
         app.consumer_secret = sealed;
         changed.push("provider");
+    } else if let Some(sandbox) = state.sandbox()
+        && app.provider_kind == ProviderKind::Sandbox
+        && (changed.contains(&"name") || changed.contains(&"sign_in_with_twitter"))
+    {
+        // The consent page shows the app's name and follows its sign-in
+        // setting, so the consumer follows the app.
+        sandbox
+            .update(
+                &mut tx,
+                &app.consumer_key,
+                &sandbox_consumer(&state, &app.name, app.sign_in_with_twitter),
+            )
+            .await?;
     }
     let now = crate::db_now(state.clock());
     app.updated_at = now;
@@ -531,9 +580,10 @@ pub(crate) async fn delete_handler(
     let app_id = parse_app_id(&id)?;
     let now = crate::db_now(state.clock());
     let mut tx = state.pool().begin().await?;
-    if !store::delete(&mut tx, auth.tenant_id, app_id).await? {
-        return Err(Error::NotFound("app"));
-    }
+    let app = store::delete(&mut tx, auth.tenant_id, app_id)
+        .await?
+        .ok_or(Error::NotFound("app"))?;
+    retire_consumer(&state, &mut tx, &app).await?;
     audit::record(
         &mut tx,
         &AuditEvent::new(now, auth.actor(), "app.delete", "app")

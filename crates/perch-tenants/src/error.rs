@@ -33,9 +33,9 @@ pub enum Error {
     /// Sealing or opening a secret failed.
     #[error("keyring error: {0}")]
     Keyring(#[from] perch_core::KeyringError),
-    /// Provisioning a sandbox consumer failed.
+    /// The sandbox provider failed to provision a consumer.
     #[error("sandbox error: {0}")]
-    Sandbox(perch_sandbox::SandboxError),
+    Sandbox(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl Error {
@@ -44,19 +44,6 @@ impl Error {
         Self::Invalid {
             field: field.into(),
             message: message.into(),
-        }
-    }
-}
-
-impl From<perch_sandbox::SandboxError> for Error {
-    fn from(error: perch_sandbox::SandboxError) -> Self {
-        use perch_sandbox::SandboxError as S;
-        match error {
-            S::Invalid { field, message } => Self::Invalid { field, message },
-            S::Conflict(message) => Self::Conflict(message),
-            S::Database(error) => Self::Database(error),
-            S::Keyring(error) => Self::Keyring(error),
-            other => Self::Sandbox(other),
         }
     }
 }

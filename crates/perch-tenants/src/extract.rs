@@ -1,18 +1,16 @@
 //! Extractors: JSON bodies whose every rejection is problem+json, tenant
 //! API-key authentication, and the operator token.
 
-use std::sync::Arc;
-
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use perch_core::SecretString;
 use perch_core::audit::Actor;
 use perch_core::clock::SharedClock;
 use perch_core::ids::{ApiKeyId, TenantId};
-use perch_core::{Problem, SecretString, token};
 use sqlx::PgPool;
 
+pub use perch_core::auth::{OperatorAuth, OperatorToken, Unauthorized, bearer_token};
 pub use perch_core::json::{AppJson, MAX_BODY_BYTES, parse_json, payload_too_large};
 
 /// What [`TenantAuth`] needs from the router state.
@@ -49,42 +47,14 @@ impl TenantAuth {
     }
 }
 
-/// A 401 with `WWW-Authenticate: Bearer`.
-#[derive(Debug)]
-pub struct Unauthorized(pub Problem);
-
-impl IntoResponse for Unauthorized {
-    fn into_response(self) -> Response {
-        let mut response = self.0.into_response();
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        response
-    }
+/// No bearer token at all.
+pub(crate) fn missing_key() -> Unauthorized {
+    Unauthorized::new("an API key is required: Authorization: Bearer perch_sk_...")
 }
 
-/// The bearer token of a request, if it has one.
-pub fn bearer_token(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
-        .filter(|t| !t.is_empty())
-}
-
-impl Unauthorized {
-    /// No bearer token at all.
-    pub fn missing() -> Self {
-        Self(Problem::unauthorized(
-            "an API key is required: Authorization: Bearer perch_sk_...",
-        ))
-    }
-
-    /// A token that is not a live key.
-    pub fn invalid() -> Self {
-        Self(Problem::unauthorized("the API key is invalid or revoked"))
-    }
+/// A token that is not a live key.
+pub fn invalid_key() -> Unauthorized {
+    Unauthorized::new("the API key is invalid or revoked")
 }
 
 impl<S> FromRequestParts<S> for TenantAuth
@@ -96,12 +66,12 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let auth = Authenticator::from_ref(state);
-        let Some(token) = bearer_token(parts) else {
-            return Err(Unauthorized::missing().into_response());
+        let Some(token) = bearer_token(&parts.headers) else {
+            return Err(missing_key().into_response());
         };
         match crate::api_keys::authenticate(&auth.pool, auth.clock.as_ref(), token).await {
             Ok(Some(tenant)) => Ok(tenant),
-            Ok(None) => Err(Unauthorized::invalid().into_response()),
+            Ok(None) => Err(invalid_key().into_response()),
             Err(error) => Err(error.into_response()),
         }
     }
@@ -122,8 +92,8 @@ impl<S: Send + Sync> FromRequestParts<S> for PresentedKey {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let Some(token) = bearer_token(parts) else {
-            return Err(Unauthorized::missing().into_response());
+        let Some(token) = bearer_token(&parts.headers) else {
+            return Err(missing_key().into_response());
         };
         Ok(Self {
             key_id: crate::api_keys::parse_key_id(token),
@@ -132,68 +102,10 @@ impl<S: Send + Sync> FromRequestParts<S> for PresentedKey {
     }
 }
 
-/// The operator token, kept only as its SHA-256 digest; `None` when the
-/// operator API is off.
-#[derive(Debug, Clone, Default)]
-pub struct OperatorToken(Option<Arc<[u8; 32]>>);
-
-impl OperatorToken {
-    /// From the configured token (`PERCH_OPERATOR_TOKEN`).
-    pub fn new(token: Option<&perch_core::SecretString>) -> Self {
-        Self(token.map(|t| Arc::new(token::digest(t.expose()))))
-    }
-}
-
-/// A request authenticated with the operator token.
-///
-/// When the operator API is off (no `PERCH_OPERATOR_TOKEN`), every operator
-/// endpoint answers 404 `not_found`, as if it did not exist; a missing or
-/// wrong token is 401. The comparison is constant-time (of digests).
-#[derive(Debug, Clone, Copy)]
-pub struct OperatorAuth;
-
-impl OperatorAuth {
-    /// The audit actor: `operator`.
-    pub fn actor(&self) -> Actor {
-        Actor::Operator
-    }
-}
-
-impl<S> FromRequestParts<S> for OperatorAuth
-where
-    OperatorToken: FromRef<S>,
-    S: Send + Sync,
-{
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let OperatorToken(expected) = OperatorToken::from_ref(state);
-        let Some(expected) = expected else {
-            return Err(Problem::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "the operator API is off (PERCH_OPERATOR_TOKEN is not set)",
-            )
-            .into_response());
-        };
-        match bearer_token(parts) {
-            Some(presented) if token::matches_digest(presented, expected.as_slice()) => {
-                Ok(OperatorAuth)
-            }
-            Some(_) => Err(
-                Unauthorized(Problem::unauthorized("the operator token is wrong")).into_response(),
-            ),
-            None => Err(Unauthorized(Problem::unauthorized(
-                "the operator token is required: Authorization: Bearer $PERCH_OPERATOR_TOKEN",
-            ))
-            .into_response()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use perch_core::Problem;
 
     #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]

@@ -20,6 +20,7 @@ pub mod extract;
 pub mod openapi;
 pub mod pagination;
 pub mod provider;
+pub mod sandbox;
 pub mod tenants;
 
 use std::sync::Arc;
@@ -41,6 +42,7 @@ pub use extract::{
 };
 pub use openapi::openapi;
 pub use perch_core::ids::{ApiKeyId, AppId, TenantId};
+pub use sandbox::{ConsumerKeys, SandboxConsumer, SandboxConsumers};
 
 /// What the tenant API is built from.
 #[derive(Debug, Clone)]
@@ -57,8 +59,9 @@ pub struct TenantsConfig {
     pub operator_token: Option<SecretString>,
     /// `PERCH_ALLOWED_PROVIDER_HOSTS`.
     pub allowed_provider_hosts: Vec<String>,
-    /// Whether the sandbox is mounted (`provider.kind = "sandbox"` is refused otherwise).
-    pub sandbox: bool,
+    /// The sandbox's consumers, when the sandbox is mounted
+    /// (`provider.kind = "sandbox"` is refused otherwise).
+    pub sandbox: Option<Arc<dyn SandboxConsumers>>,
 }
 
 #[derive(Debug)]
@@ -68,6 +71,7 @@ struct Inner {
     clock: SharedClock,
     links: apps::Links,
     provider_policy: provider::ProviderPolicy,
+    sandbox: Option<Arc<dyn SandboxConsumers>>,
     authenticator: Authenticator,
     operator_token: OperatorToken,
 }
@@ -81,8 +85,7 @@ impl TenantsState {
     pub fn new(config: TenantsConfig) -> Self {
         let provider_policy = provider::ProviderPolicy {
             allowed_hosts: config.allowed_provider_hosts,
-            sandbox: config.sandbox,
-            sandbox_base_url: provider::sandbox_base_url(&config.public_url),
+            sandbox_base_url: config.sandbox.as_ref().map(|s| s.base_url().to_owned()),
         };
         Self(Arc::new(Inner {
             authenticator: Authenticator::new(config.pool.clone(), config.clock.clone()),
@@ -92,6 +95,7 @@ impl TenantsState {
             keyring: config.keyring,
             clock: config.clock,
             provider_policy,
+            sandbox: config.sandbox,
         }))
     }
 
@@ -109,6 +113,9 @@ impl TenantsState {
     }
     pub(crate) fn provider_policy(&self) -> &provider::ProviderPolicy {
         &self.0.provider_policy
+    }
+    pub(crate) fn sandbox(&self) -> Option<&dyn SandboxConsumers> {
+        self.0.sandbox.as_deref()
     }
 }
 

@@ -78,10 +78,8 @@ pub struct ProviderView {
 pub struct ProviderPolicy {
     /// `host` or `host:port` entries (`PERCH_ALLOWED_PROVIDER_HOSTS`).
     pub allowed_hosts: Vec<String>,
-    /// Whether the sandbox is mounted (`PERCH_SANDBOX=on`).
-    pub sandbox: bool,
-    /// `{PUBLIC_URL}/sandbox`.
-    pub sandbox_base_url: String,
+    /// `{PUBLIC_URL}/sandbox` when the sandbox is mounted (`PERCH_SANDBOX=on`).
+    pub sandbox_base_url: Option<String>,
 }
 
 /// A validated provider setting.
@@ -113,18 +111,13 @@ fn check_key(field: &str, value: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// `{public_url}/sandbox`.
-pub fn sandbox_base_url(public_url: &Url) -> String {
-    format!("{}/sandbox", public_url.as_str().trim_end_matches('/'))
-}
-
 impl ProviderPolicy {
     /// Validates a `provider` object; `prefix` is its field path (`provider`).
     pub fn validate(&self, input: ProviderInput, prefix: &str) -> Result<ValidProvider, Error> {
         let field = |name: &str| format!("{prefix}.{name}");
         match input.kind {
             ProviderKind::Sandbox => {
-                if !self.sandbox {
+                if self.sandbox_base_url.is_none() {
                     return Err(Error::invalid(
                         field("kind"),
                         "the sandbox provider is not enabled on this server (PERCH_SANDBOX)",
@@ -182,7 +175,7 @@ impl ProviderPolicy {
         if normalised == TWITTER_BASE_URL {
             return Ok(normalised);
         }
-        if self.sandbox && normalised == self.sandbox_base_url {
+        if self.sandbox_base_url.as_deref() == Some(normalised.as_str()) {
             return Ok(normalised);
         }
         let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
@@ -213,8 +206,7 @@ mod tests {
     fn policy() -> ProviderPolicy {
         ProviderPolicy {
             allowed_hosts: vec!["provider.example".into(), "127.0.0.1:9000".into()],
-            sandbox: true,
-            sandbox_base_url: "http://127.0.0.1:8080/sandbox".into(),
+            sandbox_base_url: Some("http://127.0.0.1:8080/sandbox".into()),
         }
     }
 
@@ -293,7 +285,7 @@ mod tests {
             Err("provider.consumer_key".into())
         );
         let off = ProviderPolicy {
-            sandbox: false,
+            sandbox_base_url: None,
             ..policy()
         };
         assert_eq!(

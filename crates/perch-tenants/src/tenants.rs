@@ -1,7 +1,7 @@
 //! Tenants: created by the operator (`POST /v1/tenants` or
 //! `perch tenants create`), each with a first API key.
 
-pub mod store;
+mod store;
 
 use axum::Json;
 use axum::extract::State;

@@ -920,7 +920,7 @@ async fn seed(
 
     // The app, its callback URL at this run's public URL, and its secret.
     let callback = demo::callback_url(public_url);
-    let sandbox_base = perch_tenants::provider::sandbox_base_url(public_url);
+    let sandbox_base = perch_sandbox::base_url(public_url);
     let step = "GET /v1/apps";
     let (status, body) = api
         .call(step, Method::GET, "/v1/apps?limit=200", &api_key, None)

@@ -112,13 +112,20 @@ pub fn router_with(
         public_url: shared.public_url.clone(),
         operator_token: config.operator_token.clone(),
         allowed_provider_hosts: config.allowed_provider_hosts.clone(),
-        sandbox: config.sandbox,
+        sandbox: config.sandbox.then(|| {
+            Arc::new(crate::sandbox_consumers::Sandbox::new(
+                shared.keyring.clone(),
+                shared.clock.clone(),
+                &shared.public_url,
+            )) as Arc<dyn perch_tenants::SandboxConsumers>
+        }),
     }));
     let flow = perch_flow::FlowState::new(perch_flow::FlowConfig {
         pool: shared.pool.clone(),
         keyring: shared.keyring.clone(),
         clock: shared.clock.clone(),
         public_url: shared.public_url.clone(),
+        sandbox_base_url: perch_sandbox::base_url(&shared.public_url),
         allowed_provider_hosts: config.allowed_provider_hosts.clone(),
         upstream_connect_timeout: config.upstream_connect_timeout,
         upstream_timeout: config.upstream_timeout,

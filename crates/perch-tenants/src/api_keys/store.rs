@@ -1,7 +1,8 @@
 //! SQL for `api_keys`. Every query on a tenant's keys filters by tenant.
 
 use perch_core::ids::{ApiKeyId, TenantId};
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, PgExecutor, Row};
 use time::OffsetDateTime;
 
 use super::ApiKeyView;
@@ -10,7 +11,7 @@ use crate::error::is_unique_violation;
 use crate::pagination::Page;
 
 /// A live key found by id, for authentication.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct AuthRow {
     /// The owner.
     pub tenant_id: TenantId,
@@ -55,13 +56,29 @@ pub async fn find_live_by_id(
     exec: impl PgExecutor<'_>,
     id: ApiKeyId,
 ) -> Result<Vec<AuthRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT tenant_id, secret_digest, last_used_at FROM api_keys \
-         WHERE id = $1 AND revoked_at IS NULL",
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| live_key_sql(1));
+    let rows = sqlx::query(SQL.as_str()).bind(id).fetch_all(exec).await?;
+    rows.iter().map(decode_live_key).collect()
+}
+
+/// The live rows of the key whose id is bound as `$param`: the one place
+/// the revocation rule is written. Its columns are prefixed `key_` so a
+/// statement can select them beside another table's.
+pub fn live_key_sql(param: usize) -> String {
+    format!(
+        "SELECT tenant_id AS key_tenant_id, secret_digest AS key_secret_digest, \
+                last_used_at AS key_last_used_at \
+         FROM api_keys WHERE id = ${param} AND revoked_at IS NULL"
     )
-    .bind(id)
-    .fetch_all(exec)
-    .await
+}
+
+/// The key's part of a row that selected [`live_key_sql`]'s columns.
+pub fn decode_live_key(row: &PgRow) -> Result<AuthRow, sqlx::Error> {
+    Ok(AuthRow {
+        tenant_id: row.try_get("key_tenant_id")?,
+        secret_digest: row.try_get("key_secret_digest")?,
+        last_used_at: row.try_get("key_last_used_at")?,
+    })
 }
 
 /// Sets `last_used_at = now` unless another request already did within the minute.

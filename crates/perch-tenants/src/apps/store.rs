@@ -178,18 +178,20 @@ pub async fn update(conn: &mut PgConnection, app: &App) -> Result<(), Error> {
     Ok(())
 }
 
-/// Deletes one of the tenant's apps; false if there was none.
+/// Deletes one of the tenant's apps, returning it; `None` if there was none.
 pub async fn delete(
     conn: &mut PgConnection,
     tenant_id: TenantId,
     id: AppId,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM apps WHERE tenant_id = $1 AND id = $2")
-        .bind(tenant_id)
-        .bind(id)
-        .execute(conn)
-        .await?;
-    Ok(done.rows_affected() == 1)
+) -> Result<Option<App>, sqlx::Error> {
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "DELETE FROM apps WHERE tenant_id = $1 AND id = $2 RETURNING {COLUMNS}"
+    ))
+    .bind(tenant_id)
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    row.map(App::try_from).transpose()
 }
 
 /// Replaces the client-secret digest; false if there is no such app.

@@ -33,6 +33,11 @@ pub struct TestServerOptions {
     pub drain_delay: Duration,
     /// `PERCH_SHUTDOWN_GRACE_SECS`.
     pub shutdown_grace: Duration,
+    /// The rate-limit budgets (the documented defaults unless a test
+    /// chooses others).
+    pub budgets: perch_core::limits::Budgets,
+    /// `PERCH_TRUSTED_PROXIES`.
+    pub trusted_proxies: perch_core::client_ip::TrustedProxies,
 }
 
 impl Default for TestServerOptions {
@@ -46,6 +51,8 @@ impl Default for TestServerOptions {
             admin_listener: false,
             drain_delay: Duration::ZERO,
             shutdown_grace: Duration::from_secs(5),
+            budgets: perch_core::limits::Budgets::default(),
+            trusted_proxies: perch_core::client_ip::TrustedProxies::default(),
         }
     }
 }
@@ -76,31 +83,7 @@ impl TestServer {
 
     /// A server on an existing database.
     pub async fn start_on(db: TestDb, options: TestServerOptions) -> Self {
-        let config = ServeConfig {
-            database: DatabaseConfig {
-                url: SecretString::new(db.url.clone()),
-                max_connections: 10,
-                acquire_timeout: Duration::from_secs(5),
-            },
-            listen: "127.0.0.1:0".parse().expect("address"),
-            public_url: None,
-            operator_token: Some(SecretString::new(OPERATOR_TOKEN)),
-            keyring: std::sync::Arc::new(
-                Keyring::parse(&options.encryption_keys).expect("test keyring"),
-            ),
-            sandbox: options.sandbox,
-            allowed_provider_hosts: options.allowed_provider_hosts,
-            log_format: LogFormat::Compact,
-            shutdown_grace: options.shutdown_grace,
-            drain_delay: options.drain_delay,
-            admin_listen: options
-                .admin_listener
-                .then(|| "127.0.0.1:0".parse().expect("address")),
-            upstream_connect_timeout: options.upstream_timeout.min(Duration::from_secs(3)),
-            upstream_timeout: options.upstream_timeout,
-            // Tests sweep explicitly, at the time they choose.
-            sweeper: None,
-        };
+        let config = serve_config(&db.url, &options);
         let running = perch::server::start(config, db.pool.clone(), options.clock)
             .await
             .expect("server starts");
@@ -152,6 +135,75 @@ impl TestServer {
     pub async fn shutdown(mut self) {
         if let Some(running) = self.running.take() {
             running.shutdown().await.expect("clean shutdown");
+        }
+    }
+}
+
+/// The `perch serve` configuration of a test server on `database_url`.
+fn serve_config(database_url: &str, options: &TestServerOptions) -> ServeConfig {
+    ServeConfig {
+        database: DatabaseConfig {
+            url: SecretString::new(database_url.to_owned()),
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+        },
+        listen: "127.0.0.1:0".parse().expect("address"),
+        public_url: None,
+        operator_token: Some(SecretString::new(OPERATOR_TOKEN)),
+        keyring: std::sync::Arc::new(
+            Keyring::parse(&options.encryption_keys).expect("test keyring"),
+        ),
+        sandbox: options.sandbox,
+        allowed_provider_hosts: options.allowed_provider_hosts.clone(),
+        log_format: LogFormat::Compact,
+        shutdown_grace: options.shutdown_grace,
+        drain_delay: options.drain_delay,
+        admin_listen: options
+            .admin_listener
+            .then(|| "127.0.0.1:0".parse().expect("address")),
+        upstream_connect_timeout: options.upstream_timeout.min(Duration::from_secs(3)),
+        upstream_timeout: options.upstream_timeout,
+        // Tests sweep explicitly, at the time they choose.
+        sweeper: None,
+        budgets: options.budgets,
+        trusted_proxies: options.trusted_proxies.clone(),
+    }
+}
+
+/// Another `perch serve` on a test server's database: a second replica.
+/// It stops when dropped; the database stays with its [`TestServer`].
+#[derive(Debug)]
+pub struct Replica {
+    /// `http://127.0.0.1:<port>`, no trailing slash.
+    pub base: String,
+    running: Option<perch::server::Running>,
+}
+
+impl Replica {
+    /// `base` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            let _ = running.shutdown_handle().send(true);
+        }
+    }
+}
+
+impl TestServer {
+    /// A second replica over this server's database, with `options`.
+    pub async fn replica(&self, options: TestServerOptions) -> Replica {
+        let config = serve_config(&self.db.url, &options);
+        let running = perch::server::start(config, self.db.pool.clone(), options.clock)
+            .await
+            .expect("replica starts");
+        Replica {
+            base: format!("http://{}", running.local_addr),
+            running: Some(running),
         }
     }
 }

@@ -190,11 +190,25 @@ fn every_table_has_an_owner_and_only_its_owner_writes_sql_for_it() {
     let mut created = BTreeSet::new();
     for entry in std::fs::read_dir(workspace().join("migrations")).unwrap() {
         let sql = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        // CREATE [UNLOGGED] TABLE [IF NOT EXISTS] name
         let words: Vec<&str> = sql.split_whitespace().collect();
-        for pair in words.windows(3) {
-            if pair[0] == "CREATE" && pair[1] == "TABLE" {
-                created.insert(pair[2].trim_end_matches('(').to_owned());
+        for (i, word) in words.iter().enumerate() {
+            if *word != "CREATE" {
+                continue;
             }
+            let rest: Vec<&str> = words[i + 1..]
+                .iter()
+                .copied()
+                .skip_while(|w| *w == "UNLOGGED")
+                .collect();
+            if rest.first() != Some(&"TABLE") {
+                continue;
+            }
+            let name = match rest.get(1..4) {
+                Some(["IF", "NOT", "EXISTS"]) => rest.get(4),
+                _ => rest.get(1),
+            };
+            created.insert(name.unwrap().trim_end_matches('(').to_owned());
         }
     }
     let listed: BTreeSet<String> = owners.keys().cloned().collect();

@@ -265,6 +265,13 @@ impl Perch {
             .env("PERCH_OPERATOR_TOKEN", &operator_token)
             .env("PERCH_SANDBOX", "on")
             .env("PERCH_SWEEP_INTERVAL_SECS", "0")
+            // Every virtual user comes from 127.0.0.1, so the per-address
+            // budgets would measure the limiter's refusals, not logins.
+            // The budgets stay on (shared store and local guard run on
+            // every request) at limits no run reaches.
+            .env("PERCH_RATE_LOGIN_PER_IP", "100000000")
+            .env("PERCH_RATE_LOGIN_PER_APP", "100000000")
+            .env("PERCH_RATE_AUTH_FAILURES", "100000000")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log.try_clone()?)

@@ -35,7 +35,13 @@ fn loop_options() -> LoopOptions {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scenario_completes_without_errors() {
-    let server = TestServer::start().await;
+    // Every virtual user comes from 127.0.0.1: budgets no run reaches, as
+    // the load tool's own servers use.
+    let server = TestServer::start_with(perch_tests::TestServerOptions {
+        budgets: perch_core::limits::Budgets::new(100_000_000, 100_000_000, 100_000_000),
+        ..perch_tests::TestServerOptions::default()
+    })
+    .await;
     let target = Arc::new(
         Target::new(
             &server.base,

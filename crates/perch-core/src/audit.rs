@@ -93,10 +93,18 @@ impl RequestMeta {
         };
         Self {
             request_id: header(REQUEST_ID_HEADER),
+            // The client as the server derived it (behind trusted
+            // proxies), else the socket peer.
             ip: parts
                 .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(addr)| addr.ip()),
+                .get::<crate::client_ip::ClientIp>()
+                .map(|crate::client_ip::ClientIp(ip)| *ip)
+                .or_else(|| {
+                    parts
+                        .extensions
+                        .get::<ConnectInfo<SocketAddr>>()
+                        .map(|ConnectInfo(addr)| addr.ip())
+                }),
             user_agent: header("user-agent"),
         }
     }

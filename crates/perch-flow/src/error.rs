@@ -146,6 +146,10 @@ pub enum HopError {
         /// How it is counted; `None` when the user cancelled (a denial).
         reason: Option<FailReason>,
     },
+    /// Over a rate-limit budget: a 429 page with `Retry-After`; nothing
+    /// was stored and nothing sent upstream.
+    #[error(transparent)]
+    RateLimited(perch_core::limits::Refused),
     /// Perch itself failed: a 500 page, the cause logged.
     #[error("{context}: {source}")]
     Internal {
@@ -201,6 +205,7 @@ impl HopError {
                 ..
             } => metrics.failed(*reason),
             Self::SendBack { reason: None, .. } => metrics.denied(),
+            Self::RateLimited(_) => metrics.failed(FailReason::RateLimited),
             Self::Internal { .. } => metrics.failed(FailReason::Internal),
         }
     }
@@ -222,6 +227,22 @@ impl IntoResponse for HopError {
                 error,
                 ..
             } => pages::redirect_with(&redirect_uri, &[("error", error), ("state", &state)]),
+            Self::RateLimited(refused) => {
+                let mut response = pages::error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many sign-ins",
+                    &format!(
+                        "Too many sign-ins were started from here in a short time. \
+                         Please wait {} seconds and try again.",
+                        refused.retry_after.as_secs()
+                    ),
+                    None,
+                );
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, retry_after(&refused));
+                response
+            }
             Self::Internal { context, source } => {
                 tracing::error!(error = %source, context, "a browser hop failed");
                 pages::internal()
@@ -236,4 +257,20 @@ pub(crate) fn hop_response(metrics: &FlowMetrics, result: Result<Response, HopEr
         error.count(metrics);
         error.into_response()
     })
+}
+
+impl From<perch_core::limits::LimitError> for HopError {
+    fn from(error: perch_core::limits::LimitError) -> Self {
+        match error {
+            perch_core::limits::LimitError::Refused(refused) => Self::RateLimited(refused),
+            perch_core::limits::LimitError::Database(error) => {
+                Self::internal("checking a rate limit")(error)
+            }
+        }
+    }
+}
+
+/// `Retry-After` in whole seconds.
+pub(crate) fn retry_after(refused: &perch_core::limits::Refused) -> axum::http::HeaderValue {
+    axum::http::HeaderValue::from(refused.retry_after.as_secs())
 }

@@ -93,6 +93,8 @@ pub struct FlowConfig {
     pub upstream_timeout: Duration,
     /// Counters the observability layer exports.
     pub metrics: Arc<FlowMetrics>,
+    /// Rate-limit budgets (login starts, failed credentials).
+    pub limits: Arc<perch_core::limits::Limits>,
     /// Sees every upstream request (trace-context headers, upstream metrics).
     pub upstream_hook: Option<Arc<dyn perch_oauth1::client::RequestHook>>,
 }
@@ -108,6 +110,7 @@ struct Inner {
     secure_cookies: bool,
     upstream: upstream::Upstream,
     metrics: Arc<FlowMetrics>,
+    limits: Arc<perch_core::limits::Limits>,
     authenticator: Authenticator,
 }
 
@@ -135,6 +138,7 @@ impl FlowState {
             public_base,
             upstream,
             metrics: config.metrics,
+            limits: config.limits,
         })))
     }
 
@@ -155,6 +159,9 @@ impl FlowState {
     }
     pub(crate) fn metrics(&self) -> &FlowMetrics {
         &self.0.metrics
+    }
+    pub(crate) fn limits(&self) -> &perch_core::limits::Limits {
+        &self.0.limits
     }
     /// `{PUBLIC_URL}/callback`, the callback Perch gives every provider.
     pub(crate) fn upstream_callback_url(&self) -> String {

@@ -188,6 +188,9 @@ async fn start(
 ) -> Result<Response, HopError> {
     let app = load_app(state, raw_app_id).await?;
     let params = validate(&app, &query_pairs(query)?)?;
+    // Before anything is stored or sent upstream: a start over budget
+    // costs the tenant's app nothing at the provider.
+    state.limits().login_start(app.id, meta.ip).await?;
     let now = state.clock().now();
     let consumer_secret = app
         .consumer_secret(state.keyring())

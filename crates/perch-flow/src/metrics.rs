@@ -25,9 +25,12 @@ pub enum FailReason {
     BadRequest,
     /// A database or keyring failure.
     Internal,
+    /// Over a rate-limit budget (refused before anything was stored or
+    /// sent upstream).
+    RateLimited,
 }
 
-const REASONS: [FailReason; 7] = [
+const REASONS: [FailReason; 8] = [
     FailReason::UpstreamRequestToken,
     FailReason::UpstreamAccessToken,
     FailReason::UpstreamVerifyCredentials,
@@ -35,6 +38,7 @@ const REASONS: [FailReason; 7] = [
     FailReason::ForeignBrowser,
     FailReason::BadRequest,
     FailReason::Internal,
+    FailReason::RateLimited,
 ];
 
 impl FailReason {
@@ -48,6 +52,7 @@ impl FailReason {
             Self::ForeignBrowser => "foreign_browser",
             Self::BadRequest => "bad_request",
             Self::Internal => "internal",
+            Self::RateLimited => "rate_limited",
         }
     }
 

@@ -87,6 +87,10 @@ pub struct ServeConfig {
     pub upstream_timeout: Duration,
     /// The expiry sweeper's settings; `None` turns it off.
     pub sweeper: Option<perch_flow::sweeper::SweeperConfig>,
+    /// The rate-limit budgets (`PERCH_RATE_*`).
+    pub budgets: perch_core::limits::Budgets,
+    /// Proxies whose `X-Forwarded-For` is believed (`PERCH_TRUSTED_PROXIES`).
+    pub trusted_proxies: perch_core::client_ip::TrustedProxies,
 }
 
 /// Reads variables; a function so tests need not touch the process environment.
@@ -249,7 +253,23 @@ impl ServeConfig {
                 batch,
             })
         };
+        let budgets = perch_core::limits::Budgets::new(
+            count(env, "PERCH_RATE_LOGIN_PER_IP", 30)?,
+            count(env, "PERCH_RATE_LOGIN_PER_APP", 1200)?,
+            count(env, "PERCH_RATE_AUTH_FAILURES", 30)?,
+        );
+        let trusted_proxies = match non_empty(env, "PERCH_TRUSTED_PROXIES") {
+            None => perch_core::client_ip::TrustedProxies::default(),
+            Some(list) => list.parse().map_err(|_| {
+                invalid(
+                    "PERCH_TRUSTED_PROXIES",
+                    "expected comma-separated IP addresses or CIDRs, e.g. 10.0.0.0/8,127.0.0.1",
+                )
+            })?,
+        };
         Ok(Self {
+            budgets,
+            trusted_proxies,
             upstream_connect_timeout,
             upstream_timeout,
             sweeper,
@@ -325,6 +345,16 @@ impl TelemetryConfig {
             }
         };
         Ok(Self { log_format, otlp })
+    }
+}
+
+/// A count from `name` (0 turns the budget off), or `default`.
+fn count(env: &impl Env, name: &'static str, default: u32) -> Result<u32, ConfigError> {
+    match non_empty(env, name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<u32>()
+            .map_err(|_| invalid(name, "expected a whole number (0 turns it off)")),
     }
 }
 

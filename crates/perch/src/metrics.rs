@@ -249,17 +249,37 @@ pub struct MetricsState {
     pub flow: Arc<perch_flow::FlowMetrics>,
     /// The pool, for its gauges.
     pub pool: PgPool,
+    /// The rate limiter, for its refusals.
+    pub limits: Arc<perch_core::limits::Limits>,
 }
 
 /// `GET /metrics`.
 pub async fn handler(State(state): State<MetricsState>) -> Response {
-    let body = state.metrics.render(&state.flow, &state.pool);
+    let mut body = state.metrics.render(&state.flow, &state.pool);
+    render_refusals(&mut body, &state.limits.refusals());
     let mut response = body.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     response
+}
+
+/// `perch_rate_limited_total{budget}`: requests refused over a budget, on
+/// this replica.
+fn render_refusals(out: &mut String, refusals: &[(&'static str, u64)]) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        out,
+        "# HELP perch_rate_limited_total Requests refused over a rate-limit budget."
+    );
+    let _ = writeln!(out, "# TYPE perch_rate_limited_total counter");
+    for (budget, count) in refusals {
+        let _ = writeln!(
+            out,
+            "perch_rate_limited_total{{budget=\"{budget}\"}} {count}"
+        );
+    }
 }
 
 /// Middleware: counts, times and logs every request by its route template

@@ -17,6 +17,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use perch_core::client_ip::{ClientIp, TrustedProxies};
 use perch_core::clock::SharedClock;
 use perch_core::{Keyring, Problem};
 use sqlx::PgPool;
@@ -67,6 +68,8 @@ pub struct Shared {
     pub flow_metrics: Arc<perch_flow::FlowMetrics>,
     /// HTTP, upstream and sweeper metrics.
     pub metrics: Arc<Metrics>,
+    /// The rate-limit budgets and their shared store.
+    pub limits: Arc<perch_core::limits::Limits>,
 }
 
 /// The whole HTTP surface: every service crate's router, composed.
@@ -130,6 +133,7 @@ pub fn router_with(
         upstream_connect_timeout: config.upstream_connect_timeout,
         upstream_timeout: config.upstream_timeout,
         metrics: shared.flow_metrics.clone(),
+        limits: shared.limits.clone(),
         upstream_hook: Some(Arc::new(UpstreamHook::new(
             shared.metrics.clone(),
             &shared.public_url,
@@ -144,7 +148,11 @@ pub fn router_with(
     if config.admin_listen.is_none() {
         app = app.merge(metrics_router(shared));
     }
-    Ok(with_layers(app, shared.metrics.clone()))
+    Ok(with_layers(
+        app,
+        shared.metrics.clone(),
+        config.trusted_proxies.clone(),
+    ))
 }
 
 /// `GET /metrics` alone (the admin listener's whole surface, when
@@ -156,6 +164,7 @@ pub fn metrics_router(shared: &Shared) -> Router {
             metrics: shared.metrics.clone(),
             flow: shared.flow_metrics.clone(),
             pool: shared.pool.clone(),
+            limits: shared.limits.clone(),
         })
 }
 
@@ -164,9 +173,13 @@ pub fn metrics_router(shared: &Shared) -> Router {
 /// `Cache-Control: no-store` on every response that does not choose its
 /// own: API answers carry secrets shown once, credentials and codes, which
 /// no cache may keep (RFC 6749 §5.1).
-fn with_layers(app: Router, metrics: Arc<Metrics>) -> Router {
+fn with_layers(app: Router, metrics: Arc<Metrics>, trusted: TrustedProxies) -> Router {
     let request_id = axum::http::HeaderName::from_static(REQUEST_ID);
-    app.layer(SetResponseHeaderLayer::if_not_present(
+    app.layer(axum::middleware::from_fn_with_state(
+        Arc::new(trusted),
+        client_ip,
+    ))
+    .layer(SetResponseHeaderLayer::if_not_present(
         axum::http::header::CACHE_CONTROL,
         axum::http::HeaderValue::from_static("no-store"),
     ))
@@ -183,6 +196,24 @@ fn with_layers(app: Router, metrics: Arc<Metrics>) -> Router {
     )
     .layer(PropagateRequestIdLayer::new(request_id.clone()))
     .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// Puts the request's [`ClientIp`] in its extensions, for every handler
+/// (rate limits, the audit trail) to read the same address.
+async fn client_ip(
+    State(trusted): State<Arc<TrustedProxies>>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|axum::extract::ConnectInfo(addr)| addr.ip());
+    if let Some(peer) = peer {
+        let client = trusted.client_ip(peer, request.headers());
+        request.extensions_mut().insert(ClientIp(client));
+    }
+    next.run(request).await
 }
 
 /// The span of one request: method, route template (never the URI: a
@@ -350,6 +381,11 @@ pub async fn start_with(
         public_url: public_url.clone(),
         flow_metrics: flow_metrics.clone(),
         metrics: metrics.clone(),
+        limits: Arc::new(perch_core::limits::Limits::new(
+            pool.clone(),
+            clock.clone(),
+            config.budgets,
+        )),
     };
     let admin = match config.admin_listen {
         None => None,
@@ -369,7 +405,7 @@ pub async fn start_with(
             pool,
             clock,
             sweeper,
-            vec![sandbox_sweep()],
+            vec![sandbox_sweep(), limits_sweep()],
             move |report| metrics.sweep(report),
             signal.clone(),
         ));
@@ -438,6 +474,17 @@ pub async fn start_with(
         public_url,
         shutdown,
         task,
+    })
+}
+
+/// Rate-limit rows whose budget is whole again, swept with the rest.
+fn limits_sweep() -> perch_flow::sweeper::ExtraSweep {
+    Box::new(|pool, now, batch| {
+        Box::pin(async move {
+            perch_core::limits::sweep(&pool, now, batch)
+                .await
+                .map_err(|e| Box::new(e) as perch_flow::sweeper::SweepError)
+        })
     })
 }
 

@@ -172,3 +172,72 @@ async fn the_address_behind_a_trusted_proxy_is_counted_and_audited() {
         "{statuses:?}"
     );
 }
+
+/// `count` requests with wrong credentials of each kind; returns the
+/// statuses by kind.
+async fn wrong_credentials(fx: &Fixture, base: &str, count: usize) -> Vec<(&'static str, u16)> {
+    let http = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for n in 0..count {
+        let api_key = http
+            .get(format!("{base}/v1/apps"))
+            .bearer_auth(format!("perch_sk_wrong{n}"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(("api_key", api_key.status().as_u16()));
+        let secret = http
+            .post(format!("{base}/v1/logins/exchange"))
+            .basic_auth(&fx.app_id, Some("perch_cs_wrong"))
+            .json(&serde_json::json!({"code": "perch_code_nope"}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(("client_secret", secret.status().as_u16()));
+        let operator = http
+            .post(format!("{base}/v1/tenants"))
+            .bearer_auth("not-the-operator-token")
+            .json(&serde_json::json!({"name": "X"}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(("operator", operator.status().as_u16()));
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn credential_floods_are_throttled_per_address_across_replicas() {
+    let options = || TestServerOptions {
+        budgets: Budgets::new(30, 1200, 20),
+        ..TestServerOptions::default()
+    };
+    let fx = Fixture::new(options()).await;
+    let replica = fx.server.replica(options()).await;
+    let mut statuses = wrong_credentials(&fx, &fx.server.base, 5).await;
+    statuses.extend(wrong_credentials(&fx, &replica.base, 5).await);
+    statuses.extend(wrong_credentials(&fx, &fx.server.base, 5).await);
+    // 45 wrong credentials of three kinds against a budget of 20: each
+    // replica lets its client fail until it learns, from the shared count,
+    // that the budget is spent; after that everything is 429 at once.
+    let refused = statuses.iter().filter(|(_, s)| *s == 429).count();
+    let failed = statuses.iter().filter(|(_, s)| *s != 429).count();
+    assert!((20..=22).contains(&failed), "{statuses:?}");
+    assert_eq!(refused + failed, 45);
+    for kind in ["api_key", "client_secret", "operator"] {
+        let last = statuses.iter().rev().find(|(k, _)| *k == kind).unwrap();
+        assert_eq!(last.1, 429, "{kind}: {statuses:?}");
+    }
+    // Even the right key is refused while the budget is spent: the client
+    // is throttled, not the key.
+    let right = reqwest::Client::new()
+        .get(fx.server.url("/v1/apps"))
+        .bearer_auth(&fx.tenant.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status(), 429);
+    assert!(right.headers().contains_key("retry-after"));
+    let body: serde_json::Value = right.json().await.unwrap();
+    assert_eq!(body["code"], "rate_limited");
+}

@@ -14,6 +14,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::audit::Actor;
+use crate::client_ip::ClientIp;
+use crate::limits::{Limits, Refused};
 use crate::{Problem, SecretString, token};
 
 /// The bearer token of a request, if it has one: `Authorization: Bearer
@@ -50,20 +52,34 @@ impl IntoResponse for Unauthorized {
 }
 
 /// The operator token, kept only as its SHA-256 digest; `None` when the
-/// operator API is off.
+/// operator API is off. Wrong tokens count against the client's failed
+/// credentials budget when [`OperatorToken::with_limits`] gave it one.
 #[derive(Debug, Clone, Default)]
-pub struct OperatorToken(Option<Arc<[u8; 32]>>);
+pub struct OperatorToken {
+    digest: Option<Arc<[u8; 32]>>,
+    limits: Option<Arc<Limits>>,
+}
 
 impl OperatorToken {
     /// From the configured token (`PERCH_OPERATOR_TOKEN`).
     pub fn new(token: Option<&SecretString>) -> Self {
-        Self(token.map(|t| Arc::new(token::digest(t.expose()))))
+        Self {
+            digest: token.map(|t| Arc::new(token::digest(t.expose()))),
+            limits: None,
+        }
+    }
+
+    /// Counts wrong tokens against `limits`' failed-credentials budget.
+    #[must_use]
+    pub fn with_limits(mut self, limits: Arc<Limits>) -> Self {
+        self.limits = Some(limits);
+        self
     }
 
     /// Checks a request's headers against the token. The comparison is
     /// constant-time (of digests, so the lengths are equal too).
     pub fn check(&self, headers: &HeaderMap) -> Result<OperatorAuth, OperatorRejection> {
-        let Some(expected) = &self.0 else {
+        let Some(expected) = &self.digest else {
             return Err(OperatorRejection::Off);
         };
         match bearer_token(headers) {
@@ -73,6 +89,26 @@ impl OperatorToken {
             Some(_) => Err(OperatorRejection::Wrong),
             None => Err(OperatorRejection::Missing),
         }
+    }
+
+    /// [`OperatorToken::check`] behind the failed-credentials budget of
+    /// the request's client: refused once it is spent, charged on a wrong
+    /// token.
+    pub async fn check_request(&self, parts: &Parts) -> Result<OperatorAuth, OperatorRejection> {
+        let client = parts.extensions.get::<ClientIp>().map(|ClientIp(ip)| *ip);
+        if let Some(limits) = &self.limits {
+            limits
+                .check_credentials(client)
+                .map_err(OperatorRejection::RateLimited)?;
+        }
+        let checked = self.check(&parts.headers);
+        if let (Err(OperatorRejection::Wrong), Some(limits)) = (&checked, &self.limits)
+            && let Err(error) = limits.credentials_failed(client).await
+        {
+            // The answer is a 401 either way; only the count is lost.
+            tracing::error!(%error, "counting a wrong operator token");
+        }
+        checked
     }
 }
 
@@ -89,6 +125,9 @@ pub enum OperatorRejection {
     /// Another token (401 with `WWW-Authenticate: Bearer`).
     #[error("the operator token is wrong")]
     Wrong,
+    /// The client spent its failed-credentials budget (429).
+    #[error(transparent)]
+    RateLimited(Refused),
 }
 
 impl IntoResponse for OperatorRejection {
@@ -98,6 +137,7 @@ impl IntoResponse for OperatorRejection {
                 Problem::new(StatusCode::NOT_FOUND, "not_found", self.to_string()).into_response()
             }
             Self::Missing | Self::Wrong => Unauthorized::new(self.to_string()).into_response(),
+            Self::RateLimited(refused) => refused.into_response(),
         }
     }
 }
@@ -122,7 +162,7 @@ where
     type Rejection = OperatorRejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        OperatorToken::from_ref(state).check(&parts.headers)
+        OperatorToken::from_ref(state).check_request(parts).await
     }
 }
 

@@ -75,6 +75,27 @@ pub struct Refused {
     pub retry_after: Duration,
 }
 
+/// A JSON API's answer over budget: 429 problem+json `rate_limited` with
+/// `Retry-After`.
+impl axum::response::IntoResponse for Refused {
+    fn into_response(self) -> axum::response::Response {
+        let mut response = crate::Problem::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "too many requests from here; retry after {} seconds",
+                self.retry_after.as_secs()
+            ),
+        )
+        .into_response();
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(self.retry_after.as_secs()),
+        );
+        response
+    }
+}
+
 /// Why a budget could not be checked.
 #[derive(Debug, thiserror::Error)]
 pub enum LimitError {

@@ -205,10 +205,38 @@ pub async fn list_handler(
 pub async fn get_handler(
     State(state): State<FlowState>,
     key: PresentedKey,
+    meta: RequestMeta,
     Path(raw_id): Path<String>,
 ) -> Result<Json<AccountView>, FlowError> {
+    state
+        .limits()
+        .check_credentials(meta.ip)
+        .map_err(FlowError::RateLimited)?;
+    let result = read_account(&state, key, &raw_id).await;
+    if let Err(error) = &result
+        && error.is_wrong_credential()
+    {
+        credential_failed(&state, meta.ip).await;
+    }
+    result
+}
+
+/// Charges a wrong credential to the client's failed-credentials budget.
+pub(crate) async fn credential_failed(state: &FlowState, client: Option<std::net::IpAddr>) {
+    if let Err(error) = state.limits().credentials_failed(client).await {
+        // The answer is a refusal either way; only the count is lost.
+        tracing::error!(%error, "counting a wrong credential");
+    }
+}
+
+/// The hot read: the key and the account in one statement.
+async fn read_account(
+    state: &FlowState,
+    key: PresentedKey,
+    raw_id: &str,
+) -> Result<Json<AccountView>, FlowError> {
     let key_id = key.key_id.ok_or(FlowError::InvalidKey)?;
-    let Ok(id) = AccountId::parse(&raw_id) else {
+    let Ok(id) = AccountId::parse(raw_id) else {
         // Nothing to read: authenticate alone, so that a bad key is still
         // a 401 rather than a 404.
         perch_tenants::api_keys::authenticate(state.pool(), state.clock(), key.token.expose())

@@ -35,6 +35,9 @@ pub enum FlowError {
     /// The bearer token is not a live API key (401 with a `Bearer` challenge).
     #[error("the API key is invalid or revoked")]
     InvalidKey,
+    /// The client spent its failed-credentials budget (429 with `Retry-After`).
+    #[error(transparent)]
+    RateLimited(perch_core::limits::Refused),
     /// The tenant crate refused or failed (it converts its own errors).
     #[error(transparent)]
     Tenants(#[from] perch_tenants::Error),
@@ -54,6 +57,15 @@ pub enum FlowError {
 }
 
 impl FlowError {
+    /// Whether the request presented a wrong credential (API key, client
+    /// secret or code): what the failed-credentials budget counts.
+    pub(crate) fn is_wrong_credential(&self) -> bool {
+        matches!(
+            self,
+            Self::InvalidKey | Self::InvalidClient(_) | Self::InvalidGrant(_)
+        )
+    }
+
     /// An invalid field.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Invalid {
@@ -80,6 +92,11 @@ impl From<FlowError> for Problem {
                 Problem::new(StatusCode::UNAUTHORIZED, "invalid_client", detail)
             }
             FlowError::InvalidKey => perch_tenants::extract::invalid_key().0,
+            FlowError::RateLimited(refused) => Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                refused.to_string(),
+            ),
             FlowError::Tenants(error) => Problem::from(error),
             internal @ (FlowError::Database(_)
             | FlowError::Keyring(_)
@@ -94,6 +111,9 @@ impl From<FlowError> for Problem {
 
 impl IntoResponse for FlowError {
     fn into_response(self) -> Response {
+        if let FlowError::RateLimited(refused) = self {
+            return refused.into_response();
+        }
         let challenge = match &self {
             FlowError::InvalidClient(_) => Some("Basic realm=\"perch\""),
             FlowError::InvalidKey => Some("Bearer"),

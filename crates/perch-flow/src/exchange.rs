@@ -102,8 +102,16 @@ pub async fn handler(
     AppJson(request): AppJson<ExchangeRequest>,
 ) -> Response {
     let (response, took) = crate::timing::hop(async {
-        let result = exchange(&state, &headers, &meta, request).await;
+        let result = match state.limits().check_credentials(meta.ip) {
+            Ok(()) => exchange(&state, &headers, &meta, request).await,
+            Err(refused) => Err(FlowError::RateLimited(refused)),
+        };
         state.metrics().exchange(result.is_ok());
+        if let Err(error) = &result
+            && error.is_wrong_credential()
+        {
+            crate::accounts::credential_failed(&state, meta.ip).await;
+        }
         result.map(Json).into_response()
     })
     .await;

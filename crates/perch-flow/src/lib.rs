@@ -130,7 +130,8 @@ impl FlowState {
             config.upstream_hook,
         )?;
         Ok(Self(Arc::new(Inner {
-            authenticator: Authenticator::new(config.pool.clone(), config.clock.clone()),
+            authenticator: Authenticator::new(config.pool.clone(), config.clock.clone())
+                .with_limits(config.limits.clone()),
             secure_cookies: config.public_url.scheme() == "https",
             pool: config.pool,
             keyring: config.keyring,

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use axum::extract::FromRef;
+use perch_core::Keyring;
 use perch_core::auth::OperatorToken;
 use perch_core::clock::SharedClock;
-use perch_core::{Keyring, SecretString};
 use sqlx::PgPool;
 use url::Url;
 
@@ -35,14 +35,15 @@ pub(crate) struct Inner {
 }
 
 impl SandboxState {
-    /// The state for [`crate::router`]. `operator_token` `None` turns the
-    /// sandbox's admin endpoints off (404), as for the rest of the operator API.
+    /// The state for [`crate::router`]. An `operator_token` with no token
+    /// turns the sandbox's admin endpoints off (404), as for the rest of
+    /// the operator API.
     pub fn new(
         pool: PgPool,
         keyring: Arc<Keyring>,
         clock: SharedClock,
         public_url: &Url,
-        operator_token: Option<SecretString>,
+        operator_token: OperatorToken,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -56,7 +57,7 @@ impl SandboxState {
                     public_url.path().trim_end_matches('/'),
                     crate::MOUNT
                 ),
-                operator_token: OperatorToken::new(operator_token.as_ref()),
+                operator_token,
                 passwords: Passwords::new(),
             }),
         }

@@ -1,13 +1,17 @@
 //! Extractors: JSON bodies whose every rejection is problem+json, tenant
 //! API-key authentication, and the operator token.
 
+use std::sync::Arc;
+
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use perch_core::SecretString;
 use perch_core::audit::Actor;
+use perch_core::client_ip::ClientIp;
 use perch_core::clock::SharedClock;
 use perch_core::ids::{ApiKeyId, TenantId};
+use perch_core::limits::{Limits, Refused};
 use sqlx::PgPool;
 
 pub use perch_core::auth::{OperatorAuth, OperatorToken, Unauthorized, bearer_token};
@@ -18,13 +22,49 @@ pub use perch_core::json::{AppJson, MAX_BODY_BYTES, parse_json, payload_too_larg
 pub struct Authenticator {
     pub(crate) pool: PgPool,
     pub(crate) clock: SharedClock,
+    pub(crate) limits: Option<Arc<Limits>>,
 }
 
 impl Authenticator {
     /// An authenticator over `pool`, timing `last_used_at` with `clock`.
     pub fn new(pool: PgPool, clock: SharedClock) -> Self {
-        Self { pool, clock }
+        Self {
+            pool,
+            clock,
+            limits: None,
+        }
     }
+
+    /// Counts wrong API keys against `limits`' failed-credentials budget,
+    /// and refuses a client that has spent it (429) before looking at its key.
+    #[must_use]
+    pub fn with_limits(mut self, limits: Arc<Limits>) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+
+    /// Refuses a client over its failed-credentials budget.
+    pub fn check_client(&self, parts: &Parts) -> Result<(), Refused> {
+        match &self.limits {
+            Some(limits) => limits.check_credentials(client_of(parts)),
+            None => Ok(()),
+        }
+    }
+
+    /// Charges a wrong key to the client's failed-credentials budget.
+    pub async fn key_failed(&self, parts: &Parts) {
+        if let Some(limits) = &self.limits
+            && let Err(error) = limits.credentials_failed(client_of(parts)).await
+        {
+            // The answer is a 401 either way; only the count is lost.
+            tracing::error!(%error, "counting a wrong API key");
+        }
+    }
+}
+
+/// The request's client address, as the server derived it.
+fn client_of(parts: &Parts) -> Option<std::net::IpAddr> {
+    parts.extensions.get::<ClientIp>().map(|ClientIp(ip)| *ip)
 }
 
 /// An authenticated tenant: the request carried a live API key.
@@ -66,12 +106,17 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let auth = Authenticator::from_ref(state);
+        auth.check_client(parts)
+            .map_err(IntoResponse::into_response)?;
         let Some(token) = bearer_token(&parts.headers) else {
             return Err(missing_key().into_response());
         };
         match crate::api_keys::authenticate(&auth.pool, auth.clock.as_ref(), token).await {
             Ok(Some(tenant)) => Ok(tenant),
-            Ok(None) => Err(invalid_key().into_response()),
+            Ok(None) => {
+                auth.key_failed(parts).await;
+                Err(invalid_key().into_response())
+            }
             Err(error) => Err(error.into_response()),
         }
     }

@@ -59,6 +59,8 @@ pub struct TenantsConfig {
     pub operator_token: Option<SecretString>,
     /// `PERCH_ALLOWED_PROVIDER_HOSTS`.
     pub allowed_provider_hosts: Vec<String>,
+    /// Rate-limit budgets (failed credentials).
+    pub limits: Arc<perch_core::limits::Limits>,
     /// The sandbox's consumers, when the sandbox is mounted
     /// (`provider.kind = "sandbox"` is refused otherwise).
     pub sandbox: Option<Arc<dyn SandboxConsumers>>,
@@ -88,8 +90,10 @@ impl TenantsState {
             sandbox_base_url: config.sandbox.as_ref().map(|s| s.base_url().to_owned()),
         };
         Self(Arc::new(Inner {
-            authenticator: Authenticator::new(config.pool.clone(), config.clock.clone()),
-            operator_token: OperatorToken::new(config.operator_token.as_ref()),
+            authenticator: Authenticator::new(config.pool.clone(), config.clock.clone())
+                .with_limits(config.limits.clone()),
+            operator_token: OperatorToken::new(config.operator_token.as_ref())
+                .with_limits(config.limits.clone()),
             links: apps::Links::new(&config.public_url),
             pool: config.pool,
             keyring: config.keyring,

@@ -104,7 +104,8 @@ pub fn router_with(
             shared.keyring.clone(),
             shared.clock.clone(),
             &shared.public_url,
-            config.operator_token.clone(),
+            perch_core::auth::OperatorToken::new(config.operator_token.as_ref())
+                .with_limits(shared.limits.clone()),
         );
         app = app.merge(perch_sandbox::router(sandbox));
     }
@@ -115,6 +116,7 @@ pub fn router_with(
         public_url: shared.public_url.clone(),
         operator_token: config.operator_token.clone(),
         allowed_provider_hosts: config.allowed_provider_hosts.clone(),
+        limits: shared.limits.clone(),
         sandbox: config.sandbox.then(|| {
             Arc::new(crate::sandbox_consumers::Sandbox::new(
                 shared.keyring.clone(),

@@ -264,3 +264,52 @@ fn no_crate_exposes_its_store() {
     }
     assert!(exposed.is_empty(), "`pub mod store` in {exposed:?}");
 }
+
+/// Every `.rs` file under `crates/*/src` and `tests/src`.
+fn source_modules() -> BTreeSet<String> {
+    let mut files = Vec::new();
+    for (_, crate_files) in crates() {
+        files.extend(crate_files);
+    }
+    rust_files(&workspace().join("tests/src"), &mut files);
+    files
+        .iter()
+        .map(|f| {
+            f.strip_prefix(workspace())
+                .unwrap_or(f)
+                .to_string_lossy()
+                .replace("/../", "/")
+                .trim_start_matches("../")
+                .to_owned()
+        })
+        .map(|f| f.trim_start_matches("./").to_owned())
+        .collect()
+}
+
+#[test]
+fn the_code_map_lists_every_module_and_nothing_else() {
+    let text = std::fs::read_to_string(workspace().join("ARCHITECTURE.md")).unwrap();
+    let section = text
+        .split("\n## ")
+        .find(|s| s.starts_with("Code map"))
+        .expect("ARCHITECTURE.md has a \"## Code map\" section");
+    let mut listed = BTreeSet::new();
+    for line in section.lines() {
+        let Some(rest) = line.trim_start().strip_prefix("- `") else {
+            continue;
+        };
+        let Some((path, _)) = rest.split_once('`') else {
+            continue;
+        };
+        if path.ends_with(".rs") {
+            assert!(listed.insert(path.to_owned()), "{path} is listed twice");
+        }
+    }
+    let modules = source_modules();
+    let missing: Vec<_> = modules.difference(&listed).collect();
+    let extra: Vec<_> = listed.difference(&modules).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "ARCHITECTURE.md's code map is out of date:\n  not listed: {missing:?}\n  listed but absent: {extra:?}"
+    );
+}

@@ -467,3 +467,77 @@ async fn sign_in_mints_a_new_session_and_deletes_the_old_one() {
     assert!(!presenting(first).await, "the old session was deleted");
     assert!(presenting(second).await);
 }
+
+/// Saves `html` under the artifacts, screenshots it in Chromium and returns
+/// the DOM Chromium parsed.
+async fn in_chromium(html: &str, name: &str) -> String {
+    let dir = perch_tests::browser::artifacts("sandbox-abuse");
+    let path = dir.join(format!("{name}.html"));
+    std::fs::write(&path, html).unwrap();
+    let url = format!("file://{}", path.canonicalize().unwrap().display());
+    perch_tests::browser::screenshot(&url, &dir.join(format!("{name}.png"))).await;
+    let output = perch_tests::browser::chromium(&["--dump-dom".to_owned(), url]).await;
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The consent page's sign-out button is part of its form as Chromium
+/// parses it (forms cannot nest), and posting that form where the button
+/// points signs out; the sign-out and lockout pages render.
+#[tokio::test]
+async fn the_pages_render_in_chromium_and_the_sign_out_button_posts_the_form() {
+    perch_tests::browser::chromium_binary();
+    let server = TestServer::start().await;
+    let sandbox = Sandbox::new(&server, Arc::new(SystemClock));
+    let consumer = sandbox.consumer("App", &[CALLBACK], true).await;
+    sandbox.user("jack", "pw").await;
+    let browser = browser();
+    signed_in(&sandbox, &consumer, &browser).await;
+
+    let token = sandbox.request_token(&consumer, CALLBACK).await;
+    let consent = sandbox
+        .page(&browser, "authorize", &token, "")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let dom = in_chromium(&consent, "consent-signed-in").await;
+    let form = &dom[dom.find("<form").unwrap()..dom.find("</form>").unwrap()];
+    let button = &form[form
+        .find("id=\"sign_out\"")
+        .expect("the button is in the form")..];
+    let target = button
+        .split("formaction=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the button's formaction")
+        .to_owned();
+    assert_eq!(target, sandbox.url("/sandbox/sign_out"));
+    let fields: Vec<(String, String)> = inputs(form)
+        .into_iter()
+        .filter(|i| i.kind == "hidden")
+        .map(|i| (i.name, i.value))
+        .chain([("sign_out".to_owned(), "sign_out".to_owned())])
+        .collect();
+    let out = browser.post(&target).form(&fields).send().await.unwrap();
+    assert_eq!(out.status(), 302);
+    assert!(!is_signed_in(&sandbox, &consumer, &browser).await);
+
+    let page = browser
+        .get(sandbox.url("/sandbox/sign_out"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(in_chromium(&page, "sign-out").await.contains("<form"));
+
+    let page = sign_in_page(&sandbox, &consumer, &browser).await;
+    for _ in 0..5 {
+        attempt(&browser, &page, "jack", "wrong").await;
+    }
+    let locked = attempt(&browser, &page, "jack", "pw").await;
+    assert_eq!(locked.status(), 429);
+    let dom = in_chromium(&locked.text().await.unwrap(), "locked-out").await;
+    assert!(dom.contains("This account is locked"));
+}

@@ -541,3 +541,55 @@ async fn the_pages_render_in_chromium_and_the_sign_out_button_posts_the_form() {
     let dom = in_chromium(&locked.text().await.unwrap(), "locked-out").await;
     assert!(dom.contains("This account is locked"));
 }
+
+/// Counted attempts are forgotten 15 minutes after the last one, and the
+/// sweeper deletes their stale row.
+#[tokio::test]
+async fn stale_attempt_counts_are_forgotten_and_swept() {
+    use perch_core::Clock as _;
+    let clock = ManualClock::new(time::macros::datetime!(2026-12-02 12:00 UTC));
+    let server = TestServer::start_with(TestServerOptions {
+        clock: Arc::new(clock.clone()),
+        ..TestServerOptions::default()
+    })
+    .await;
+    let sandbox = Sandbox::new(&server, Arc::new(clock.clone()));
+    let consumer = sandbox.consumer("App", &[CALLBACK], true).await;
+    sandbox.user("jack", "pw").await;
+    let browser = browser();
+    let rows = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM sandbox_sign_in_attempts")
+            .fetch_one(&server.db.pool)
+            .await
+            .unwrap()
+    };
+    let page = sign_in_page(&sandbox, &consumer, &browser).await;
+    for _ in 0..4 {
+        assert_eq!(
+            attempt(&browser, &page, "jack", "wrong").await.status(),
+            200
+        );
+    }
+    assert_eq!(rows().await, 1);
+    let swept = perch_sandbox::sweep::delete_expired(&server.db.pool, clock.now(), 100)
+        .await
+        .unwrap();
+    assert_eq!(swept, 0, "the count still stands");
+
+    // After a quiet 15 minutes the count starts afresh: four more misses
+    // lock nobody out.
+    clock.advance(time::Duration::minutes(16));
+    let page = sign_in_page(&sandbox, &consumer, &browser).await;
+    for _ in 0..4 {
+        assert_eq!(
+            attempt(&browser, &page, "jack", "wrong").await.status(),
+            200
+        );
+    }
+    clock.advance(time::Duration::minutes(16));
+    let swept = perch_sandbox::sweep::delete_expired(&server.db.pool, clock.now(), 100)
+        .await
+        .unwrap();
+    assert!(swept >= 1);
+    assert_eq!(rows().await, 0);
+}

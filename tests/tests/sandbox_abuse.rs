@@ -593,3 +593,29 @@ async fn stale_attempt_counts_are_forgotten_and_swept() {
     assert!(swept >= 1);
     assert_eq!(rows().await, 0);
 }
+
+/// Parallel guesses cannot outrun the count: of many at once, exactly the
+/// limit are checked (each costing a hash) and the rest are locked out.
+#[tokio::test]
+async fn parallel_guesses_get_exactly_the_limit() {
+    let server = TestServer::start().await;
+    let sandbox = Sandbox::new(&server, Arc::new(SystemClock));
+    let consumer = sandbox.consumer("App", &[CALLBACK], true).await;
+    sandbox.user("jack", "pw").await;
+    let browser = browser();
+    let page = sign_in_page(&sandbox, &consumer, &browser).await;
+    let before = hashes(&server).await;
+    let answers = futures_join(
+        (0..20)
+            .map(|_| {
+                let (browser, page) = (browser.clone(), page.clone());
+                async move { attempt(&browser, &page, "jack", "wrong").await.status() }
+            })
+            .collect(),
+    )
+    .await;
+    let checked = answers.iter().filter(|s| s.as_u16() == 200).count();
+    let locked = answers.iter().filter(|s| s.as_u16() == 429).count();
+    assert_eq!((checked, locked), (5, 15), "{answers:?}");
+    assert_eq!(hashes(&server).await, before + 5);
+}

@@ -38,6 +38,10 @@ pub struct TestServerOptions {
     pub budgets: perch_core::limits::Budgets,
     /// `PERCH_TRUSTED_PROXIES`.
     pub trusted_proxies: perch_core::client_ip::TrustedProxies,
+    /// `PERCH_SANDBOX_LOCKOUT`.
+    pub sandbox_lockout: u32,
+    /// How many sandbox sign-ins may wait for a hashing worker.
+    pub sandbox_hash_queue: usize,
 }
 
 impl Default for TestServerOptions {
@@ -53,6 +57,8 @@ impl Default for TestServerOptions {
             shutdown_grace: Duration::from_secs(5),
             budgets: perch_core::limits::Budgets::default(),
             trusted_proxies: perch_core::client_ip::TrustedProxies::default(),
+            sandbox_lockout: perch_sandbox::DEFAULT_LOCKOUT,
+            sandbox_hash_queue: perch_sandbox::DEFAULT_HASH_QUEUE,
         }
     }
 }
@@ -154,6 +160,8 @@ fn serve_config(database_url: &str, options: &TestServerOptions) -> ServeConfig 
             Keyring::parse(&options.encryption_keys).expect("test keyring"),
         ),
         sandbox: options.sandbox,
+        sandbox_lockout: options.sandbox_lockout,
+        sandbox_hash_queue: options.sandbox_hash_queue,
         allowed_provider_hosts: options.allowed_provider_hosts.clone(),
         log_format: LogFormat::Compact,
         shutdown_grace: options.shutdown_grace,

@@ -213,8 +213,8 @@ async fn authenticate_redirects_at_once_when_signed_in_and_approved() {
     assert!(html.contains("Signed in as <strong>@jack</strong>"));
     assert!(!inputs(&html).iter().any(|i| i.kind == "password"));
     assert!(
-        html.contains("/sandbox/sign_out?oauth_token="),
-        "sign-out link"
+        html.contains("formaction=\"") && html.contains("/sandbox/sign_out\""),
+        "sign-out button posting the form"
     );
     // Consent with the session only (no credentials).
     let done = submit(&browser, &html, &[("allow", "Authorize app")]).await;
@@ -230,9 +230,16 @@ async fn authenticate_redirects_at_once_when_signed_in_and_approved() {
     let html = page.text().await.unwrap();
     assert!(inputs(&html).iter().any(|i| i.kind == "password"));
 
-    // Signing out brings the sign-in form back.
+    // Signing out (the page's sign-out button: its form, posted to
+    // sign_out) brings the sign-in form back.
+    let hidden: Vec<(String, String)> = inputs(&html)
+        .into_iter()
+        .filter(|i| i.kind == "hidden")
+        .map(|i| (i.name, i.value))
+        .collect();
     let out = browser
-        .get(sandbox.url(&format!("/sandbox/sign_out?oauth_token={}", fourth.token)))
+        .post(sandbox.url("/sandbox/sign_out"))
+        .form(&hidden)
         .send()
         .await
         .unwrap();

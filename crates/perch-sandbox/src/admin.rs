@@ -22,6 +22,7 @@ fn problem(error: SandboxError) -> Problem {
         SandboxError::Invalid { field, message } => Problem::invalid_field(&field, message),
         SandboxError::Conflict(detail) => Problem::conflict(detail),
         SandboxError::NotFound(what) => Problem::not_found(what),
+        SandboxError::Busy => Problem::unavailable("password hashing is busy; retry shortly"),
         other => {
             tracing::error!(error = %other, "sandbox admin: internal error");
             Problem::internal()

@@ -23,6 +23,10 @@ pub enum SandboxError {
     /// A sealed secret could not be sealed or opened.
     #[error("keyring error: {0}")]
     Keyring(#[from] perch_core::KeyringError),
+    /// Every hashing worker is busy and the queue of waiters is full: the
+    /// request is refused (503) rather than queued without end.
+    #[error("password hashing queue is full")]
+    Busy,
     /// Password hashing failed or its worker could not run.
     #[error("password hashing failed: {0}")]
     PasswordHash(String),

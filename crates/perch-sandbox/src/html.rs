@@ -23,6 +23,7 @@ input[type=text],input[type=password]{width:100%;padding:10px 12px;border:1px so
 button{flex:1;padding:11px 16px;border-radius:999px;font-size:15px;font-weight:700;cursor:pointer}\
 .primary{background:#1da1f2;border:1px solid #1da1f2;color:#fff}\
 .secondary{background:#fff;border:1px solid #ccd6dd;color:#14171a}\
+button.link{flex:none;display:inline;padding:0;border:0;border-radius:0;background:none;color:#1b95e0;font:inherit;text-decoration:underline}\
 .error{background:#fdecea;border:1px solid #f5c2bd;color:#a8231a;border-radius:6px;padding:8px 12px}\
 .pin{font:700 40px/1.2 ui-monospace,Menlo,Consolas,monospace;letter-spacing:6px;text-align:center;background:#f5f8fa;border-radius:8px;padding:14px;margin:16px 0}\
 a{color:#1b95e0}";
@@ -67,6 +68,8 @@ pub(crate) struct AuthorizeForm<'a> {
     /// `Some(prefill)` shows the username and password fields.
     pub login: Option<&'a str>,
     pub signed_in_as: Option<&'a str>,
+    /// Where the sign-out button posts the form (its CSRF token and
+    /// request token go with it).
     pub sign_out_url: &'a str,
     pub error: Option<&'a str>,
 }
@@ -112,10 +115,9 @@ pub(crate) fn authorize(form: &AuthorizeForm<'_>) -> String {
         None => {
             if let Some(who) = form.signed_in_as {
                 body.push_str(&format!(
-                    "<p class=\"muted\">Signed in as <strong>@{}</strong>. \
-                     <a href=\"{}\">Not you? Sign out</a></p>",
+                    "<p class=\"muted\">Signed in as <strong>@{}</strong>. {}</p>",
                     escape(who),
-                    escape(form.sign_out_url)
+                    sign_out_button(form.sign_out_url, "Not you? Sign out")
                 ));
             }
             "Authorize app"
@@ -125,22 +127,70 @@ pub(crate) fn authorize(form: &AuthorizeForm<'_>) -> String {
         "<div class=\"buttons\">\
          <button type=\"submit\" class=\"primary\" id=\"allow\" name=\"allow\" value=\"{allow_label}\">{allow_label}</button>\
          <button type=\"submit\" class=\"secondary\" id=\"cancel\" name=\"cancel\" value=\"cancel\" formnovalidate>Cancel</button>\
-         </div></form>"
+         </div>"
     ));
     if form.login.is_some()
         && let Some(who) = form.signed_in_as
     {
-        {
-            body.push_str(&format!(
-                "<p class=\"muted\">Currently signed in as @{}. <a href=\"{}\">Sign out</a></p>",
-                escape(who),
-                escape(form.sign_out_url)
-            ));
-        }
+        body.push_str(&format!(
+            "<p class=\"muted\">Currently signed in as @{}. {}</p>",
+            escape(who),
+            sign_out_button(form.sign_out_url, "Sign out")
+        ));
     }
+    body.push_str("</form>");
     page(
         &format!("Authorize {} — Perch Sandbox", form.app_name),
         &body,
+    )
+}
+
+/// A button of the consent form that posts the form to the sign-out
+/// endpoint instead (forms cannot nest; the form's CSRF and request tokens
+/// go with it, and its required fields are not asked for).
+fn sign_out_button(sign_out_url: &str, label: &str) -> String {
+    format!(
+        "<button type=\"submit\" class=\"link\" id=\"sign_out\" name=\"sign_out\" value=\"sign_out\" \
+         formaction=\"{}\" formnovalidate>{}</button>",
+        escape(sign_out_url),
+        escape(label)
+    )
+}
+
+/// The page `GET sign_out` shows: signing out takes this button's POST.
+pub(crate) fn sign_out(action: &str, csrf: &str, oauth_token: Option<&str>) -> String {
+    let token = oauth_token
+        .map(|t| {
+            format!(
+                "<input type=\"hidden\" name=\"oauth_token\" value=\"{}\">",
+                escape(t)
+            )
+        })
+        .unwrap_or_default();
+    page(
+        "Perch Sandbox — sign out",
+        &format!(
+            "<h1>Sign out of the sandbox?</h1>\
+             <form method=\"post\" action=\"{}\">\
+             <input type=\"hidden\" name=\"authenticity_token\" value=\"{}\">{token}\
+             <div class=\"buttons\"><button type=\"submit\" class=\"primary\" id=\"sign_out\">Sign out</button></div>\
+             </form>",
+            escape(action),
+            escape(csrf),
+        ),
+    )
+}
+
+/// A sign-in refused because password checking is saturated.
+pub(crate) fn busy(retry_url: &str) -> String {
+    page(
+        "Perch Sandbox — busy",
+        &format!(
+            "<h1>Too many sign-ins at once</h1>\
+             <p>The sandbox is busy checking passwords. Wait a moment, then \
+             <a href=\"{}\">go back to the sign-in page</a> and try again.</p>",
+            escape(retry_url)
+        ),
     )
 }
 

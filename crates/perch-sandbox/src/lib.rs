@@ -19,6 +19,7 @@ pub mod consumers;
 mod error;
 pub mod fixtures;
 mod html;
+pub mod metrics;
 mod pages;
 mod passwords;
 mod state;
@@ -28,7 +29,9 @@ mod twitter;
 pub mod users;
 
 pub use error::SandboxError;
-pub use state::SandboxState;
+pub use metrics::SandboxMetrics;
+pub use passwords::DEFAULT_HASH_QUEUE;
+pub use state::{DEFAULT_LOCKOUT, SandboxOptions, SandboxState};
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -60,7 +63,7 @@ pub fn router(state: SandboxState) -> Router {
             "/oauth/authorize",
             get(pages::authorize).post(pages::decide),
         )
-        .route("/sign_out", get(pages::sign_out))
+        .route("/sign_out", get(pages::sign_out_page).post(pages::sign_out))
         .route(
             "/profile_images/default_profile.svg",
             get(pages::default_profile_image),

@@ -1,5 +1,6 @@
 //! The browser side: `oauth/authenticate`, `oauth/authorize` (GET shows the
-//! page, POST takes the decision), sign-out.
+//! page, POST takes the decision), sign-out (a POST with the CSRF token; a
+//! GET only shows the button, so no other page can sign a user out).
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -17,6 +18,11 @@ use crate::store::RequestTokenStatus;
 const SESSION_COOKIE: &str = "perch_sandbox_session";
 const CSRF_COOKIE: &str = "perch_sandbox_csrf";
 const SESSION_TTL: time::Duration = time::Duration::days(30);
+/// How long a user is locked out after too many password attempts, and how
+/// long counted attempts are remembered, as Twitter's.
+const LOCKOUT: time::Duration = time::Duration::minutes(15);
+/// `Retry-After` of the page refusing a sign-in when hashing is saturated.
+const BUSY_RETRY_SECS: u64 = 2;
 
 fn pairs(raw: &[u8]) -> Vec<(String, String)> {
     url::form_urlencoded::parse(raw)
@@ -76,6 +82,13 @@ fn html_response(status: StatusCode, body: String, cookies: &[String]) -> Respon
             headers.append(header::SET_COOKIE, value);
         }
     }
+    response
+}
+
+fn with_retry_after(mut response: Response, secs: u64) -> Response {
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     response
 }
 
@@ -192,10 +205,7 @@ impl PageContext<'_> {
             self.pending.consumer.request_email,
         );
         let action = self.state.public("/oauth/authorize");
-        let sign_out = self.state.public(&format!(
-            "/sign_out?oauth_token={}",
-            perch_oauth1::percent_encode(&self.pending.token.token)
-        ));
+        let sign_out = self.state.public("/sign_out");
         let body = html::authorize(&html::AuthorizeForm {
             action: &action,
             app_name: &self.pending.consumer.name,
@@ -222,6 +232,21 @@ fn csrf_for(state: &SandboxState, headers: &HeaderMap) -> (String, Vec<String>) 
     }
 }
 
+/// A session opened by a sign-in, and the one the browser presented
+/// before it (deleted, so a session id planted before sign-in is worth
+/// nothing after it).
+struct NewSession<'a> {
+    id: String,
+    replaces: Option<&'a str>,
+}
+
+/// The double-submit check: the form's token must equal the cookie's.
+fn csrf_matches(headers: &HeaderMap, presented: &str) -> bool {
+    cookie(headers, CSRF_COOKIE).is_some_and(|c| {
+        !presented.is_empty() && bool::from(c.as_bytes().ct_eq(presented.as_bytes()))
+    })
+}
+
 /// Approves the request token for `user`, remembers the authorization,
 /// stores a new session if one was just opened, and answers with the
 /// callback redirect or the PIN page. One transaction.
@@ -230,7 +255,7 @@ async fn approve(
     state: &SandboxState,
     pending: &Pending,
     user: &store::User,
-    new_session: Option<String>,
+    new_session: Option<NewSession<'_>>,
 ) -> Result<Response, SandboxError> {
     let now = state.inner.clock.now();
     let oob = pending.token.callback == "oob";
@@ -259,7 +284,14 @@ async fn approve(
     )
     .await?;
     let mut cookies = Vec::new();
-    if let Some(session) = new_session {
+    if let Some(NewSession {
+        id: session,
+        replaces,
+    }) = new_session
+    {
+        if let Some(old) = replaces {
+            store::delete_session(&mut tx, &token::digest(old)).await?;
+        }
         store::insert_session(
             &mut tx,
             &token::digest(&session),
@@ -399,10 +431,7 @@ async fn decide_inner(
     };
     // Double-submit CSRF check: the form's token must equal the cookie's.
     let presented = get(&form, "authenticity_token").unwrap_or_default();
-    let csrf_ok = cookie(headers, CSRF_COOKIE).is_some_and(|c| {
-        !presented.is_empty() && bool::from(c.as_bytes().ct_eq(presented.as_bytes()))
-    });
-    if !csrf_ok {
+    if !csrf_matches(headers, presented) {
         let retry = state.public(&format!(
             "/oauth/authorize?oauth_token={}",
             perch_oauth1::percent_encode(oauth_token)
@@ -414,14 +443,19 @@ async fn decide_inner(
         ));
     }
 
+    // The request token is checked before anything costly: a bogus, used
+    // or expired token is refused without a password hash.
+    let mut conn = state.inner.pool.acquire().await?;
+    let Some(pending) = pending(&mut conn, state, oauth_token).await? else {
+        return Ok(whoa(StatusCode::FORBIDDEN));
+    };
+    drop(conn);
+
     let cancelled = form
         .iter()
         .any(|(n, _)| n.to_ascii_lowercase().contains("cancel"));
     if cancelled {
         let mut tx = state.inner.pool.begin().await?;
-        let Some(pending) = pending(&mut tx, state, oauth_token).await? else {
-            return Ok(whoa(StatusCode::FORBIDDEN));
-        };
         let now = state.inner.clock.now();
         if !store::deny_request_token(&mut tx, oauth_token, now).await? {
             return Ok(whoa(StatusCode::FORBIDDEN));
@@ -447,65 +481,154 @@ async fn decide_inner(
         .unwrap_or_default();
     let password = get(&form, "session[password]").unwrap_or_default();
     let login_attempt = !username.is_empty() || !password.is_empty();
-
-    // The password check is slow: it runs before the transaction opens, so
-    // no row is locked while argon2 works.
-    let mut signed_in = None;
-    let mut bad_login = false;
-    if login_attempt {
-        let mut conn = state.inner.pool.acquire().await?;
-        let found = store::user_for_login(&mut conn, username).await?;
-        drop(conn);
-        let (user, hash) = match found {
-            Some((user, hash)) => (Some(user), Some(hash)),
-            None => (None, None),
-        };
-        let ok = state
-            .inner
-            .passwords
-            .verify(password.to_owned(), hash)
-            .await?;
-        match (ok, user) {
-            (true, Some(user)) => signed_in = Some(user),
-            _ => bad_login = true,
-        }
-    }
-
-    let mut tx = state.inner.pool.begin().await?;
-    let Some(pending) = pending(&mut tx, state, oauth_token).await? else {
-        return Ok(whoa(StatusCode::FORBIDDEN));
-    };
     let context = PageContext {
         state,
         pending: &pending,
         csrf: presented,
         cookies: Vec::new(),
     };
-    if bad_login {
-        return Ok(context.render(
-            StatusCode::OK,
-            Some(username),
-            None,
-            Some("The username and password you entered did not match our records. Please double-check and try again."),
-        ));
+
+    if login_attempt {
+        return sign_in(state, headers, &context, username, password).await;
     }
-    if let Some(user) = signed_in {
-        let session = token::random_alphanumeric(43);
-        return approve(tx, state, &pending, &user, Some(session)).await;
-    }
+    let mut tx = state.inner.pool.begin().await?;
     match session_user(&mut tx, state, headers).await? {
         Some(user) => approve(tx, state, &pending, &user, None).await,
         None => Ok(context.render(StatusCode::OK, Some(""), None, Some("Sign in to continue."))),
     }
 }
 
-/// `GET sign_out`: ends the session, then returns to the consent page of
-/// `oauth_token` when given.
-pub(crate) async fn sign_out(
+/// Checks `username` and `password` and, when they match, approves as that
+/// user with a new session. The attempt is counted (when the lockout is on)
+/// before the hash, so a locked-out user costs no hash and parallel guesses
+/// cannot outrun the count. The check runs with no transaction open, so no
+/// row is locked while argon2 works.
+async fn sign_in(
+    state: &SandboxState,
+    headers: &HeaderMap,
+    context: &PageContext<'_>,
+    username: &str,
+    password: &str,
+) -> Result<Response, SandboxError> {
+    let inner = &state.inner;
+    let mut conn = inner.pool.acquire().await?;
+    let found = store::user_for_login(&mut conn, username).await?;
+    let (user, hash) = match found {
+        Some((user, hash)) => (Some(user), Some(hash)),
+        None => (None, None),
+    };
+    // Only known users are counted: an unknown name has no one to lock out
+    // and still costs the dummy hash, so timing tells nothing.
+    let counted = match &user {
+        Some(user) if inner.lockout > 0 => {
+            let now = inner.clock.now();
+            if !store::count_sign_in_attempt(&mut conn, user.id, now, LOCKOUT, inner.lockout)
+                .await?
+            {
+                let until = store::locked_until(&mut conn, user.id, now, inner.lockout)
+                    .await?
+                    .unwrap_or(now + LOCKOUT);
+                inner.metrics.locked_out();
+                let wait = (until - now).whole_seconds().max(1);
+                return Ok(with_retry_after(
+                    context.render(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        Some(username),
+                        None,
+                        Some(
+                            "This account is locked because of too many sign-in attempts. \
+                             Please wait 15 minutes and try again.",
+                        ),
+                    ),
+                    u64::try_from(wait).unwrap_or(1),
+                ));
+            }
+            Some(user.id)
+        }
+        _ => None,
+    };
+    drop(conn);
+
+    let ok = match inner.passwords.verify(password.to_owned(), hash).await {
+        Ok(ok) => ok,
+        Err(SandboxError::Busy) => {
+            if let Some(user_id) = counted {
+                let mut conn = inner.pool.acquire().await?;
+                store::refund_sign_in_attempt(&mut conn, user_id).await?;
+            }
+            return Ok(busy(state, &context.pending.token.token));
+        }
+        Err(error) => return Err(error),
+    };
+    let Some(user) = user.filter(|_| ok) else {
+        return Ok(context.render(
+            StatusCode::OK,
+            Some(username),
+            None,
+            Some("The username and password you entered did not match our records. Please double-check and try again."),
+        ));
+    };
+    let mut tx = inner.pool.begin().await?;
+    if counted.is_some() {
+        store::clear_sign_in_attempts(&mut tx, user.id).await?;
+    }
+    let session = NewSession {
+        id: token::random_alphanumeric(43),
+        replaces: cookie(headers, SESSION_COOKIE),
+    };
+    approve(tx, state, context.pending, &user, Some(session)).await
+}
+
+/// The page for a sign-in refused because every hashing worker is busy and
+/// the queue is full: 503 with `Retry-After`, and a way back to the form.
+fn busy(state: &SandboxState, oauth_token: &str) -> Response {
+    let retry = state.public(&format!(
+        "/oauth/authorize?oauth_token={}",
+        perch_oauth1::percent_encode(oauth_token)
+    ));
+    with_retry_after(
+        html_response(StatusCode::SERVICE_UNAVAILABLE, html::busy(&retry), &[]),
+        BUSY_RETRY_SECS,
+    )
+}
+
+/// `GET sign_out`: a page with the sign-out button (signing out takes a
+/// POST with the CSRF token, so a link or an image elsewhere cannot).
+pub(crate) async fn sign_out_page(
     State(state): State<SandboxState>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
+    let query = pairs(query.unwrap_or_default().as_bytes());
+    let oauth_token = get(&query, "oauth_token").filter(|t| !t.is_empty());
+    let (csrf, cookies) = csrf_for(&state, &headers);
+    html_response(
+        StatusCode::OK,
+        html::sign_out(&state.public("/sign_out"), &csrf, oauth_token),
+        &cookies,
+    )
+}
+
+/// `POST sign_out`: with the CSRF token, ends the session, then returns to
+/// the consent page of `oauth_token` when given.
+pub(crate) async fn sign_out(
+    State(state): State<SandboxState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = pairs(&body);
+    let oauth_token = get(&form, "oauth_token").filter(|t| !t.is_empty());
+    let presented = get(&form, "authenticity_token").unwrap_or_default();
+    if !csrf_matches(&headers, presented) {
+        let retry = match oauth_token {
+            Some(t) => state.public(&format!(
+                "/sign_out?oauth_token={}",
+                perch_oauth1::percent_encode(t)
+            )),
+            None => state.public("/sign_out"),
+        };
+        return html_response(StatusCode::FORBIDDEN, html::expired_form(&retry), &[]);
+    }
     if let Some(value) = cookie(&headers, SESSION_COOKIE) {
         let deleted = async {
             let mut conn = state.inner.pool.acquire().await?;
@@ -517,8 +640,7 @@ pub(crate) async fn sign_out(
         }
     }
     let clear = set_cookie(&state, SESSION_COOKIE, "", Some(0));
-    let query = pairs(query.unwrap_or_default().as_bytes());
-    match get(&query, "oauth_token").filter(|t| !t.is_empty()) {
+    match oauth_token {
         Some(oauth_token) => redirect(
             &state.public(&format!(
                 "/oauth/authorize?oauth_token={}",

@@ -1,6 +1,10 @@
 //! Sandbox user passwords: argon2id with OWASP's minimum parameters
 //! (19 MiB, t=2, p=1), hashed on the blocking pool behind a semaphore so a
-//! burst of sign-ins cannot starve the runtime or exhaust memory.
+//! burst of sign-ins cannot starve the runtime or exhaust memory. The
+//! waiters are bounded too: when every permit is held and the queue is
+//! full, a request is refused at once ([`SandboxError::Busy`], a 503)
+//! instead of queueing without end, so a flood costs memory and latency
+//! only up to the queue's size.
 //!
 //! Each permit has a working area of its own (19 MiB of argon2 blocks),
 //! kept and reused: letting argon2 allocate and free 19 MiB per hash left
@@ -11,10 +15,16 @@
 
 use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, TryAcquireError};
 
 use crate::SandboxError;
+use crate::metrics::SandboxMetrics;
+
+/// How many requests may wait for a hashing permit by default, beyond
+/// the one per core that hash.
+pub const DEFAULT_HASH_QUEUE: usize = 32;
 
 /// A hash of nothing anyone knows, with the same parameters, verified for
 /// unknown screen names so timing does not reveal which names exist.
@@ -39,14 +49,64 @@ type Areas = Arc<Mutex<Vec<Vec<Block>>>>;
 pub(crate) struct Passwords {
     permits: Arc<Semaphore>,
     areas: Areas,
+    /// Requests waiting for a permit now.
+    waiting: AtomicUsize,
+    /// At most this many may wait.
+    max_waiting: usize,
+    metrics: Arc<SandboxMetrics>,
+}
+
+/// One place in the queue of waiters, given back when dropped (also when
+/// the waiting request is cancelled).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn enter(waiting: &'a AtomicUsize, max: usize) -> Option<Self> {
+        waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Self(waiting))
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Passwords {
-    pub fn new() -> Self {
+    /// One permit per core; at most `max_waiting` requests wait for one.
+    pub fn new(max_waiting: usize, metrics: Arc<SandboxMetrics>) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
         Self {
             permits: Arc::new(Semaphore::new(cores.max(1))),
             areas: Areas::default(),
+            waiting: AtomicUsize::new(0),
+            max_waiting,
+            metrics,
+        }
+    }
+
+    /// A permit now, or after waiting in the bounded queue; `Busy` when the
+    /// queue is full.
+    async fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, SandboxError> {
+        match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => Ok(permit),
+            Err(TryAcquireError::Closed) => Err(hash_error("hashing permits closed")),
+            Err(TryAcquireError::NoPermits) => {
+                let Some(_place) = Waiting::enter(&self.waiting, self.max_waiting) else {
+                    self.metrics.hash_queue_full();
+                    return Err(SandboxError::Busy);
+                };
+                self.permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(hash_error)
+            }
         }
     }
 
@@ -55,12 +115,8 @@ impl Passwords {
         &self,
         work: impl FnOnce(&mut Vec<Block>) -> Result<T, SandboxError> + Send + 'static,
     ) -> Result<T, SandboxError> {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(hash_error)?;
+        let permit = self.permit().await?;
+        self.metrics.hash_started();
         let areas = self.areas.clone();
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
@@ -180,6 +236,10 @@ mod tests {
     use super::*;
     use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 
+    fn passwords() -> Passwords {
+        Passwords::new(DEFAULT_HASH_QUEUE, Arc::default())
+    }
+
     async fn matches(passwords: &Passwords, password: &str, hash: &str) -> bool {
         passwords
             .verify(password.into(), Some(hash.to_owned()))
@@ -189,7 +249,7 @@ mod tests {
 
     #[tokio::test]
     async fn hashes_verify_and_the_dummy_never_matches() {
-        let passwords = Passwords::new();
+        let passwords = passwords();
         let hash = passwords.hash("correct horse".into()).await.unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
         assert!(matches(&passwords, "correct horse", &hash).await);
@@ -210,7 +270,7 @@ mod tests {
     /// with the crate's own verifier.
     #[tokio::test]
     async fn phc_strings_match_the_argon2_crate_both_ways() {
-        let passwords = Passwords::new();
+        let passwords = passwords();
         let crate_argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params().unwrap());
         let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
         let theirs = crate_argon2
@@ -236,7 +296,7 @@ mod tests {
     /// kept area is reused whatever size was asked for.
     #[tokio::test]
     async fn other_parameters_verify_and_huge_ones_are_refused() {
-        let passwords = Passwords::new();
+        let passwords = passwords();
         let small = Argon2::new(
             Algorithm::Argon2id,
             Version::V0x13,
@@ -260,5 +320,50 @@ mod tests {
             (1..=passwords.permits.available_permits()).contains(&kept),
             "{kept}"
         );
+    }
+
+    /// Polls `future` once: `Some` if it finished.
+    async fn poll_once<F: std::future::Future + Unpin>(future: &mut F) -> Option<F::Output> {
+        std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(match std::pin::Pin::new(&mut *future).poll(cx) {
+                std::task::Poll::Ready(out) => Some(out),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await
+    }
+
+    /// With every permit held and the queue full, a hash is refused at
+    /// once; a place freed by a cancelled waiter is given back.
+    #[tokio::test]
+    async fn a_full_queue_refuses_and_a_cancelled_waiter_leaves_it() {
+        let metrics = Arc::new(SandboxMetrics::default());
+        let passwords = Passwords::new(1, metrics.clone());
+        let all = u32::try_from(passwords.permits.available_permits()).unwrap();
+        let held = passwords
+            .permits
+            .clone()
+            .acquire_many_owned(all)
+            .await
+            .unwrap();
+        let mut parked = Box::pin(passwords.verify("pw".into(), None));
+        assert!(poll_once(&mut parked).await.is_none());
+        assert_eq!(passwords.waiting.load(Ordering::Acquire), 1);
+        assert!(matches!(
+            passwords.verify("pw".into(), None).await,
+            Err(SandboxError::Busy)
+        ));
+        assert_eq!(metrics.snapshot().hash_queue_full, 1);
+        assert_eq!(metrics.snapshot().hashes, 0);
+        // Cancelling the parked waiter gives its place back.
+        drop(parked);
+        assert_eq!(passwords.waiting.load(Ordering::Acquire), 0);
+        // A waiter that gets its permit hashes and leaves the queue.
+        let mut waiter = Box::pin(passwords.verify("pw".into(), None));
+        assert!(poll_once(&mut waiter).await.is_none());
+        drop(held);
+        assert!(!waiter.await.unwrap());
+        assert_eq!(passwords.waiting.load(Ordering::Acquire), 0);
+        assert_eq!(metrics.snapshot().hashes, 1);
     }
 }

@@ -9,10 +9,37 @@ use perch_core::clock::SharedClock;
 use sqlx::PgPool;
 use url::Url;
 
+use crate::metrics::SandboxMetrics;
 use crate::passwords::Passwords;
 
 /// The `oauth_timestamp` window, either side of the server clock, as Twitter's.
 pub const TIMESTAMP_WINDOW_SECS: u64 = 300;
+
+/// What protects the sandbox's sign-in from cheap abuse.
+#[derive(Debug, Clone)]
+pub struct SandboxOptions {
+    /// Password attempts for one user before a 15-minute lockout
+    /// (`PERCH_SANDBOX_LOCKOUT`); `0` turns the lockout off.
+    pub lockout: u32,
+    /// Requests that may wait for a hashing worker when all are busy;
+    /// beyond it they are refused with 503.
+    pub hash_queue: usize,
+    /// Where the sandbox counts hashes, refusals and lockouts.
+    pub metrics: Arc<SandboxMetrics>,
+}
+
+impl Default for SandboxOptions {
+    fn default() -> Self {
+        Self {
+            lockout: DEFAULT_LOCKOUT,
+            hash_queue: crate::passwords::DEFAULT_HASH_QUEUE,
+            metrics: Arc::default(),
+        }
+    }
+}
+
+/// `PERCH_SANDBOX_LOCKOUT`'s default, as Twitter's.
+pub const DEFAULT_LOCKOUT: u32 = 5;
 
 /// The sandbox's state: database, keys, clock, public URL, operator token.
 #[derive(Debug, Clone)]
@@ -32,6 +59,9 @@ pub(crate) struct Inner {
     pub cookie_path: String,
     pub operator_token: OperatorToken,
     pub passwords: Passwords,
+    /// Attempts before a lockout; `0`: none.
+    pub lockout: u32,
+    pub metrics: Arc<SandboxMetrics>,
 }
 
 impl SandboxState {
@@ -44,6 +74,7 @@ impl SandboxState {
         clock: SharedClock,
         public_url: &Url,
         operator_token: OperatorToken,
+        options: SandboxOptions,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -58,7 +89,9 @@ impl SandboxState {
                     crate::MOUNT
                 ),
                 operator_token,
-                passwords: Passwords::new(),
+                passwords: Passwords::new(options.hash_queue, options.metrics.clone()),
+                lockout: options.lockout,
+                metrics: options.metrics,
             }),
         }
     }

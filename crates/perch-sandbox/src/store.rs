@@ -348,6 +348,83 @@ pub(crate) async fn delete_session(
     Ok(())
 }
 
+/// Counts one sign-in attempt for `user_id`, before its password is
+/// hashed; `false` (and nothing counted) when the user is locked out:
+/// `limit` attempts already counted and the last within `window`. An
+/// attempt after a quiet `window` starts the count afresh. One statement,
+/// so replicas and parallel requests share the count.
+pub(crate) async fn count_sign_in_attempt(
+    conn: &mut PgConnection,
+    user_id: i64,
+    now: OffsetDateTime,
+    window: time::Duration,
+    limit: u32,
+) -> Result<bool, sqlx::Error> {
+    let counted: Option<i32> = sqlx::query_scalar(
+        "INSERT INTO sandbox_sign_in_attempts AS a (user_id, attempts, expires_at) \
+         VALUES ($1, 1, $3) \
+         ON CONFLICT (user_id) DO UPDATE SET \
+           attempts = CASE WHEN a.expires_at <= $2 THEN 1 ELSE a.attempts + 1 END, \
+           expires_at = $3 \
+         WHERE a.expires_at <= $2 OR a.attempts < $4 \
+         RETURNING attempts",
+    )
+    .bind(user_id)
+    .bind(now)
+    .bind(now + window)
+    .bind(i64::from(limit))
+    .fetch_optional(conn)
+    .await?;
+    Ok(counted.is_some())
+}
+
+/// When the lockout of `user_id` ends, if the user is locked out now.
+pub(crate) async fn locked_until(
+    conn: &mut PgConnection,
+    user_id: i64,
+    now: OffsetDateTime,
+    limit: u32,
+) -> Result<Option<OffsetDateTime>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT expires_at FROM sandbox_sign_in_attempts \
+         WHERE user_id = $1 AND expires_at > $2 AND attempts >= $3",
+    )
+    .bind(user_id)
+    .bind(now)
+    .bind(i64::from(limit))
+    .fetch_optional(conn)
+    .await
+}
+
+/// Gives back one counted attempt whose password was never checked (the
+/// hashing queue was full), so a busy server does not lock users out.
+pub(crate) async fn refund_sign_in_attempt(
+    conn: &mut PgConnection,
+    user_id: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "WITH gone AS (DELETE FROM sandbox_sign_in_attempts WHERE user_id = $1 AND attempts = 1) \
+         UPDATE sandbox_sign_in_attempts SET attempts = attempts - 1 \
+         WHERE user_id = $1 AND attempts > 1",
+    )
+    .bind(user_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Forgets the user's counted attempts (after a successful sign-in).
+pub(crate) async fn clear_sign_in_attempts(
+    conn: &mut PgConnection,
+    user_id: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM sandbox_sign_in_attempts WHERE user_id = $1")
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 // ---- request tokens ----
 
 pub(crate) struct RequestTokenInsert<'a> {

@@ -6,8 +6,8 @@ use time::OffsetDateTime;
 use crate::SandboxError;
 use crate::store;
 
-/// Deletes up to `batch` expired rows from each of the nonce, request-token
-/// and session tables (`DELETE ... WHERE ctid IN (SELECT ... LIMIT n FOR
+/// Deletes up to `batch` expired rows from each of the nonce, request-token,
+/// session and sign-in-attempt tables (`DELETE ... WHERE ctid IN (SELECT ... LIMIT n FOR
 /// UPDATE SKIP LOCKED)`, so sweepers on several replicas never block each
 /// other or a sign-in). Returns the number of rows deleted; call again
 /// while it returns non-zero.
@@ -21,6 +21,7 @@ pub async fn delete_expired(
         "sandbox_nonces",
         "sandbox_request_tokens",
         "sandbox_sessions",
+        "sandbox_sign_in_attempts",
     ] {
         deleted += store::sweep_table(pool, table, now, batch).await?;
     }

@@ -69,6 +69,13 @@ pub struct ServeConfig {
     pub keyring: std::sync::Arc<Keyring>,
     /// Whether the sandbox provider is mounted at `/sandbox`.
     pub sandbox: bool,
+    /// Sandbox password attempts for one user before a 15-minute lockout
+    /// (`PERCH_SANDBOX_LOCKOUT`); `0` turns the lockout off.
+    pub sandbox_lockout: u32,
+    /// Sandbox sign-ins that may wait for a password-hashing worker;
+    /// beyond it they are answered 503. Not an environment variable:
+    /// [`perch_sandbox::DEFAULT_HASH_QUEUE`], chosen by tests and embedders.
+    pub sandbox_hash_queue: usize,
     /// Hosts (`host` or `host:port`) a tenant may use as a custom provider base URL.
     pub allowed_provider_hosts: Vec<String>,
     /// Log output format.
@@ -258,6 +265,7 @@ impl ServeConfig {
             count(env, "PERCH_RATE_LOGIN_PER_APP", 1200)?,
             count(env, "PERCH_RATE_AUTH_FAILURES", 30)?,
         );
+        let sandbox_lockout = count(env, "PERCH_SANDBOX_LOCKOUT", perch_sandbox::DEFAULT_LOCKOUT)?;
         let trusted_proxies = match non_empty(env, "PERCH_TRUSTED_PROXIES") {
             None => perch_core::client_ip::TrustedProxies::default(),
             Some(list) => list.parse().map_err(|_| {
@@ -279,6 +287,8 @@ impl ServeConfig {
             operator_token,
             keyring,
             sandbox,
+            sandbox_lockout,
+            sandbox_hash_queue: perch_sandbox::DEFAULT_HASH_QUEUE,
             allowed_provider_hosts,
             log_format,
             shutdown_grace,
@@ -440,7 +450,32 @@ mod tests {
         assert!(config.public_url.is_none());
         assert!(config.operator_token.is_none());
         assert!(!config.sandbox);
+        assert_eq!(config.sandbox_lockout, 5);
+        assert_eq!(config.sandbox_hash_queue, 32);
         assert!(config.allowed_provider_hosts.is_empty());
+    }
+
+    #[test]
+    fn sandbox_lockout_is_a_count_and_zero_turns_it_off() {
+        let read = |value: &str| {
+            ServeConfig::from_env(
+                &[
+                    ("DATABASE_URL", "postgres://postgres@127.0.0.1/perch"),
+                    ("PERCH_ENCRYPTION_KEYS", KEY),
+                    ("PERCH_SANDBOX_LOCKOUT", value),
+                ],
+                None,
+            )
+            .map(|c| c.sandbox_lockout)
+        };
+        assert_eq!(read("0").unwrap(), 0);
+        assert_eq!(read("10").unwrap(), 10);
+        assert!(
+            read("five")
+                .unwrap_err()
+                .to_string()
+                .contains("PERCH_SANDBOX_LOCKOUT")
+        );
     }
 
     #[test]

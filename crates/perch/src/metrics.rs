@@ -251,12 +251,15 @@ pub struct MetricsState {
     pub pool: PgPool,
     /// The rate limiter, for its refusals.
     pub limits: Arc<perch_core::limits::Limits>,
+    /// The sandbox's counters (zero when the sandbox is off).
+    pub sandbox: Arc<perch_sandbox::SandboxMetrics>,
 }
 
 /// `GET /metrics`.
 pub async fn handler(State(state): State<MetricsState>) -> Response {
     let mut body = state.metrics.render(&state.flow, &state.pool);
     render_refusals(&mut body, &state.limits.refusals());
+    body.push_str(&state.sandbox.render());
     let mut response = body.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

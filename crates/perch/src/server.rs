@@ -70,6 +70,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// The rate-limit budgets and their shared store.
     pub limits: Arc<perch_core::limits::Limits>,
+    /// The sandbox's hashing and lockout counters.
+    pub sandbox_metrics: Arc<perch_sandbox::SandboxMetrics>,
 }
 
 /// The whole HTTP surface: every service crate's router, composed.
@@ -106,6 +108,11 @@ pub fn router_with(
             &shared.public_url,
             perch_core::auth::OperatorToken::new(config.operator_token.as_ref())
                 .with_limits(shared.limits.clone()),
+            perch_sandbox::SandboxOptions {
+                lockout: config.sandbox_lockout,
+                hash_queue: config.sandbox_hash_queue,
+                metrics: shared.sandbox_metrics.clone(),
+            },
         );
         app = app.merge(perch_sandbox::router(sandbox));
     }
@@ -167,6 +174,7 @@ pub fn metrics_router(shared: &Shared) -> Router {
             flow: shared.flow_metrics.clone(),
             pool: shared.pool.clone(),
             limits: shared.limits.clone(),
+            sandbox: shared.sandbox_metrics.clone(),
         })
 }
 
@@ -388,6 +396,7 @@ pub async fn start_with(
             clock.clone(),
             config.budgets,
         )),
+        sandbox_metrics: Arc::default(),
     };
     let admin = match config.admin_listen {
         None => None,

@@ -35,6 +35,9 @@ pub enum FlowError {
     /// The bearer token is not a live API key (401 with a `Bearer` challenge).
     #[error("the API key is invalid or revoked")]
     InvalidKey,
+    /// The key lacks the scope the request needs (403 `insufficient_scope`).
+    #[error(transparent)]
+    InsufficientScope(#[from] perch_tenants::InsufficientScope),
     /// The tenant crate refused or failed (it converts its own errors).
     #[error(transparent)]
     Tenants(#[from] perch_tenants::Error),
@@ -81,6 +84,11 @@ impl From<FlowError> for Problem {
             }
             FlowError::InvalidKey => perch_tenants::extract::invalid_key().0,
             FlowError::Tenants(error) => Problem::from(error),
+            FlowError::InsufficientScope(refusal) => Problem::new(
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                refusal.to_string(),
+            ),
             internal @ (FlowError::Database(_)
             | FlowError::Keyring(_)
             | FlowError::Client(_)
@@ -94,6 +102,9 @@ impl From<FlowError> for Problem {
 
 impl IntoResponse for FlowError {
     fn into_response(self) -> Response {
+        if let FlowError::InsufficientScope(refusal) = self {
+            return refusal.into_response();
+        }
         let challenge = match &self {
             FlowError::InvalidClient(_) => Some("Basic realm=\"perch\""),
             FlowError::InvalidKey => Some("Bearer"),

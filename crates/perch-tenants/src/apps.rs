@@ -22,11 +22,12 @@ use url::Url;
 use utoipa::ToSchema;
 
 use crate::callback::CallbackUrls;
-use crate::extract::{AppJson, TenantAuth};
+use crate::extract::AppJson;
 use crate::openapi::ProblemDoc;
 use crate::pagination::{self, ListParams};
 use crate::provider::{ProviderInput, ProviderKind, ProviderView, ValidProvider};
 use crate::sandbox::SandboxConsumer;
+use crate::scopes::{Scoped, need};
 use crate::{Error, TenantsState, validate_name};
 
 /// The readable prefix of every app client secret.
@@ -333,6 +334,7 @@ async fn provision(
         (status = 201, description = "The app; its client_secret is shown only here", body = CreatedApp),
         (status = 400, description = "Malformed JSON", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`insufficient_scope`: the key lacks `apps:write`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "The tenant has an app with this name", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "Invalid, unknown or missing field (named in `field`)", body = ProblemDoc, content_type = "application/problem+json"),
@@ -341,7 +343,7 @@ async fn provision(
 )]
 pub(crate) async fn create_handler(
     State(state): State<TenantsState>,
-    auth: TenantAuth,
+    Scoped(auth, _): Scoped<need::AppsWrite>,
     meta: RequestMeta,
     AppJson(body): AppJson<CreateApp>,
 ) -> Result<(StatusCode, Json<CreatedApp>), Error> {
@@ -410,13 +412,14 @@ pub(crate) async fn create_handler(
     responses(
         (status = 200, description = "A page of apps, oldest first", body = AppList),
         (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`insufficient_scope`: the key lacks `apps:read`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "Invalid limit or cursor", body = ProblemDoc, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
 pub(crate) async fn list_handler(
     State(state): State<TenantsState>,
-    auth: TenantAuth,
+    Scoped(auth, _): Scoped<need::AppsRead>,
     query: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<AppList>, Error> {
     let page = ListParams::from_query(query)?.page("apps")?;
@@ -439,13 +442,14 @@ fn parse_app_id(id: &str) -> Result<AppId, Error> {
     responses(
         (status = 200, description = "The app", body = AppView),
         (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`insufficient_scope`: the key lacks `apps:read`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such app for this tenant", body = ProblemDoc, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
 pub(crate) async fn get_handler(
     State(state): State<TenantsState>,
-    auth: TenantAuth,
+    Scoped(auth, _): Scoped<need::AppsRead>,
     Path(id): Path<String>,
 ) -> Result<Json<AppView>, Error> {
     let app_id = parse_app_id(&id)?;
@@ -464,6 +468,7 @@ pub(crate) async fn get_handler(
         (status = 200, description = "The changed app", body = AppView),
         (status = 400, description = "Malformed JSON", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`insufficient_scope`: the key lacks `apps:write`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such app for this tenant", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "The tenant has another app with this name", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = ProblemDoc, content_type = "application/problem+json"),
@@ -473,7 +478,7 @@ pub(crate) async fn get_handler(
 )]
 pub(crate) async fn update_handler(
     State(state): State<TenantsState>,
-    auth: TenantAuth,
+    Scoped(auth, _): Scoped<need::AppsWrite>,
     meta: RequestMeta,
     Path(id): Path<String>,
     AppJson(body): AppJson<UpdateApp>,
@@ -567,13 +572,14 @@ pub(crate) async fn update_handler(
     responses(
         (status = 204, description = "Deleted"),
         (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`insufficient_scope`: the key lacks `apps:write`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such app for this tenant", body = ProblemDoc, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
 pub(crate) async fn delete_handler(
     State(state): State<TenantsState>,
-    auth: TenantAuth,
+    Scoped(auth, _): Scoped<need::AppsWrite>,
     meta: RequestMeta,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Error> {
@@ -604,13 +610,14 @@ pub(crate) async fn delete_handler(
     responses(
         (status = 200, description = "The new client secret, shown only here", body = RotatedSecret),
         (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`insufficient_scope`: the key lacks `apps:write`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such app for this tenant", body = ProblemDoc, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
 pub(crate) async fn rotate_secret_handler(
     State(state): State<TenantsState>,
-    auth: TenantAuth,
+    Scoped(auth, _): Scoped<need::AppsWrite>,
     meta: RequestMeta,
     Path(id): Path<String>,
 ) -> Result<Json<RotatedSecret>, Error> {

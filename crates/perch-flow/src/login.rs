@@ -8,7 +8,7 @@ use base64::Engine as _;
 use perch_core::audit::{self, Actor, AuditEvent, Outcome, RequestMeta};
 use perch_core::ids::AppId;
 use perch_core::token;
-use perch_tenants::App;
+use perch_tenants::{App, ClientType};
 
 use crate::error::{HopError, hop_response};
 use crate::metrics::{FailReason, Hop};
@@ -143,6 +143,14 @@ fn validate(app: &App, pairs: &[(String, String)]) -> Result<LoginParams, HopErr
             ));
         }
     };
+    if app.client_type == ClientType::Public && code_challenge.is_none() {
+        // A public app cannot prove itself with a secret, so the PKCE
+        // challenge is what ties the code to the app instance that asked.
+        return Err(HopError::bad_link(
+            "This app is a public client: its sign-in links need a code_challenge \
+             and code_challenge_method=S256 (PKCE).",
+        ));
+    }
     Ok(LoginParams {
         redirect_uri,
         state,

@@ -1,5 +1,5 @@
-//! The expiry sweeper: deletes expired pending logins, used or expired
-//! codes, and (through the sandbox's own function) its expired rows, in
+//! The expiry sweeper: deletes expired pending logins, expired codes
+//! (used ones included), and (through the sandbox's own function) its expired rows, in
 //! small batches.
 //!
 //! Each batch is one short statement that skips rows another replica's

@@ -40,6 +40,22 @@ pub fn consumer_secret_aad(tenant_id: TenantId, app_id: AppId) -> Vec<u8> {
     format!("apps|consumer_secret|{tenant_id}|{app_id}").into_bytes()
 }
 
+perch_core::state_enum! {
+    /// Whether an app can keep a client secret (OAuth 2.0 client types,
+    /// RFC 6749 §2.1).
+    #[derive(Serialize, Deserialize, ToSchema)]
+    #[serde(rename_all = "lowercase")]
+    pub enum ClientType {
+        /// A server that keeps the client secret: every exchange needs it,
+        /// and a PKCE challenge is checked on top.
+        Confidential = "confidential",
+        /// A native or single-page app that cannot keep a secret: every
+        /// login needs a PKCE (S256) challenge, and the exchange proves the
+        /// verifier instead of a secret.
+        Public = "public",
+    }
+}
+
 /// An app as stored. This is what the hosted login reads
 /// ([`load_for_login`]): the tenant, the callback URLs, the provider and
 /// its keys (the consumer secret still sealed).
@@ -70,6 +86,8 @@ pub struct App {
     pub created_at: OffsetDateTime,
     /// Last change.
     pub updated_at: OffsetDateTime,
+    /// Confidential (the default) or public.
+    pub client_type: ClientType,
 }
 
 impl App {
@@ -97,6 +115,7 @@ impl App {
                 base_url: self.provider_base_url.clone(),
             },
             sign_in_with_twitter: self.sign_in_with_twitter,
+            client_type: self.client_type,
             login_url: links.login_url(self.id),
             upstream_callback_url: links.upstream_callback_url(),
             created_at: self.created_at,
@@ -169,6 +188,15 @@ pub struct CreateApp {
     /// who already approved the app skip the consent page. Default true.
     #[serde(default = "yes")]
     pub sign_in_with_twitter: bool,
+    /// `confidential` (default: the exchange needs the client secret) or
+    /// `public` (logins need a PKCE S256 challenge; the exchange takes the
+    /// verifier and no secret).
+    #[serde(default = "confidential")]
+    pub client_type: ClientType,
+}
+
+fn confidential() -> ClientType {
+    ClientType::Confidential
 }
 
 /// `PATCH /v1/apps/{id}` body: every field optional; `provider` replaces
@@ -188,6 +216,10 @@ pub struct UpdateApp {
     /// Use "Sign in with Twitter".
     #[serde(default)]
     pub sign_in_with_twitter: Option<bool>,
+    /// A new client type, applied from the next request on (an exchange
+    /// follows the app's type at the time of the exchange).
+    #[serde(default)]
+    pub client_type: Option<ClientType>,
 }
 
 /// An app. Never includes the consumer secret.
@@ -204,6 +236,8 @@ pub struct AppView {
     pub provider: ProviderView,
     /// Whether "Sign in with Twitter" is used.
     pub sign_in_with_twitter: bool,
+    /// `confidential` or `public`.
+    pub client_type: ClientType,
     /// Where to send users to log in: `{PUBLIC_URL}/login/{id}`.
     pub login_url: String,
     /// What to register as the callback URL of the upstream (Twitter) app:
@@ -380,6 +414,7 @@ pub(crate) async fn create_handler(
         client_secret_digest: token::digest(client_secret.expose()).to_vec(),
         created_at: now,
         updated_at: now,
+        client_type: body.client_type,
     };
     store::insert(&mut tx, &app).await?;
     audit::record(
@@ -392,6 +427,7 @@ pub(crate) async fn create_handler(
             .details(serde_json::json!({
                 "name": app.name,
                 "provider": app.provider_kind.as_str(),
+                "client_type": app.client_type.as_str(),
             })),
     )
     .await?;
@@ -516,6 +552,10 @@ pub(crate) async fn update_handler(
     if let Some(sign_in) = body.sign_in_with_twitter {
         app.sign_in_with_twitter = sign_in;
         changed.push("sign_in_with_twitter");
+    }
+    if let Some(client_type) = body.client_type {
+        app.client_type = client_type;
+        changed.push("client_type");
     }
     if let Some(provider) = provider {
         retire_consumer(&state, &mut tx, &app).await?;

@@ -61,7 +61,10 @@ async fn login_and_consent_then_instant_then_forced_login() {
     let account_id = account["id"].as_str().unwrap().to_owned();
 
     // 2. Signed in and approved: Twitter's instant redirect, no page.
-    let provider_url = fx.start(&alice, "s2", "&subject=user-42").await;
+    let login_url = fx
+        .pushed_login_url("s2", json!({ "subject": "user-42" }))
+        .await;
+    let provider_url = fx.start_at(&alice, &login_url).await;
     let instant = alice.get(&provider_url).send().await.unwrap();
     assert_eq!(
         instant.status(),
@@ -274,10 +277,11 @@ async fn redirect_uri_must_match_exactly_and_bad_links_redirect_nowhere() {
             "{base}?redirect_uri={0}&redirect_uri={0}&state=s",
             perch_tests::flow::urlencode(REDIRECT_URI)
         ),
+        // Any subject on a link: the login must be pushed.
         format!(
             "{base}?redirect_uri={}&state=s&subject={}",
             perch_tests::flow::urlencode(REDIRECT_URI),
-            "x".repeat(257)
+            "x"
         ),
     ];
     for url in cases {
@@ -355,11 +359,13 @@ async fn the_hosted_sign_in_page_links_to_the_login() {
 async fn a_different_subject_for_the_same_user_is_kept_and_recorded() {
     let fx = Fixture::new(TestServerOptions::default()).await;
     let alice = browser();
-    let first = fx.login(&alice, "alice", "a", "&subject=u-1").await;
+    let url = fx.pushed_login_url("a", json!({ "subject": "u-1" })).await;
+    let first = fx.login_at(&alice, "alice", &url).await;
     let first = fx.exchange(first.code.as_deref().unwrap()).await;
     assert_eq!(first.body["account"]["subject"], "u-1");
 
-    let second = fx.login(&alice, "alice", "b", "&subject=u-2").await;
+    let url = fx.pushed_login_url("b", json!({ "subject": "u-2" })).await;
+    let second = fx.login_at(&alice, "alice", &url).await;
     let second = fx.exchange(second.code.as_deref().unwrap()).await;
     assert_eq!(second.body["subject"], "u-2", "the login's own subject");
     assert_eq!(

@@ -66,7 +66,9 @@ fn is_valid_verifier(verifier: &str) -> bool {
 }
 
 /// HTTP Basic credentials: `(app id, secret)`.
-fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, FlowError> {
+pub(crate) fn basic_credentials(
+    headers: &HeaderMap,
+) -> Result<Option<(String, String)>, FlowError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };

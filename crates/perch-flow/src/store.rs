@@ -688,3 +688,97 @@ pub async fn sweep_codes(
     .await?;
     Ok(result.rows_affected())
 }
+
+/// A pushed login request as stored (the `request_uri` only as a digest).
+#[derive(Debug, Clone, FromRow)]
+pub struct PushedLogin {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The app that pushed it.
+    pub app_id: AppId,
+    /// Where the user goes back to.
+    pub redirect_uri: String,
+    /// The tenant's state (empty when it gave none).
+    pub state: String,
+    /// The tenant's own user id.
+    pub subject: Option<String>,
+    /// Ask the provider to show its sign-in form again.
+    pub force_login: bool,
+    /// Prefill the provider's sign-in form.
+    pub screen_name: Option<String>,
+    /// PKCE S256 challenge.
+    pub code_challenge: Option<String>,
+    /// When it was pushed.
+    pub created_at: OffsetDateTime,
+    /// When it stops being usable.
+    pub expires_at: OffsetDateTime,
+}
+
+/// Stores a pushed login under the digest of its `request_uri`.
+#[tracing::instrument(name = "db.insert_pushed_login", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+pub async fn insert_pushed_login(
+    exec: impl PgExecutor<'_>,
+    digest: &[u8],
+    pushed: &PushedLogin,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO pushed_logins (request_digest, tenant_id, app_id, redirect_uri, state, \
+           subject, force_login, screen_name, code_challenge, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(digest)
+    .bind(pushed.tenant_id)
+    .bind(pushed.app_id)
+    .bind(&pushed.redirect_uri)
+    .bind(&pushed.state)
+    .bind(&pushed.subject)
+    .bind(pushed.force_login)
+    .bind(&pushed.screen_name)
+    .bind(&pushed.code_challenge)
+    .bind(pushed.created_at)
+    .bind(pushed.expires_at)
+    .execute(exec)
+    .await?;
+    Ok(())
+}
+
+/// Takes a live pushed login of `app_id` in one statement: it is deleted
+/// as it is read, so of two browsers following the same `login_url` only
+/// one gets it.
+#[tracing::instrument(name = "db.consume_pushed_login", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+pub async fn consume_pushed_login(
+    exec: impl PgExecutor<'_>,
+    digest: &[u8],
+    app_id: AppId,
+    now: OffsetDateTime,
+) -> Result<Option<PushedLogin>, sqlx::Error> {
+    sqlx::query_as(
+        "DELETE FROM pushed_logins \
+         WHERE request_digest = $1 AND app_id = $2 AND expires_at > $3 \
+         RETURNING tenant_id, app_id, redirect_uri, state, subject, force_login, \
+                   screen_name, code_challenge, created_at, expires_at",
+    )
+    .bind(digest)
+    .bind(app_id)
+    .bind(now)
+    .fetch_optional(exec)
+    .await
+}
+
+/// Deletes up to `batch` expired pushed logins.
+pub async fn sweep_pushed_logins(
+    exec: impl PgExecutor<'_>,
+    now: OffsetDateTime,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    let result = sqlx::query(
+        "DELETE FROM pushed_logins WHERE ctid IN ( \
+           SELECT ctid FROM pushed_logins WHERE expires_at <= $1 \
+           LIMIT $2 FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(now)
+    .bind(batch)
+    .execute(exec)
+    .await?;
+    Ok(result.rows_affected())
+}

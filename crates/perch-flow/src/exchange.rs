@@ -33,7 +33,8 @@ use crate::{FlowError, FlowState, LoginId, store};
 pub struct ExchangeRequest {
     /// The `code` Perch appended to the redirect URI.
     pub code: String,
-    /// The PKCE verifier, for a login started with `code_challenge`.
+    /// The PKCE verifier, for a login started with `code_challenge`
+    /// (always, for a public app).
     #[serde(default)]
     pub code_verifier: Option<String>,
 }
@@ -93,8 +94,8 @@ pub(crate) fn basic_credentials(
     request_body = ExchangeRequest,
     responses(
         (status = 200, body = ExchangeResponse),
-        (status = 400, description = "`invalid_grant`: unknown, used or expired code, wrong app, or wrong verifier", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "`invalid_client`: bad app credentials", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_grant`: unknown, used, expired or burned code (three failed exchanges burn it), wrong app, or missing or wrong verifier", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_client`: bad app credentials, or none for a confidential app", body = ProblemDoc, content_type = "application/problem+json"),
     ),
     security(("client_basic" = []), ())
 )]

@@ -223,8 +223,8 @@ pub(crate) fn check_login(
 fn validate(app: &App, pairs: &[(String, String)]) -> Result<LoginParams, HopError> {
     let raw = RawLogin::from_pairs(pairs);
     if raw.subject.is_some() {
-        // Checked after redirect_uri would be in a push, but a link with a
-        // subject is refused whatever else it says: nothing is stored.
+        // Refused before anything else is looked at: whatever the rest of
+        // the link says, it cannot be trusted with a subject.
         return Err(HopError::bad_link(
             "A sign-in link cannot carry a subject: anyone can edit a link. The site's \
              server must push the login (POST /v1/logins) and send you to the login_url \

@@ -267,3 +267,39 @@ async fn a_replayed_code_is_audited_as_a_replay() {
     assert_eq!(unknown.status, 400);
     assert_eq!(exchange_events(&fx).await.len(), 2);
 }
+
+#[tokio::test]
+async fn racing_wrong_exchanges_count_no_more_than_three() {
+    let fx = Fixture::new(TestServerOptions::default()).await;
+    let alice = browser();
+    let landing = fx.login(&alice, "alice", "race", "").await;
+    let code = landing.code.unwrap();
+    let url = fx.server.url("/v1/logins/exchange");
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let (url, code) = (url.clone(), code.clone());
+            tokio::spawn(async move {
+                reqwest::Client::new()
+                    .post(url)
+                    .json(&json!({ "code": code }))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    for task in tasks {
+        let status = task.await.unwrap();
+        assert!(status == 400 || status == 401, "{status}");
+    }
+    let failed_attempts: i32 = sqlx::query_scalar("SELECT failed_attempts FROM login_codes")
+        .fetch_one(&fx.server.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(failed_attempts, 3);
+    let failures = exchange_events(&fx).await;
+    assert_eq!(failures.len(), 3, "{failures:?}");
+    assert_eq!(fx.exchange(&code).await.status, 400, "burned");
+}

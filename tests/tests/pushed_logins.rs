@@ -299,3 +299,32 @@ async fn a_public_app_pushes_with_a_challenge() {
         .await;
     assert_eq!(exchanged.status, 200, "{:?}", exchanged.body);
 }
+
+#[tokio::test]
+async fn of_racing_browsers_one_takes_the_pushed_login() {
+    let fx = Fixture::new(TestServerOptions::default()).await;
+    let login_url = fx
+        .pushed_login_url("race", json!({ "subject": "u-1" }))
+        .await;
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let url = login_url.clone();
+            tokio::spawn(async move { browser().get(&url).send().await.unwrap().status() })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap().as_u16());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 302).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 400).count(),
+        9,
+        "{statuses:?}"
+    );
+    assert_eq!(count(&fx, "login_flows").await, 1);
+}

@@ -96,11 +96,12 @@ impl Fixture {
 
     /// Hop 1: follows the login link; returns the provider URL it redirects to.
     pub async fn start(&self, browser: &reqwest::Client, state: &str, extra: &str) -> String {
-        let response = browser
-            .get(self.login_url(state, extra))
-            .send()
-            .await
-            .unwrap();
+        self.start_at(browser, &self.login_url(state, extra)).await
+    }
+
+    /// Hop 1 at any login URL (e.g. a pushed login's `login_url`).
+    pub async fn start_at(&self, browser: &reqwest::Client, login_url: &str) -> String {
+        let response = browser.get(login_url).send().await.unwrap();
         assert_eq!(
             response.status(),
             302,
@@ -151,7 +152,18 @@ impl Fixture {
         state: &str,
         extra: &str,
     ) -> Landing {
-        let provider_url = self.start(browser, state, extra).await;
+        self.login_at(browser, user, &self.login_url(state, extra))
+            .await
+    }
+
+    /// A whole login from any login URL (e.g. a pushed login's `login_url`).
+    pub async fn login_at(
+        &self,
+        browser: &reqwest::Client,
+        user: &str,
+        login_url: &str,
+    ) -> Landing {
+        let provider_url = self.start_at(browser, login_url).await;
         let callback_url = self.approve(browser, &provider_url, user).await;
         let landing = self.callback(browser, &callback_url).await;
         assert_eq!(
@@ -187,6 +199,37 @@ impl Fixture {
             request = request.header("authorization", format!("Basic {encoded}"));
         }
         tenants::answer(request.send().await.unwrap()).await
+    }
+
+    /// `POST /v1/logins` with the app's credentials.
+    pub async fn push(&self, body: &Value) -> tenants::Answer {
+        self.push_with(Some((&self.app_id, &self.client_secret)), body)
+            .await
+    }
+
+    /// `POST /v1/logins` with any Basic credentials.
+    pub async fn push_with(&self, basic: Option<(&str, &str)>, body: &Value) -> tenants::Answer {
+        let mut request = reqwest::Client::new()
+            .post(self.server.url("/v1/logins"))
+            .json(body);
+        if let Some((user, secret)) = basic {
+            let encoded =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"));
+            request = request.header("authorization", format!("Basic {encoded}"));
+        }
+        tenants::answer(request.send().await.unwrap()).await
+    }
+
+    /// Pushes a login to [`REDIRECT_URI`] with `state` and `extra` fields;
+    /// returns its `login_url`.
+    pub async fn pushed_login_url(&self, state: &str, extra: Value) -> String {
+        let mut body = json!({ "redirect_uri": REDIRECT_URI, "state": state });
+        if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+            body.extend(extra);
+        }
+        let pushed = self.push(&body).await;
+        assert_eq!(pushed.status, 201, "{:?}", pushed.body);
+        pushed.body["login_url"].as_str().unwrap().to_owned()
     }
 
     /// A tenant API call with this tenant's key.

@@ -11,9 +11,10 @@ use reqwest::Method;
 async fn accounts_list_read_credentials_and_unlink() {
     let fx = Fixture::new(TestServerOptions::default()).await;
     for (user, subject) in [("alice", "u-1"), ("bob", "u-2")] {
-        let landing = fx
-            .login(&browser(), user, "s", &format!("&subject={subject}"))
+        let login_url = fx
+            .pushed_login_url("s", serde_json::json!({ "subject": subject }))
             .await;
+        let landing = fx.login_at(&browser(), user, &login_url).await;
         assert_eq!(
             fx.exchange(landing.code.as_deref().unwrap()).await.status,
             200

@@ -61,7 +61,10 @@ async fn login_and_consent_then_instant_then_forced_login() {
     let account_id = account["id"].as_str().unwrap().to_owned();
 
     // 2. Signed in and approved: Twitter's instant redirect, no page.
-    let provider_url = fx.start(&alice, "s2", "&subject=user-42").await;
+    let login_url = fx
+        .pushed_login_url("s2", json!({ "subject": "user-42" }))
+        .await;
+    let provider_url = fx.start_at(&alice, &login_url).await;
     let instant = alice.get(&provider_url).send().await.unwrap();
     assert_eq!(
         instant.status(),
@@ -165,20 +168,35 @@ async fn pkce_logins_exchange_with_the_verifier() {
     let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
     let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
     let extra = format!("&code_challenge={challenge}&code_challenge_method=S256");
+    let app_path = format!("/v1/apps/{}", fx.app_id);
+    let bodies = [
+        json!({ "client_type": "public" }),
+        json!({ "client_type": "confidential" }),
+    ];
+    let set_client_type = |client_type: &str| {
+        let body = if client_type == "public" {
+            &bodies[0]
+        } else {
+            &bodies[1]
+        };
+        perch_tests::tenants::call(
+            &fx.server,
+            Method::PATCH,
+            &app_path,
+            Some(&fx.tenant.key),
+            Some(body),
+        )
+    };
+    // Only a public app exchanges without its secret.
+    assert_eq!(set_client_type("public").await.status, 200);
 
     let alice = browser();
     let landing = fx.login(&alice, "alice", "p", &extra).await;
     let code = landing.code.unwrap();
-    // Without the verifier, or with a wrong one: refused, code still good.
+    // Without the verifier: refused, code still good (a wrong verifier
+    // counts the same way; three failures burn the code: client_types.rs).
     let missing = fx.exchange_with(None, &json!({ "code": code })).await;
     assert_eq!((missing.status, missing.code()), (400, "invalid_grant"));
-    let wrong = fx
-        .exchange_with(
-            None,
-            &json!({ "code": code, "code_verifier": "x".repeat(43) }),
-        )
-        .await;
-    assert_eq!((wrong.status, wrong.code()), (400, "invalid_grant"));
     let malformed = fx
         .exchange_with(None, &json!({ "code": code, "code_verifier": "short" }))
         .await;
@@ -196,6 +214,7 @@ async fn pkce_logins_exchange_with_the_verifier() {
     assert_eq!(ok.body["account"]["screen_name"], "alice");
 
     // A login without a challenge needs the client secret.
+    assert_eq!(set_client_type("confidential").await.status, 200);
     let plain = fx.login(&alice, "alice", "q", "").await;
     let no_secret = fx
         .exchange_with(None, &json!({ "code": plain.code.as_deref().unwrap() }))
@@ -258,10 +277,11 @@ async fn redirect_uri_must_match_exactly_and_bad_links_redirect_nowhere() {
             "{base}?redirect_uri={0}&redirect_uri={0}&state=s",
             perch_tests::flow::urlencode(REDIRECT_URI)
         ),
+        // Any subject on a link: the login must be pushed.
         format!(
             "{base}?redirect_uri={}&state=s&subject={}",
             perch_tests::flow::urlencode(REDIRECT_URI),
-            "x".repeat(257)
+            "x"
         ),
     ];
     for url in cases {
@@ -339,11 +359,13 @@ async fn the_hosted_sign_in_page_links_to_the_login() {
 async fn a_different_subject_for_the_same_user_is_kept_and_recorded() {
     let fx = Fixture::new(TestServerOptions::default()).await;
     let alice = browser();
-    let first = fx.login(&alice, "alice", "a", "&subject=u-1").await;
+    let url = fx.pushed_login_url("a", json!({ "subject": "u-1" })).await;
+    let first = fx.login_at(&alice, "alice", &url).await;
     let first = fx.exchange(first.code.as_deref().unwrap()).await;
     assert_eq!(first.body["account"]["subject"], "u-1");
 
-    let second = fx.login(&alice, "alice", "b", "&subject=u-2").await;
+    let url = fx.pushed_login_url("b", json!({ "subject": "u-2" })).await;
+    let second = fx.login_at(&alice, "alice", &url).await;
     let second = fx.exchange(second.code.as_deref().unwrap()).await;
     assert_eq!(second.body["subject"], "u-2", "the login's own subject");
     assert_eq!(

@@ -162,7 +162,7 @@ async fn fifty_concurrent_callbacks_mint_exactly_one_code() {
 }
 
 #[tokio::test]
-async fn the_sweeper_removes_expired_logins_and_used_codes_only() {
+async fn the_sweeper_removes_expired_logins_and_codes_only() {
     let clock = ManualClock::new(time::macros::datetime!(2026-11-28 12:00 UTC));
     let fx = Fixture::new(TestServerOptions {
         clock: Arc::new(clock.clone()),
@@ -180,8 +180,8 @@ async fn the_sweeper_removes_expired_logins_and_used_codes_only() {
         .unwrap();
     assert_eq!(
         (report.logins, report.codes),
-        (0, 1),
-        "only the used code goes"
+        (0, 0),
+        "a used code stays until it expires, so a replay is recognised"
     );
     assert_eq!(count(&fx, "login_flows").await, 2);
 
@@ -190,6 +190,7 @@ async fn the_sweeper_removes_expired_logins_and_used_codes_only() {
         .await
         .unwrap();
     assert_eq!(report.logins, 2, "both expired logins, one batch at a time");
+    assert_eq!(report.codes, 1, "the expired code");
     assert_eq!(count(&fx, "login_flows").await, 0);
     assert_eq!(
         count(&fx, "linked_accounts").await,

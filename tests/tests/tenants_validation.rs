@@ -507,10 +507,10 @@ async fn tenant_and_api_key_bodies() {
         ),
         (
             "unknown field",
-            json!({"label": "x", "scopes": []}),
+            json!({"label": "x", "roles": []}),
             422,
             "unknown_field",
-            Some("scopes"),
+            Some("roles"),
         ),
         (
             "long label",

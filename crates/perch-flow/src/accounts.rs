@@ -9,9 +9,10 @@ use perch_core::audit::{self, AuditEvent, Outcome, RequestMeta};
 use perch_core::ids::AppId;
 use perch_core::{Keyring, KeyringError, SecretString};
 use perch_oauth1::{ConsumerSecret, Credentials, TokenSecret};
+use perch_tenants::PresentedKey;
 use perch_tenants::openapi::ProblemDoc;
 use perch_tenants::pagination::{self, ListParams};
-use perch_tenants::{PresentedKey, TenantAuth};
+use perch_tenants::scopes::{Needed, Scope, Scoped, need};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
@@ -150,6 +151,7 @@ pub(crate) fn open_tokens(
     responses(
         (status = 200, body = AccountList),
         (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`insufficient_scope`: the key lacks `accounts:read`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such app", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "Invalid limit or cursor", body = ProblemDoc, content_type = "application/problem+json"),
     ),
@@ -157,7 +159,7 @@ pub(crate) fn open_tokens(
 )]
 pub async fn list_handler(
     State(state): State<FlowState>,
-    auth: TenantAuth,
+    Scoped(auth, _): Scoped<need::AccountsRead>,
     Path(raw_app_id): Path<String>,
     query: Result<Query<AccountListParams>, QueryRejection>,
 ) -> Result<Json<AccountList>, FlowError> {
@@ -198,6 +200,7 @@ pub async fn list_handler(
     responses(
         (status = 200, body = AccountView),
         (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`insufficient_scope`: the key lacks `accounts:read`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such account", body = ProblemDoc, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
@@ -239,9 +242,11 @@ async fn read_account(
     let Ok(id) = AccountId::parse(raw_id) else {
         // Nothing to read: authenticate alone, so that a bad key is still
         // a 401 rather than a 404.
-        perch_tenants::api_keys::authenticate(state.pool(), state.clock(), key.token.expose())
-            .await?
-            .ok_or(FlowError::InvalidKey)?;
+        let auth =
+            perch_tenants::api_keys::authenticate(state.pool(), state.clock(), key.token.expose())
+                .await?
+                .ok_or(FlowError::InvalidKey)?;
+        auth.require(Needed::One(Scope::AccountsRead))?;
         return Err(FlowError::NotFound("account"));
     };
     // The hot read: key and account in one round trip.
@@ -262,6 +267,7 @@ async fn read_account(
     )
     .await?
     .ok_or(FlowError::InvalidKey)?;
+    auth.require(Needed::One(Scope::AccountsRead))?;
     // Only now, with the key accepted, is the account looked at.
     let account = match accounts
         .into_iter()
@@ -282,13 +288,14 @@ async fn read_account(
     responses(
         (status = 204, description = "Unlinked"),
         (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`insufficient_scope`: the key lacks `accounts:write`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such account", body = ProblemDoc, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
 pub async fn delete_handler(
     State(state): State<FlowState>,
-    auth: TenantAuth,
+    Scoped(auth, _): Scoped<need::AccountsWrite>,
     meta: RequestMeta,
     Path(raw_id): Path<String>,
 ) -> Result<StatusCode, FlowError> {
@@ -374,13 +381,14 @@ async fn invalidate_upstream(
     responses(
         (status = 200, body = CredentialsView),
         (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`insufficient_scope`: the key lacks `accounts:credentials`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such account", body = ProblemDoc, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
 pub async fn credentials_handler(
     State(state): State<FlowState>,
-    auth: TenantAuth,
+    Scoped(auth, _): Scoped<need::AccountsCredentials>,
     meta: RequestMeta,
     Path(raw_id): Path<String>,
 ) -> Result<Json<CredentialsView>, FlowError> {

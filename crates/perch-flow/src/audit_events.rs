@@ -5,9 +5,9 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use perch_core::audit;
 use perch_core::ids::AppId;
-use perch_tenants::TenantAuth;
 use perch_tenants::openapi::ProblemDoc;
 use perch_tenants::pagination::{self, ListParams};
+use perch_tenants::scopes::{Scoped, need};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
@@ -84,13 +84,14 @@ pub struct AuditEventParams {
     responses(
         (status = 200, body = AuditEventList),
         (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`insufficient_scope`: the key lacks `audit:read`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "Invalid filter, limit or cursor", body = ProblemDoc, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
 pub async fn list_handler(
     State(state): State<FlowState>,
-    auth: TenantAuth,
+    Scoped(auth, _): Scoped<need::AuditRead>,
     query: Result<Query<AuditEventParams>, QueryRejection>,
 ) -> Result<Json<AuditEventList>, FlowError> {
     let Query(params) = query.map_err(|_| FlowError::MalformedQuery)?;

@@ -38,6 +38,9 @@ pub enum FlowError {
     /// The client spent its failed-credentials budget (429 with `Retry-After`).
     #[error(transparent)]
     RateLimited(perch_core::limits::Refused),
+    /// The key lacks the scope the request needs (403 `insufficient_scope`).
+    #[error(transparent)]
+    InsufficientScope(#[from] perch_tenants::InsufficientScope),
     /// The tenant crate refused or failed (it converts its own errors).
     #[error(transparent)]
     Tenants(#[from] perch_tenants::Error),
@@ -98,6 +101,11 @@ impl From<FlowError> for Problem {
                 refused.to_string(),
             ),
             FlowError::Tenants(error) => Problem::from(error),
+            FlowError::InsufficientScope(refusal) => Problem::new(
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                refusal.to_string(),
+            ),
             internal @ (FlowError::Database(_)
             | FlowError::Keyring(_)
             | FlowError::Client(_)
@@ -111,8 +119,10 @@ impl From<FlowError> for Problem {
 
 impl IntoResponse for FlowError {
     fn into_response(self) -> Response {
-        if let FlowError::RateLimited(refused) = self {
-            return refused.into_response();
+        match self {
+            FlowError::RateLimited(refused) => return refused.into_response(),
+            FlowError::InsufficientScope(refusal) => return refusal.into_response(),
+            _ => {}
         }
         let challenge = match &self {
             FlowError::InvalidClient(_) => Some("Basic realm=\"perch\""),

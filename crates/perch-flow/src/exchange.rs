@@ -1,25 +1,26 @@
 //! Hop 3: `POST /v1/logins/exchange` — the tenant's server trades the
 //! one-time code for the linked account.
 //!
-//! The client authenticates with HTTP Basic `app_id:client_secret`, or, for
-//! a login started with a PKCE challenge, proves possession of the
-//! `code_verifier` instead (RFC 7636). The code is claimed in one
-//! statement; a refused exchange rolls the claim back, so only a
-//! successful exchange uses a code up.
+//! A confidential app authenticates with HTTP Basic `app_id:client_secret`
+//! every time; a PKCE challenge on its login is checked on top. A public
+//! app sends no secret and proves the `code_verifier` (RFC 7636) of the
+//! challenge its login had to carry. The code is claimed in one statement
+//! that also checks the proof: a wrong exchange counts a failed attempt
+//! instead (the third burns the code), and a replay of a used code is
+//! audited as `login.exchange` failed with reason `replay`.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use perch_core::audit::{self, Actor, AuditEvent, RequestMeta};
+use perch_core::audit::{self, Actor, AuditEvent, Outcome, RequestMeta};
 use perch_core::ids::AppId;
 use perch_core::token;
-use perch_tenants::AppJson;
 use perch_tenants::openapi::ProblemDoc;
+use perch_tenants::{AppJson, ClientType};
 use serde::{Deserialize, Serialize};
 use sqlx::Acquire as _;
-use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 
 use crate::accounts::AccountView;
@@ -32,7 +33,8 @@ use crate::{FlowError, FlowState, LoginId, store};
 pub struct ExchangeRequest {
     /// The `code` Perch appended to the redirect URI.
     pub code: String,
-    /// The PKCE verifier, for a login started with `code_challenge`.
+    /// The PKCE verifier, for a login started with `code_challenge`
+    /// (always, for a public app).
     #[serde(default)]
     pub code_verifier: Option<String>,
 }
@@ -65,7 +67,9 @@ fn is_valid_verifier(verifier: &str) -> bool {
 }
 
 /// HTTP Basic credentials: `(app id, secret)`.
-fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, FlowError> {
+pub(crate) fn basic_credentials(
+    headers: &HeaderMap,
+) -> Result<Option<(String, String)>, FlowError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
@@ -90,8 +94,8 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, Fl
     request_body = ExchangeRequest,
     responses(
         (status = 200, body = ExchangeResponse),
-        (status = 400, description = "`invalid_grant`: unknown, used or expired code, wrong app, or wrong verifier", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "`invalid_client`: bad app credentials", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_grant`: unknown, used, expired or burned code (three failed exchanges burn it), wrong app, or missing or wrong verifier", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_client`: bad app credentials, or none for a confidential app", body = ProblemDoc, content_type = "application/problem+json"),
     ),
     security(("client_basic" = []), ())
 )]
@@ -119,6 +123,54 @@ pub async fn handler(
     response
 }
 
+/// Why a live code's exchange was refused: the audit's `reason` and the
+/// answer.
+fn refusal(
+    proof: &store::CodeProof<'_>,
+    wrong_secret: bool,
+    code: &store::CodeRow,
+) -> (&'static str, FlowError) {
+    if wrong_secret {
+        return (
+            "client_authentication",
+            FlowError::InvalidClient("unknown app or wrong client secret"),
+        );
+    }
+    if code.app_id != proof.app_id {
+        return (
+            "wrong_app",
+            FlowError::InvalidGrant("the code is unknown, used, expired, or for another app"),
+        );
+    }
+    if !proof.public_client && !proof.client_authenticated {
+        return (
+            "client_authentication",
+            FlowError::InvalidClient(
+                "this app is a confidential client: the exchange needs its client secret \
+                 (HTTP Basic app_id:client_secret)",
+            ),
+        );
+    }
+    match (&code.code_challenge, proof.computed_challenge) {
+        (Some(_), None) => (
+            "pkce",
+            FlowError::InvalidGrant(
+                "this login was started with a code_challenge: code_verifier is required",
+            ),
+        ),
+        (Some(_), Some(_)) => (
+            "pkce",
+            FlowError::InvalidGrant("code_verifier does not match code_challenge"),
+        ),
+        (None, _) => (
+            "pkce",
+            FlowError::InvalidGrant(
+                "this app is a public client and the login had no code_challenge",
+            ),
+        ),
+    }
+}
+
 async fn exchange(
     state: &FlowState,
     headers: &HeaderMap,
@@ -127,29 +179,27 @@ async fn exchange(
 ) -> Result<ExchangeResponse, FlowError> {
     let digest = token::digest(&request.code);
     let basic = basic_credentials(headers)?;
+    // Validated before anything is read, so a malformed verifier costs the
+    // code no attempt.
+    let computed_challenge = match &request.code_verifier {
+        Some(verifier) if !is_valid_verifier(verifier) => {
+            return Err(FlowError::InvalidGrant(
+                "code_verifier must be 43-128 characters of A-Z a-z 0-9 - . _ ~ (RFC 7636)",
+            ));
+        }
+        Some(verifier) => Some(crate::login::s256(verifier)),
+        None => None,
+    };
     // One connection for the whole hop: the app lookup, then the
     // transaction (no provider call in between to hold it across).
     let mut conn = state.pool().acquire().await?;
-    // Which app: the one that authenticates, or (PKCE, no secret) the one
+    // Which app: the one the client names, or (no Basic at all) the one
     // the code was minted for.
-    let (app_id, client_authenticated) = match &basic {
-        Some((user, secret)) if !secret.is_empty() => {
+    let (app_id, secret) = match &basic {
+        Some((user, secret)) => {
             let app_id = AppId::parse(user)
                 .map_err(|_| FlowError::InvalidClient("unknown app or wrong client secret"))?;
-            let app = perch_tenants::load_for_login(&mut *conn, app_id).await?;
-            match app {
-                Some(app) if app.client_secret_matches(secret) => (app_id, true),
-                _ => {
-                    return Err(FlowError::InvalidClient(
-                        "unknown app or wrong client secret",
-                    ));
-                }
-            }
-        }
-        Some((user, _)) => {
-            let app_id = AppId::parse(user)
-                .map_err(|_| FlowError::InvalidGrant("the code is not valid for this app"))?;
-            (app_id, false)
+            (app_id, Some(secret.as_str()).filter(|s| !s.is_empty()))
         }
         None => {
             let app_id =
@@ -158,48 +208,82 @@ async fn exchange(
                     .ok_or(FlowError::InvalidGrant(
                         "the code is unknown, used or expired",
                     ))?;
-            (app_id, false)
+            (app_id, None)
         }
+    };
+    let app = perch_tenants::load_for_login(&mut *conn, app_id).await?;
+    let app = match (app, secret) {
+        (Some(app), _) => app,
+        (None, Some(_)) => {
+            return Err(FlowError::InvalidClient(
+                "unknown app or wrong client secret",
+            ));
+        }
+        (None, None) => {
+            return Err(FlowError::InvalidGrant(
+                "the code is unknown, used, expired, or for another app",
+            ));
+        }
+    };
+    let client_authenticated = secret.is_some_and(|s| app.client_secret_matches(s));
+    // A wrong secret is a failed attempt whatever else is right: it never
+    // falls back to the public-client rule.
+    let wrong_secret = secret.is_some() && !client_authenticated;
+    let proof = store::CodeProof {
+        app_id,
+        client_authenticated,
+        public_client: app.client_type == ClientType::Public && !wrong_secret,
+        computed_challenge: computed_challenge.as_deref(),
     };
 
     tracing::Span::current().record("app_id", tracing::field::display(app_id));
     let now = state.clock().now();
     let mut tx = conn.begin().await?;
-    let store::ClaimedCode { code, account } = store::claim_code(&mut *tx, &digest, app_id, now)
-        .await?
-        .ok_or(FlowError::InvalidGrant(
-            "the code is unknown, used, expired, or for another app",
-        ))?;
-    match (&code.code_challenge, &request.code_verifier) {
-        (Some(challenge), Some(verifier)) => {
-            if !is_valid_verifier(verifier) {
-                tx.rollback().await?;
-                return Err(FlowError::InvalidGrant(
-                    "code_verifier must be 43-128 characters of A-Z a-z 0-9 - . _ ~ (RFC 7636)",
-                ));
-            }
-            let computed = crate::login::s256(verifier);
-            if !bool::from(computed.as_bytes().ct_eq(challenge.as_bytes())) {
-                tx.rollback().await?;
-                return Err(FlowError::InvalidGrant(
-                    "code_verifier does not match code_challenge",
-                ));
-            }
+    let claim = store::claim_code(&mut *tx, &digest, proof, now).await?;
+    let store::ClaimedCode { code, account } = match claim {
+        store::CodeClaim::Claimed(claimed) => claimed,
+        store::CodeClaim::Refused {
+            code,
+            failed_attempts,
+        } => {
+            let (reason, error) = refusal(&proof, wrong_secret, &code);
+            let event = AuditEvent::new(now, Actor::EndUser, "login.exchange", "login")
+                .tenant(code.tenant_id)
+                .app(code.app_id)
+                .target(code.login_id)
+                .outcome(Outcome::Failure)
+                .request(meta)
+                .details(serde_json::json!({
+                    "reason": reason,
+                    "failed_attempts": failed_attempts,
+                    "burned": failed_attempts >= store::MAX_FAILED_EXCHANGES,
+                }));
+            audit::record(&mut tx, &event).await?;
+            // Committed: the failed attempt counts.
+            tx.commit().await?;
+            return Err(error);
         }
-        (Some(_), None) => {
-            tx.rollback().await?;
+        store::CodeClaim::NotLive => {
+            // Only a used code is worth a record: a replay means the code
+            // leaked or the client retried, and the tenant should know.
+            if let Some(spent) = store::find_code(&mut *tx, &digest).await?
+                && spent.used_at.is_some()
+            {
+                let event = AuditEvent::new(now, Actor::EndUser, "login.exchange", "login")
+                    .tenant(spent.tenant_id)
+                    .app(spent.app_id)
+                    .target(spent.login_id)
+                    .outcome(Outcome::Failure)
+                    .request(meta)
+                    .details(serde_json::json!({ "reason": "replay" }));
+                audit::record(&mut tx, &event).await?;
+            }
+            tx.commit().await?;
             return Err(FlowError::InvalidGrant(
-                "this login was started with a code_challenge: code_verifier is required",
+                "the code is unknown, used, expired, or for another app",
             ));
         }
-        (None, _) if !client_authenticated => {
-            tx.rollback().await?;
-            return Err(FlowError::InvalidClient(
-                "this login needs the app's client secret (HTTP Basic app_id:client_secret)",
-            ));
-        }
-        (None, _) => {}
-    }
+    };
     let account = account.decode()?.ok_or(FlowError::InvalidGrant(
         "the account of this code was unlinked",
     ))?;
@@ -211,6 +295,7 @@ async fn exchange(
         .details(serde_json::json!({
             "account_id": account.id.to_string(),
             "pkce": code.code_challenge.is_some(),
+            "client_type": app.client_type.as_str(),
         }));
     audit::record(&mut tx, &event).await?;
     tx.commit().await?;

@@ -11,6 +11,9 @@
 //! 3. [`exchange`] `POST /v1/logins/exchange`: claim the code atomically and
 //!    return the account.
 //!
+//! Before hop 1, the tenant's server may push the login ([`pushed`],
+//! `POST /v1/logins`); the link then carries only its `request_uri`.
+//!
 //! Plus the linked-accounts and audit reads ([`accounts`], [`audit_events`]),
 //! the hosted sign-in page, the expiry [`sweeper`] and the flow [`metrics`].
 
@@ -24,6 +27,7 @@ pub mod login;
 pub mod metrics;
 mod openapi;
 mod pages;
+pub mod pushed;
 mod store;
 pub mod sweeper;
 mod timing;
@@ -224,6 +228,7 @@ pub fn router(state: FlowState) -> Router {
         .route("/login/{app_id}", get(login::start_handler))
         .route("/login/{app_id}/page", get(login::page_handler))
         .route("/callback", get(callback::handler))
+        .route("/v1/logins", post(pushed::handler))
         .route("/v1/logins/exchange", post(exchange::handler))
         .route("/v1/apps/{id}/accounts", get(accounts::list_handler))
         .route(

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use perch_core::audit::{self, Actor, AuditEvent, Outcome, RequestMeta};
 use perch_core::ids::AppId;
 use perch_core::token;
-use perch_tenants::App;
+use perch_tenants::{App, ClientType};
 
 use crate::error::{HopError, hop_response};
 use crate::metrics::{FailReason, Hop};
@@ -23,15 +23,15 @@ const BROWSER_VALUE_LEN: usize = 32;
 const MAX_STATE_BYTES: usize = 512;
 const MAX_SUBJECT_BYTES: usize = 256;
 
-/// The parameters of a hosted login link, validated.
+/// The parameters of a login, validated.
 #[derive(Debug, Clone)]
-struct LoginParams {
-    redirect_uri: String,
-    state: String,
-    subject: Option<String>,
-    force_login: bool,
-    screen_name: Option<String>,
-    code_challenge: Option<String>,
+pub(crate) struct LoginParams {
+    pub(crate) redirect_uri: String,
+    pub(crate) state: String,
+    pub(crate) subject: Option<String>,
+    pub(crate) force_login: bool,
+    pub(crate) screen_name: Option<String>,
+    pub(crate) code_challenge: Option<String>,
 }
 
 /// Parses a query string, refusing repeated parameters (which one would
@@ -75,50 +75,102 @@ async fn load_app(state: &FlowState, raw_id: &str) -> Result<App, HopError> {
     Ok(app)
 }
 
-/// Validates the link's parameters against the app. `redirect_uri` is
-/// checked first: until it is known good, nothing may redirect anywhere.
-fn validate(app: &App, pairs: &[(String, String)]) -> Result<LoginParams, HopError> {
-    let redirect_uri = take(pairs, "redirect_uri")
-        .ok_or_else(|| HopError::bad_link("The link has no redirect_uri."))?;
+/// A login's parameters as given, by a link's query or a pushed request,
+/// not yet checked.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RawLogin {
+    pub(crate) redirect_uri: Option<String>,
+    pub(crate) state: Option<String>,
+    pub(crate) subject: Option<String>,
+    pub(crate) force_login: Option<String>,
+    pub(crate) screen_name: Option<String>,
+    pub(crate) code_challenge: Option<String>,
+    pub(crate) code_challenge_method: Option<String>,
+}
+
+impl RawLogin {
+    fn from_pairs(pairs: &[(String, String)]) -> Self {
+        Self {
+            redirect_uri: take(pairs, "redirect_uri"),
+            state: take(pairs, "state"),
+            subject: take(pairs, "subject"),
+            force_login: take(pairs, "force_login"),
+            screen_name: take(pairs, "screen_name"),
+            code_challenge: take(pairs, "code_challenge"),
+            code_challenge_method: take(pairs, "code_challenge_method"),
+        }
+    }
+}
+
+/// Why a login's parameters were refused: the parameter and what is wrong.
+#[derive(Debug, Clone)]
+pub(crate) struct InvalidLogin {
+    pub(crate) field: &'static str,
+    pub(crate) message: String,
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> InvalidLogin {
+    InvalidLogin {
+        field,
+        message: message.into(),
+    }
+}
+
+/// Checks a login's parameters against the app, the one rule set for the
+/// link and for pushed logins. `redirect_uri` is checked first: until it
+/// is known good, nothing may redirect anywhere. `state` is required on a
+/// link (the tenant's only defence against a forged return there) and
+/// optional on a push, where the tenant's server made the request itself.
+pub(crate) fn check_login(
+    app: &App,
+    raw: RawLogin,
+    state_required: bool,
+) -> Result<LoginParams, InvalidLogin> {
+    let redirect_uri = raw
+        .redirect_uri
+        .ok_or_else(|| invalid("redirect_uri", "redirect_uri is missing."))?;
     if app.callback_urls.find(&redirect_uri).is_none() {
-        return Err(HopError::bad_link(format!(
-            "The redirect_uri {redirect_uri:?} is not one of the callback URLs registered for {}.",
-            app.name
-        )));
+        return Err(invalid(
+            "redirect_uri",
+            format!(
+                "The redirect_uri {redirect_uri:?} is not one of the callback URLs registered for {}.",
+                app.name
+            ),
+        ));
     }
-    let state = take(pairs, "state").unwrap_or_default();
-    if state.is_empty() || state.len() > MAX_STATE_BYTES {
-        return Err(HopError::bad_link(format!(
-            "The link needs a state parameter of 1 to {MAX_STATE_BYTES} bytes."
-        )));
+    let state = raw.state.unwrap_or_default();
+    if (state_required && state.is_empty()) || state.len() > MAX_STATE_BYTES {
+        return Err(invalid(
+            "state",
+            format!("state must be 1 to {MAX_STATE_BYTES} bytes."),
+        ));
     }
-    let subject = take(pairs, "subject").filter(|s| !s.is_empty());
+    let subject = raw.subject.filter(|s| !s.is_empty());
     if subject
         .as_ref()
         .is_some_and(|s| s.len() > MAX_SUBJECT_BYTES)
     {
-        return Err(HopError::bad_link(format!(
-            "The subject parameter is longer than {MAX_SUBJECT_BYTES} bytes."
-        )));
+        return Err(invalid(
+            "subject",
+            format!("subject is longer than {MAX_SUBJECT_BYTES} bytes."),
+        ));
     }
-    let force_login = match take(pairs, "force_login").as_deref() {
+    let force_login = match raw.force_login.as_deref() {
         None | Some("false") | Some("") => false,
         Some("true") => true,
-        Some(_) => return Err(HopError::bad_link("force_login must be true or false.")),
+        Some(_) => return Err(invalid("force_login", "force_login must be true or false.")),
     };
-    let screen_name = take(pairs, "screen_name").filter(|s| !s.is_empty());
+    let screen_name = raw.screen_name.filter(|s| !s.is_empty());
     if screen_name
         .as_ref()
         .is_some_and(|s| s.len() > 50 || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
     {
-        return Err(HopError::bad_link(
+        return Err(invalid(
+            "screen_name",
             "screen_name must be a Twitter handle (letters, digits, _).",
         ));
     }
-    let code_challenge = match (
-        take(pairs, "code_challenge"),
-        take(pairs, "code_challenge_method"),
-    ) {
+    let code_challenge = match (raw.code_challenge, raw.code_challenge_method) {
         (None, None) => None,
         (Some(challenge), Some(method)) if method == "S256" => {
             let well_formed = challenge.len() == 43
@@ -126,23 +178,35 @@ fn validate(app: &App, pairs: &[(String, String)]) -> Result<LoginParams, HopErr
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
             if !well_formed {
-                return Err(HopError::bad_link(
+                return Err(invalid(
+                    "code_challenge",
                     "code_challenge must be the base64url SHA-256 of the verifier (43 characters).",
                 ));
             }
             Some(challenge)
         }
         (Some(_), _) => {
-            return Err(HopError::bad_link(
+            return Err(invalid(
+                "code_challenge_method",
                 "code_challenge_method must be S256 (plain is not supported).",
             ));
         }
         (None, Some(_)) => {
-            return Err(HopError::bad_link(
+            return Err(invalid(
+                "code_challenge",
                 "code_challenge_method was given without code_challenge.",
             ));
         }
     };
+    if app.client_type == ClientType::Public && code_challenge.is_none() {
+        // A public app cannot prove itself with a secret, so the PKCE
+        // challenge is what ties the code to the app instance that asked.
+        return Err(invalid(
+            "code_challenge",
+            "This app is a public client: its logins need a code_challenge \
+             and code_challenge_method=S256 (PKCE).",
+        ));
+    }
     Ok(LoginParams {
         redirect_uri,
         state,
@@ -151,6 +215,40 @@ fn validate(app: &App, pairs: &[(String, String)]) -> Result<LoginParams, HopErr
         screen_name,
         code_challenge,
     })
+}
+
+/// Validates a link's own parameters (no `request_uri`). A link is a URL
+/// anyone can edit, so it may not name the tenant's user: a `subject` is
+/// refused, and the tenant's server pushes such a login instead.
+fn validate(app: &App, pairs: &[(String, String)]) -> Result<LoginParams, HopError> {
+    let raw = RawLogin::from_pairs(pairs);
+    if raw.subject.is_some() {
+        // Refused before anything else is looked at: whatever the rest of
+        // the link says, it cannot be trusted with a subject.
+        return Err(HopError::bad_link(
+            "A sign-in link cannot carry a subject: anyone can edit a link. The site's \
+             server must push the login (POST /v1/logins) and send you to the login_url \
+             it gets back.",
+        ));
+    }
+    check_login(app, raw, true).map_err(|e| HopError::bad_link(e.message))
+}
+
+/// The parameters of a pushed login, taken from `request_uri`: the link
+/// must carry nothing else (RFC 9126 §4 lets a server ignore the rest; a
+/// link that says more than its pushed request is refused instead, so no
+/// one is left guessing which won).
+fn pushed_request_uri(pairs: &[(String, String)]) -> Result<Option<String>, HopError> {
+    let Some(request_uri) = take(pairs, "request_uri") else {
+        return Ok(None);
+    };
+    if pairs.len() > 1 {
+        return Err(HopError::bad_link(
+            "A sign-in link with a request_uri carries nothing else: everything else was \
+             pushed with the login.",
+        ));
+    }
+    Ok(Some(request_uri))
 }
 
 /// The browser-binding value from the request's cookies, if well formed.
@@ -187,11 +285,16 @@ async fn start(
     meta: &RequestMeta,
 ) -> Result<Response, HopError> {
     let app = load_app(state, raw_app_id).await?;
-    let params = validate(&app, &query_pairs(query)?)?;
-    // Before anything is stored or sent upstream: a start over budget
-    // costs the tenant's app nothing at the provider.
+    let pairs = query_pairs(query)?;
+    // Before anything is stored, consumed or sent upstream: a start over
+    // budget costs the tenant's app nothing at the provider, and leaves a
+    // pushed login for the rightful browser.
     state.limits().login_start(app.id, meta.ip).await?;
     let now = state.clock().now();
+    let params = match pushed_request_uri(&pairs)? {
+        None => validate(&app, &pairs)?,
+        Some(request_uri) => crate::pushed::consume(state, &app, &request_uri, now).await?,
+    };
     let consumer_secret = app
         .consumer_secret(state.keyring())
         .map_err(HopError::internal("opening the consumer secret"))?;
@@ -338,7 +441,12 @@ pub async fn page_handler(
     RawQuery(query): RawQuery,
 ) -> Result<Response, HopError> {
     let app = load_app(&state, &app_id).await?;
-    validate(&app, &query_pairs(query.as_deref())?)?;
+    let pairs = query_pairs(query.as_deref())?;
+    // A pushed login's page only links to it: the request is consumed
+    // when the button is followed.
+    if pushed_request_uri(&pairs)?.is_none() {
+        validate(&app, &pairs)?;
+    }
     let login_url = format!(
         "{}/login/{}?{}",
         state.public_base(),

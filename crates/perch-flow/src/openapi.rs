@@ -24,6 +24,7 @@ impl Modify for ClientBasic {
 #[derive(OpenApi)]
 #[openapi(
     paths(
+        crate::pushed::handler,
         crate::exchange::handler,
         crate::accounts::list_handler,
         crate::accounts::get_handler,

@@ -70,7 +70,10 @@ pub(crate) fn internal() -> Response {
 pub(crate) fn redirect_with(redirect_uri: &str, params: &[(&str, &str)]) -> Response {
     match url::Url::parse(redirect_uri) {
         Ok(mut url) => {
-            url.query_pairs_mut().extend_pairs(params);
+            // An empty value (a pushed login without `state`) is left out
+            // rather than sent as `state=`.
+            url.query_pairs_mut()
+                .extend_pairs(params.iter().filter(|(_, value)| !value.is_empty()));
             found(url.as_str())
         }
         // Registered URLs are validated to parse; this is unreachable in

@@ -502,48 +502,139 @@ pub struct ClaimedCode {
     pub account: UndecodedAccount,
 }
 
-/// Claims a code in one statement, and reads its account in the same one:
-/// unused, unexpired, for this app. A second claim (a replay, or a race)
-/// finds nothing. Run it in a transaction: the caller still checks PKCE
-/// and rolls back (leaving the code unused) when that fails.
+/// What the exchange presents against a code, checked by [`claim_code`]
+/// in the statement that claims it.
+#[derive(Debug, Clone, Copy)]
+pub struct CodeProof<'a> {
+    /// The app the client says it is (or the code's own, when it sent no id).
+    pub app_id: AppId,
+    /// Whether the client proved that app's secret.
+    pub client_authenticated: bool,
+    /// Whether that app is a public client (no secret; PKCE required).
+    pub public_client: bool,
+    /// S256 of the presented `code_verifier`, if one was presented.
+    pub computed_challenge: Option<&'a str>,
+}
+
+/// How a claim attempt ended.
+#[derive(Debug)]
+pub enum CodeClaim {
+    /// The proof held: the code is used now.
+    Claimed(ClaimedCode),
+    /// The code is live but the proof failed: one more failed attempt was
+    /// counted (`failed_attempts`, the third burns it).
+    Refused {
+        /// The code.
+        code: CodeRow,
+        /// Failed attempts so far, this one included.
+        failed_attempts: i32,
+    },
+    /// No live code: unknown, used, expired or burned.
+    NotLive,
+}
+
+/// How many failed exchanges burn a code.
+pub const MAX_FAILED_EXCHANGES: i32 = 3;
+
+/// Whether the proof (bound as `$2`, `$4`–`$6`) holds for the row: the
+/// right app; the client secret unless the app is public; the PKCE
+/// verifier when the login had a challenge, and a challenge at all for a
+/// public app. The challenge is compared in SQL: it is no secret (it
+/// travelled in the login link), and only a preimage of it would help.
+const PROOF_HOLDS: &str = "(app_id = $2 AND ($4 OR $5) AND CASE WHEN code_challenge IS NULL \
+     THEN NOT $5 ELSE (code_challenge = $6) IS TRUE END)";
+
+/// Tries to claim a live code (unused, unexpired, fewer than
+/// [`MAX_FAILED_EXCHANGES`] failed attempts) with `proof`, in one
+/// statement that also reads its account: when the proof holds the code
+/// is marked used, otherwise its failed attempts go up by one. A second
+/// claim (a replay, or a race) finds nothing. Run it in the exchange's
+/// transaction and commit either way, so a failed attempt is counted.
 #[tracing::instrument(name = "db.claim_code", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn claim_code(
     exec: impl PgExecutor<'_>,
     digest: &[u8],
-    app_id: AppId,
+    proof: CodeProof<'_>,
     now: OffsetDateTime,
-) -> Result<Option<ClaimedCode>, sqlx::Error> {
+) -> Result<CodeClaim, sqlx::Error> {
     // The code's columns are renamed where `linked_accounts` has a column
     // of the same name, so `a.*` decodes as an account row.
-    let row = sqlx::query(
-        "WITH claimed AS ( \
-           UPDATE login_codes SET used_at = $3 \
-           WHERE code_digest = $1 AND app_id = $2 AND used_at IS NULL AND expires_at > $3 \
-           RETURNING login_id, tenant_id AS code_tenant_id, app_id AS code_app_id, \
-                     account_id, subject AS code_subject, code_challenge) \
-         SELECT c.*, a.* FROM claimed c \
-         LEFT JOIN linked_accounts a ON a.tenant_id = c.code_tenant_id AND a.id = c.account_id",
-    )
-    .bind(digest)
-    .bind(app_id)
-    .bind(now)
-    .fetch_optional(exec)
-    .await?;
-    row.map(|row| {
-        let code = CodeRow {
-            login_id: row.try_get("login_id")?,
-            tenant_id: row.try_get("code_tenant_id")?,
-            app_id: row.try_get("code_app_id")?,
-            account_id: row.try_get("account_id")?,
-            subject: row.try_get("code_subject")?,
-            code_challenge: row.try_get("code_challenge")?,
-        };
-        Ok(ClaimedCode {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "WITH claimed AS ( \
+               UPDATE login_codes SET \
+                 used_at = CASE WHEN {PROOF_HOLDS} THEN $3 END, \
+                 failed_attempts = failed_attempts + CASE WHEN {PROOF_HOLDS} THEN 0 ELSE 1 END \
+               WHERE code_digest = $1 AND used_at IS NULL AND expires_at > $3 \
+                 AND failed_attempts < {MAX_FAILED_EXCHANGES} \
+               RETURNING used_at IS NOT NULL AS claimed, failed_attempts, login_id, \
+                         tenant_id AS code_tenant_id, app_id AS code_app_id, \
+                         account_id, subject AS code_subject, code_challenge) \
+             SELECT c.*, a.* FROM claimed c \
+             LEFT JOIN linked_accounts a \
+               ON c.claimed AND a.tenant_id = c.code_tenant_id AND a.id = c.account_id"
+        )
+    });
+    let row = sqlx::query(SQL.as_str())
+        .bind(digest)
+        .bind(proof.app_id)
+        .bind(now)
+        .bind(proof.client_authenticated)
+        .bind(proof.public_client)
+        .bind(proof.computed_challenge)
+        .fetch_optional(exec)
+        .await?;
+    let Some(row) = row else {
+        return Ok(CodeClaim::NotLive);
+    };
+    let code = CodeRow {
+        login_id: row.try_get("login_id")?,
+        tenant_id: row.try_get("code_tenant_id")?,
+        app_id: row.try_get("code_app_id")?,
+        account_id: row.try_get("account_id")?,
+        subject: row.try_get("code_subject")?,
+        code_challenge: row.try_get("code_challenge")?,
+    };
+    if row.try_get("claimed")? {
+        Ok(CodeClaim::Claimed(ClaimedCode {
             code,
             account: UndecodedAccount(row),
+        }))
+    } else {
+        Ok(CodeClaim::Refused {
+            code,
+            failed_attempts: row.try_get("failed_attempts")?,
         })
-    })
-    .transpose()
+    }
+}
+
+/// A code that could not be claimed, as it stands: to tell a replay (it
+/// was used) from an unknown, expired or burned code.
+#[derive(Debug, Clone, FromRow)]
+pub struct SpentCode {
+    /// The login it ended.
+    pub login_id: LoginId,
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The app.
+    pub app_id: AppId,
+    /// When it was used, if it was.
+    pub used_at: Option<OffsetDateTime>,
+}
+
+/// Reads a code whatever its state (`None`: unknown, or swept).
+#[tracing::instrument(name = "db.find_code", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+pub async fn find_code(
+    exec: impl PgExecutor<'_>,
+    digest: &[u8],
+) -> Result<Option<SpentCode>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT login_id, tenant_id, app_id, used_at \
+         FROM login_codes WHERE code_digest = $1",
+    )
+    .bind(digest)
+    .fetch_optional(exec)
+    .await
 }
 
 /// The app a code was minted for, whatever its state (PKCE exchanges carry
@@ -578,7 +669,9 @@ pub async fn sweep_logins(
     Ok(result.rows_affected())
 }
 
-/// Deletes up to `batch` expired or used codes.
+/// Deletes up to `batch` expired codes. A used code stays until it
+/// expires (at most a minute), so a replay in that time is recognised and
+/// audited as one.
 pub async fn sweep_codes(
     exec: impl PgExecutor<'_>,
     now: OffsetDateTime,
@@ -586,7 +679,101 @@ pub async fn sweep_codes(
 ) -> Result<u64, sqlx::Error> {
     let result = sqlx::query(
         "DELETE FROM login_codes WHERE ctid IN ( \
-           SELECT ctid FROM login_codes WHERE expires_at <= $1 OR used_at IS NOT NULL \
+           SELECT ctid FROM login_codes WHERE expires_at <= $1 \
+           LIMIT $2 FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(now)
+    .bind(batch)
+    .execute(exec)
+    .await?;
+    Ok(result.rows_affected())
+}
+
+/// A pushed login request as stored (the `request_uri` only as a digest).
+#[derive(Debug, Clone, FromRow)]
+pub struct PushedLogin {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The app that pushed it.
+    pub app_id: AppId,
+    /// Where the user goes back to.
+    pub redirect_uri: String,
+    /// The tenant's state (empty when it gave none).
+    pub state: String,
+    /// The tenant's own user id.
+    pub subject: Option<String>,
+    /// Ask the provider to show its sign-in form again.
+    pub force_login: bool,
+    /// Prefill the provider's sign-in form.
+    pub screen_name: Option<String>,
+    /// PKCE S256 challenge.
+    pub code_challenge: Option<String>,
+    /// When it was pushed.
+    pub created_at: OffsetDateTime,
+    /// When it stops being usable.
+    pub expires_at: OffsetDateTime,
+}
+
+/// Stores a pushed login under the digest of its `request_uri`.
+#[tracing::instrument(name = "db.insert_pushed_login", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+pub async fn insert_pushed_login(
+    exec: impl PgExecutor<'_>,
+    digest: &[u8],
+    pushed: &PushedLogin,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO pushed_logins (request_digest, tenant_id, app_id, redirect_uri, state, \
+           subject, force_login, screen_name, code_challenge, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(digest)
+    .bind(pushed.tenant_id)
+    .bind(pushed.app_id)
+    .bind(&pushed.redirect_uri)
+    .bind(&pushed.state)
+    .bind(&pushed.subject)
+    .bind(pushed.force_login)
+    .bind(&pushed.screen_name)
+    .bind(&pushed.code_challenge)
+    .bind(pushed.created_at)
+    .bind(pushed.expires_at)
+    .execute(exec)
+    .await?;
+    Ok(())
+}
+
+/// Takes a live pushed login of `app_id` in one statement: it is deleted
+/// as it is read, so of two browsers following the same `login_url` only
+/// one gets it.
+#[tracing::instrument(name = "db.consume_pushed_login", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+pub async fn consume_pushed_login(
+    exec: impl PgExecutor<'_>,
+    digest: &[u8],
+    app_id: AppId,
+    now: OffsetDateTime,
+) -> Result<Option<PushedLogin>, sqlx::Error> {
+    sqlx::query_as(
+        "DELETE FROM pushed_logins \
+         WHERE request_digest = $1 AND app_id = $2 AND expires_at > $3 \
+         RETURNING tenant_id, app_id, redirect_uri, state, subject, force_login, \
+                   screen_name, code_challenge, created_at, expires_at",
+    )
+    .bind(digest)
+    .bind(app_id)
+    .bind(now)
+    .fetch_optional(exec)
+    .await
+}
+
+/// Deletes up to `batch` expired pushed logins.
+pub async fn sweep_pushed_logins(
+    exec: impl PgExecutor<'_>,
+    now: OffsetDateTime,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    let result = sqlx::query(
+        "DELETE FROM pushed_logins WHERE ctid IN ( \
+           SELECT ctid FROM pushed_logins WHERE expires_at <= $1 \
            LIMIT $2 FOR UPDATE SKIP LOCKED)",
     )
     .bind(now)

@@ -1,5 +1,5 @@
-//! The expiry sweeper: deletes expired pending logins, used or expired
-//! codes, and (through the sandbox's own function) its expired rows, in
+//! The expiry sweeper: deletes expired pending logins, expired codes
+//! (used ones included), and (through the sandbox's own function) its expired rows, in
 //! small batches.
 //!
 //! Each batch is one short statement that skips rows another replica's
@@ -53,9 +53,9 @@ pub type ExtraSweep = Box<
 /// Rows deleted by one sweep, per table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SweepReport {
-    /// Expired pending logins.
+    /// Expired pending and pushed logins.
     pub logins: u64,
-    /// Used or expired codes.
+    /// Expired codes.
     pub codes: u64,
     /// Rows of the extra sweeps.
     pub other: u64,
@@ -80,7 +80,9 @@ pub async fn sweep_once(
     let now = clock.now();
     loop {
         let started = tokio::time::Instant::now();
-        let logins = store::sweep_logins(pool, now, batch).await?;
+        // Pushed logins are logins not yet started: counted with them.
+        let logins = store::sweep_logins(pool, now, batch).await?
+            + store::sweep_pushed_logins(pool, now, batch).await?;
         let codes = store::sweep_codes(pool, now, batch).await?;
         let mut other = 0;
         for sweep in extra {

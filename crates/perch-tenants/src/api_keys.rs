@@ -26,6 +26,7 @@ use utoipa::ToSchema;
 use crate::extract::{AppJson, TenantAuth};
 use crate::openapi::ProblemDoc;
 use crate::pagination::{self, ListParams};
+use crate::scopes::{Scope, Scoped, Scopes, need};
 use crate::{Error, TenantsState, validate_name};
 
 /// The readable prefix of every tenant API key.
@@ -118,6 +119,7 @@ pub async fn accept(
     Ok(Some(TenantAuth {
         tenant_id: found.tenant_id,
         api_key_id: key_id,
+        scopes: found.scopes,
     }))
 }
 
@@ -127,6 +129,39 @@ pub async fn accept(
 pub struct CreateApiKey {
     /// A name for the key, unique among the tenant's live keys (1-100 characters).
     pub label: String,
+    /// What the key may do; omitted means every scope. At least one.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>, example = json!(["accounts:read"]))]
+    pub scopes: Option<Vec<String>>,
+}
+
+/// Validates requested scope names: every one known, at least one;
+/// `None` (omitted) is every scope. Repeats are harmless.
+pub fn parse_scopes(requested: Option<&[String]>) -> Result<Scopes, Error> {
+    let Some(requested) = requested else {
+        return Ok(Scopes::all());
+    };
+    if requested.is_empty() {
+        return Err(Error::invalid(
+            "scopes",
+            "must name at least one scope (omit it for every scope)",
+        ));
+    }
+    requested
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            Scope::from_stored(name).ok_or_else(|| {
+                Error::invalid(
+                    format!("scopes[{i}]"),
+                    format!(
+                        "unknown scope; the scopes are {}",
+                        Scopes::all().names().join(", ")
+                    ),
+                )
+            })
+        })
+        .collect()
 }
 
 /// An API key as listed (no secret).
@@ -137,6 +172,9 @@ pub struct ApiKeyView {
     pub id: ApiKeyId,
     /// Its label.
     pub label: String,
+    /// What it may do.
+    #[schema(value_type = Vec<String>, example = json!(["apps:read", "accounts:read"]))]
+    pub scopes: Vec<&'static str>,
     /// When it was created.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -156,6 +194,9 @@ pub struct CreatedApiKey {
     /// The secret: `Authorization: Bearer <secret>`. Shown once.
     #[schema(value_type = String)]
     pub secret: perch_core::secret::ShownOnce,
+    /// What it may do.
+    #[schema(value_type = Vec<String>, example = json!(["apps:read", "accounts:read"]))]
+    pub scopes: Vec<&'static str>,
     /// When it was created.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -177,6 +218,7 @@ pub async fn create(
     clock: &dyn Clock,
     tenant_id: TenantId,
     label: &str,
+    scopes: Scopes,
     actor: audit::Actor,
     meta: &RequestMeta,
 ) -> Result<CreatedApiKey, Error> {
@@ -189,6 +231,7 @@ pub async fn create(
         minted.id,
         &label,
         &token::digest(minted.secret.expose()),
+        scopes,
         now,
     )
     .await?;
@@ -198,13 +241,14 @@ pub async fn create(
             .tenant(tenant_id)
             .target(minted.id)
             .request(meta)
-            .details(serde_json::json!({ "label": label })),
+            .details(serde_json::json!({ "label": label, "scopes": scopes.names() })),
     )
     .await?;
     Ok(CreatedApiKey {
         id: minted.id,
         label,
         secret: perch_core::secret::ShownOnce::new(&minted.secret),
+        scopes: scopes.names(),
         created_at: now,
     })
 }
@@ -216,6 +260,7 @@ pub async fn create(
     responses(
         (status = 201, description = "The key; its secret is shown only here", body = CreatedApiKey),
         (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`insufficient_scope`: only a key with every scope manages keys", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "A live key has this label", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "Invalid field", body = ProblemDoc, content_type = "application/problem+json"),
     ),
@@ -223,16 +268,18 @@ pub async fn create(
 )]
 pub(crate) async fn create_handler(
     State(state): State<TenantsState>,
-    auth: TenantAuth,
+    Scoped(auth, _): Scoped<need::AllScopes>,
     meta: RequestMeta,
     AppJson(body): AppJson<CreateApiKey>,
 ) -> Result<(StatusCode, Json<CreatedApiKey>), Error> {
+    let scopes = parse_scopes(body.scopes.as_deref())?;
     let mut tx = state.pool().begin().await?;
     let created = create(
         &mut tx,
         state.clock(),
         auth.tenant_id,
         &body.label,
+        scopes,
         auth.actor(),
         &meta,
     )
@@ -248,13 +295,14 @@ pub(crate) async fn create_handler(
     responses(
         (status = 200, description = "A page of keys, oldest first", body = ApiKeyList),
         (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`insufficient_scope`: only a key with every scope manages keys", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "Invalid limit or cursor", body = ProblemDoc, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
 pub(crate) async fn list_handler(
     State(state): State<TenantsState>,
-    auth: TenantAuth,
+    Scoped(auth, _): Scoped<need::AllScopes>,
     query: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<ApiKeyList>, Error> {
     let page = ListParams::from_query(query)?.page("api_keys")?;
@@ -273,6 +321,7 @@ pub(crate) async fn list_handler(
     responses(
         (status = 204, description = "Revoked"),
         (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`insufficient_scope`: only a key with every scope manages keys", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such live key for this tenant", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "It is the tenant's last live key (`last_api_key`)", body = ProblemDoc, content_type = "application/problem+json"),
     ),
@@ -280,7 +329,7 @@ pub(crate) async fn list_handler(
 )]
 pub(crate) async fn revoke_handler(
     State(state): State<TenantsState>,
-    auth: TenantAuth,
+    Scoped(auth, _): Scoped<need::AllScopes>,
     meta: RequestMeta,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Error> {

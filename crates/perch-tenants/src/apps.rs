@@ -22,11 +22,12 @@ use url::Url;
 use utoipa::ToSchema;
 
 use crate::callback::CallbackUrls;
-use crate::extract::{AppJson, TenantAuth};
+use crate::extract::AppJson;
 use crate::openapi::ProblemDoc;
 use crate::pagination::{self, ListParams};
 use crate::provider::{ProviderInput, ProviderKind, ProviderView, ValidProvider};
 use crate::sandbox::SandboxConsumer;
+use crate::scopes::{Scoped, need};
 use crate::{Error, TenantsState, validate_name};
 
 /// The readable prefix of every app client secret.
@@ -37,6 +38,22 @@ pub const CLIENT_SECRET_PREFIX: &str = "perch_cs_";
 /// fails to open.
 pub fn consumer_secret_aad(tenant_id: TenantId, app_id: AppId) -> Vec<u8> {
     format!("apps|consumer_secret|{tenant_id}|{app_id}").into_bytes()
+}
+
+perch_core::state_enum! {
+    /// Whether an app can keep a client secret (OAuth 2.0 client types,
+    /// RFC 6749 §2.1).
+    #[derive(Serialize, Deserialize, ToSchema)]
+    #[serde(rename_all = "lowercase")]
+    pub enum ClientType {
+        /// A server that keeps the client secret: every exchange needs it,
+        /// and a PKCE challenge is checked on top.
+        Confidential = "confidential",
+        /// A native or single-page app that cannot keep a secret: every
+        /// login needs a PKCE (S256) challenge, and the exchange proves the
+        /// verifier instead of a secret.
+        Public = "public",
+    }
 }
 
 /// An app as stored. This is what the hosted login reads
@@ -69,6 +86,8 @@ pub struct App {
     pub created_at: OffsetDateTime,
     /// Last change.
     pub updated_at: OffsetDateTime,
+    /// Confidential (the default) or public.
+    pub client_type: ClientType,
 }
 
 impl App {
@@ -96,6 +115,7 @@ impl App {
                 base_url: self.provider_base_url.clone(),
             },
             sign_in_with_twitter: self.sign_in_with_twitter,
+            client_type: self.client_type,
             login_url: links.login_url(self.id),
             upstream_callback_url: links.upstream_callback_url(),
             created_at: self.created_at,
@@ -168,6 +188,15 @@ pub struct CreateApp {
     /// who already approved the app skip the consent page. Default true.
     #[serde(default = "yes")]
     pub sign_in_with_twitter: bool,
+    /// `confidential` (default: the exchange needs the client secret) or
+    /// `public` (logins need a PKCE S256 challenge; the exchange takes the
+    /// verifier and no secret).
+    #[serde(default = "confidential")]
+    pub client_type: ClientType,
+}
+
+fn confidential() -> ClientType {
+    ClientType::Confidential
 }
 
 /// `PATCH /v1/apps/{id}` body: every field optional; `provider` replaces
@@ -187,6 +216,10 @@ pub struct UpdateApp {
     /// Use "Sign in with Twitter".
     #[serde(default)]
     pub sign_in_with_twitter: Option<bool>,
+    /// A new client type, applied from the next request on (an exchange
+    /// follows the app's type at the time of the exchange).
+    #[serde(default)]
+    pub client_type: Option<ClientType>,
 }
 
 /// An app. Never includes the consumer secret.
@@ -203,6 +236,8 @@ pub struct AppView {
     pub provider: ProviderView,
     /// Whether "Sign in with Twitter" is used.
     pub sign_in_with_twitter: bool,
+    /// `confidential` or `public`.
+    pub client_type: ClientType,
     /// Where to send users to log in: `{PUBLIC_URL}/login/{id}`.
     pub login_url: String,
     /// What to register as the callback URL of the upstream (Twitter) app:
@@ -333,6 +368,7 @@ async fn provision(
         (status = 201, description = "The app; its client_secret is shown only here", body = CreatedApp),
         (status = 400, description = "Malformed JSON", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`insufficient_scope`: the key lacks `apps:write`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "The tenant has an app with this name", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "Invalid, unknown or missing field (named in `field`)", body = ProblemDoc, content_type = "application/problem+json"),
@@ -341,7 +377,7 @@ async fn provision(
 )]
 pub(crate) async fn create_handler(
     State(state): State<TenantsState>,
-    auth: TenantAuth,
+    Scoped(auth, _): Scoped<need::AppsWrite>,
     meta: RequestMeta,
     AppJson(body): AppJson<CreateApp>,
 ) -> Result<(StatusCode, Json<CreatedApp>), Error> {
@@ -378,6 +414,7 @@ pub(crate) async fn create_handler(
         client_secret_digest: token::digest(client_secret.expose()).to_vec(),
         created_at: now,
         updated_at: now,
+        client_type: body.client_type,
     };
     store::insert(&mut tx, &app).await?;
     audit::record(
@@ -390,6 +427,7 @@ pub(crate) async fn create_handler(
             .details(serde_json::json!({
                 "name": app.name,
                 "provider": app.provider_kind.as_str(),
+                "client_type": app.client_type.as_str(),
             })),
     )
     .await?;
@@ -410,13 +448,14 @@ pub(crate) async fn create_handler(
     responses(
         (status = 200, description = "A page of apps, oldest first", body = AppList),
         (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`insufficient_scope`: the key lacks `apps:read`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "Invalid limit or cursor", body = ProblemDoc, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
 pub(crate) async fn list_handler(
     State(state): State<TenantsState>,
-    auth: TenantAuth,
+    Scoped(auth, _): Scoped<need::AppsRead>,
     query: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<AppList>, Error> {
     let page = ListParams::from_query(query)?.page("apps")?;
@@ -439,13 +478,14 @@ fn parse_app_id(id: &str) -> Result<AppId, Error> {
     responses(
         (status = 200, description = "The app", body = AppView),
         (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`insufficient_scope`: the key lacks `apps:read`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such app for this tenant", body = ProblemDoc, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
 pub(crate) async fn get_handler(
     State(state): State<TenantsState>,
-    auth: TenantAuth,
+    Scoped(auth, _): Scoped<need::AppsRead>,
     Path(id): Path<String>,
 ) -> Result<Json<AppView>, Error> {
     let app_id = parse_app_id(&id)?;
@@ -464,6 +504,7 @@ pub(crate) async fn get_handler(
         (status = 200, description = "The changed app", body = AppView),
         (status = 400, description = "Malformed JSON", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`insufficient_scope`: the key lacks `apps:write`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such app for this tenant", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "The tenant has another app with this name", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = ProblemDoc, content_type = "application/problem+json"),
@@ -473,7 +514,7 @@ pub(crate) async fn get_handler(
 )]
 pub(crate) async fn update_handler(
     State(state): State<TenantsState>,
-    auth: TenantAuth,
+    Scoped(auth, _): Scoped<need::AppsWrite>,
     meta: RequestMeta,
     Path(id): Path<String>,
     AppJson(body): AppJson<UpdateApp>,
@@ -511,6 +552,10 @@ pub(crate) async fn update_handler(
     if let Some(sign_in) = body.sign_in_with_twitter {
         app.sign_in_with_twitter = sign_in;
         changed.push("sign_in_with_twitter");
+    }
+    if let Some(client_type) = body.client_type {
+        app.client_type = client_type;
+        changed.push("client_type");
     }
     if let Some(provider) = provider {
         retire_consumer(&state, &mut tx, &app).await?;
@@ -567,13 +612,14 @@ pub(crate) async fn update_handler(
     responses(
         (status = 204, description = "Deleted"),
         (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`insufficient_scope`: the key lacks `apps:write`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such app for this tenant", body = ProblemDoc, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
 pub(crate) async fn delete_handler(
     State(state): State<TenantsState>,
-    auth: TenantAuth,
+    Scoped(auth, _): Scoped<need::AppsWrite>,
     meta: RequestMeta,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Error> {
@@ -604,13 +650,14 @@ pub(crate) async fn delete_handler(
     responses(
         (status = 200, description = "The new client secret, shown only here", body = RotatedSecret),
         (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`insufficient_scope`: the key lacks `apps:write`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such app for this tenant", body = ProblemDoc, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
 pub(crate) async fn rotate_secret_handler(
     State(state): State<TenantsState>,
-    auth: TenantAuth,
+    Scoped(auth, _): Scoped<need::AppsWrite>,
     meta: RequestMeta,
     Path(id): Path<String>,
 ) -> Result<Json<RotatedSecret>, Error> {

@@ -78,6 +78,9 @@ pub struct TenantAuth {
     pub tenant_id: TenantId,
     /// The key that authenticated the request.
     pub api_key_id: ApiKeyId,
+    /// What that key may do; handlers state their need with
+    /// [`crate::scopes::Scoped`].
+    pub scopes: crate::scopes::Scopes,
 }
 
 impl TenantAuth {

@@ -21,6 +21,7 @@ pub mod openapi;
 pub mod pagination;
 pub mod provider;
 pub mod sandbox;
+pub mod scopes;
 pub mod tenants;
 
 use std::sync::Arc;
@@ -34,7 +35,7 @@ use perch_core::{Clock, Keyring, SecretString};
 use sqlx::{PgPool, Row};
 use url::Url;
 
-pub use apps::{App, load_for_login};
+pub use apps::{App, ClientType, load_for_login};
 pub use callback::{CallbackUrl, CallbackUrls};
 pub use error::Error;
 pub use extract::{
@@ -43,6 +44,7 @@ pub use extract::{
 pub use openapi::openapi;
 pub use perch_core::ids::{ApiKeyId, AppId, TenantId};
 pub use sandbox::{ConsumerKeys, SandboxConsumer, SandboxConsumers};
+pub use scopes::{InsufficientScope, Scope, Scoped, Scopes};
 
 /// What the tenant API is built from.
 #[derive(Debug, Clone)]

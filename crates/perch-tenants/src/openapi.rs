@@ -43,7 +43,10 @@ impl Modify for SecuritySchemes {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("perch_sk_...")
-                    .description(Some("A tenant API key"))
+                    .description(Some(
+                        "A tenant API key. Each endpoint needs one of the key's scopes \
+                         (403 `insufficient_scope` otherwise); managing keys needs every scope.",
+                    ))
                     .build(),
             ),
         );

@@ -84,6 +84,9 @@ pub async fn create(
         clock,
         tenant.id,
         FIRST_KEY_LABEL,
+        // The first key is the tenant's way in: it can do everything,
+        // including minting narrower keys.
+        crate::scopes::Scopes::all(),
         Actor::Operator,
         meta,
     )

@@ -9,6 +9,7 @@ use super::ApiKeyView;
 use crate::Error;
 use crate::error::is_unique_violation;
 use crate::pagination::Page;
+use crate::scopes::Scopes;
 
 /// A live key found by id, for authentication.
 #[derive(Debug)]
@@ -19,6 +20,8 @@ pub struct AuthRow {
     pub secret_digest: Vec<u8>,
     /// Last use, to the minute.
     pub last_used_at: Option<OffsetDateTime>,
+    /// What the key may do.
+    pub scopes: Scopes,
 }
 
 /// Inserts a key. A live key with the same label is a conflict.
@@ -28,16 +31,18 @@ pub async fn insert(
     id: ApiKeyId,
     label: &str,
     digest: &[u8; 32],
+    scopes: Scopes,
     now: OffsetDateTime,
 ) -> Result<(), Error> {
     sqlx::query(
-        "INSERT INTO api_keys (tenant_id, id, label, secret_digest, created_at) \
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO api_keys (tenant_id, id, label, secret_digest, scopes, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(tenant_id)
     .bind(id)
     .bind(label)
     .bind(digest.as_slice())
+    .bind(scopes.names())
     .bind(now)
     .execute(conn)
     .await
@@ -67,7 +72,7 @@ pub async fn find_live_by_id(
 pub fn live_key_sql(param: usize) -> String {
     format!(
         "SELECT tenant_id AS key_tenant_id, secret_digest AS key_secret_digest, \
-                last_used_at AS key_last_used_at \
+                last_used_at AS key_last_used_at, scopes AS key_scopes \
          FROM api_keys WHERE id = ${param} AND revoked_at IS NULL"
     )
 }
@@ -78,6 +83,14 @@ pub fn decode_live_key(row: &PgRow) -> Result<AuthRow, sqlx::Error> {
         tenant_id: row.try_get("key_tenant_id")?,
         secret_digest: row.try_get("key_secret_digest")?,
         last_used_at: row.try_get("key_last_used_at")?,
+        scopes: decode_scopes(row.try_get("key_scopes")?)?,
+    })
+}
+
+fn decode_scopes(names: Vec<String>) -> Result<Scopes, sqlx::Error> {
+    Scopes::from_stored(&names).ok_or_else(|| sqlx::Error::ColumnDecode {
+        index: "scopes".to_owned(),
+        source: "an unknown scope is stored".into(),
     })
 }
 
@@ -108,8 +121,15 @@ pub async fn list(
     tenant_id: TenantId,
     page: Page,
 ) -> Result<Vec<ApiKeyView>, sqlx::Error> {
-    let rows: Vec<(ApiKeyId, String, OffsetDateTime, Option<OffsetDateTime>)> = sqlx::query_as(
-        "SELECT id, label, created_at, last_used_at FROM api_keys \
+    type Row = (
+        ApiKeyId,
+        String,
+        Vec<String>,
+        OffsetDateTime,
+        Option<OffsetDateTime>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, label, scopes, created_at, last_used_at FROM api_keys \
          WHERE tenant_id = $1 AND revoked_at IS NULL AND ($2::uuid IS NULL OR id > $2) \
          ORDER BY id LIMIT $3",
     )
@@ -118,15 +138,17 @@ pub async fn list(
     .bind(page.limit + 1)
     .fetch_all(exec)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, label, created_at, last_used_at)| ApiKeyView {
-            id,
-            label,
-            created_at,
-            last_used_at,
+    rows.into_iter()
+        .map(|(id, label, scopes, created_at, last_used_at)| {
+            Ok(ApiKeyView {
+                id,
+                label,
+                scopes: decode_scopes(scopes)?.names(),
+                created_at,
+                last_used_at,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Locks and returns the ids of the tenant's live keys.

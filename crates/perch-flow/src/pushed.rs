@@ -1,0 +1,203 @@
+//! Pushed logins (the shape of RFC 9126, Pushed Authorization Requests):
+//! `POST /v1/logins`.
+//!
+//! A login link is a URL anyone can edit, so what the tenant must be able
+//! to trust (above all `subject`, its own user id) cannot travel in it.
+//! The tenant's server pushes the login's parameters, authenticated as the
+//! app, and gets back a `login_url` that carries only an opaque
+//! `request_uri`. The parameters are checked by the same rules as a link's
+//! ([`crate::login::check_login`]); the `request_uri` is stored as a
+//! SHA-256 digest, lives ten minutes, and is taken by the first browser
+//! that follows it (one `DELETE ... RETURNING`).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use perch_core::audit::{self, Actor, AuditEvent, RequestMeta};
+use perch_core::ids::AppId;
+use perch_core::token;
+use perch_tenants::openapi::ProblemDoc;
+use perch_tenants::{App, AppJson};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use crate::error::HopError;
+use crate::login::{LoginParams, RawLogin, check_login};
+use crate::{FlowError, FlowState, store};
+
+/// How long a pushed login waits for its browser.
+pub const PUSHED_LOGIN_TTL: time::Duration = time::Duration::minutes(10);
+/// The `request_uri` prefix RFC 9126 §2.2 suggests.
+const REQUEST_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
+const REQUEST_URI_RANDOM_LEN: usize = 32;
+
+/// `POST /v1/logins` body: a login's parameters, as a link would carry
+/// them, plus `subject`, which only a push may carry.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PushLoginRequest {
+    /// One of the app's callback URLs, matched exactly as for a link.
+    pub redirect_uri: String,
+    /// Echoed back to `redirect_uri` (up to 512 bytes); optional here, as
+    /// the request comes from the tenant's own server.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// The tenant's own user id for this login (up to 256 bytes).
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// Ask the provider to show its sign-in form even to a signed-in user.
+    #[serde(default)]
+    pub force_login: Option<bool>,
+    /// Prefill the provider's sign-in form.
+    #[serde(default)]
+    pub screen_name: Option<String>,
+    /// PKCE challenge (base64url SHA-256 of the verifier); required for a
+    /// public app.
+    #[serde(default)]
+    pub code_challenge: Option<String>,
+    /// `S256`, with `code_challenge`.
+    #[serde(default)]
+    pub code_challenge_method: Option<String>,
+}
+
+/// `POST /v1/logins` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PushedLoginResponse {
+    /// Where to send the user's browser:
+    /// `{PUBLIC_URL}/login/{app_id}?request_uri=...`. Single use.
+    pub login_url: String,
+    /// The pushed request's reference, as in `login_url`.
+    pub request_uri: String,
+    /// Seconds until it expires (600).
+    pub expires_in: i64,
+}
+
+/// Push a login: its parameters are kept server-side and the user is sent
+/// to a `login_url` that carries only a `request_uri`.
+#[utoipa::path(
+    post, path = "/v1/logins", tag = "logins",
+    request_body = PushLoginRequest,
+    responses(
+        (status = 201, body = PushedLoginResponse),
+        (status = 401, description = "`invalid_client`: bad app credentials", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field, named in `field` (e.g. a redirect_uri that is not registered)", body = ProblemDoc, content_type = "application/problem+json"),
+    ),
+    security(("client_basic" = []))
+)]
+pub async fn handler(
+    State(state): State<FlowState>,
+    headers: HeaderMap,
+    meta: RequestMeta,
+    AppJson(request): AppJson<PushLoginRequest>,
+) -> Result<(StatusCode, Json<PushedLoginResponse>), FlowError> {
+    let app = authenticate_app(&state, &headers).await?;
+    crate::record_app(&app);
+    let params = check_login(
+        &app,
+        RawLogin {
+            redirect_uri: Some(request.redirect_uri),
+            state: request.state,
+            subject: request.subject,
+            force_login: request.force_login.map(|f| f.to_string()),
+            screen_name: request.screen_name,
+            code_challenge: request.code_challenge,
+            code_challenge_method: request.code_challenge_method,
+        },
+        false,
+    )
+    .map_err(|e| FlowError::invalid(e.field, e.message))?;
+
+    let now = state.clock().now();
+    let request_uri = format!(
+        "{REQUEST_URI_PREFIX}{}",
+        token::random_alphanumeric(REQUEST_URI_RANDOM_LEN)
+    );
+    let pushed = store::PushedLogin {
+        tenant_id: app.tenant_id,
+        app_id: app.id,
+        redirect_uri: params.redirect_uri,
+        state: params.state,
+        subject: params.subject,
+        force_login: params.force_login,
+        screen_name: params.screen_name,
+        code_challenge: params.code_challenge,
+        created_at: now,
+        expires_at: now + PUSHED_LOGIN_TTL,
+    };
+    let event = AuditEvent::new(now, Actor::EndUser, "login.push", "app")
+        .tenant(app.tenant_id)
+        .app(app.id)
+        .target(app.id)
+        .request(&meta)
+        .details(serde_json::json!({
+            "subject": pushed.subject,
+            "pkce": pushed.code_challenge.is_some(),
+            "force_login": pushed.force_login,
+        }));
+    let mut tx = state.pool().begin().await?;
+    store::insert_pushed_login(&mut *tx, &token::digest(&request_uri), &pushed).await?;
+    audit::record(&mut tx, &event).await?;
+    tx.commit().await?;
+
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("request_uri", &request_uri)
+        .finish();
+    Ok((
+        StatusCode::CREATED,
+        Json(PushedLoginResponse {
+            login_url: format!("{}/login/{}?{query}", state.public_base(), app.id),
+            request_uri,
+            expires_in: PUSHED_LOGIN_TTL.whole_seconds(),
+        }),
+    ))
+}
+
+/// The app named and proved by HTTP Basic `app_id:client_secret`: a push
+/// always needs the secret (only the tenant's server pushes).
+async fn authenticate_app(state: &FlowState, headers: &HeaderMap) -> Result<App, FlowError> {
+    let refused = || FlowError::InvalidClient("unknown app or wrong client secret");
+    let (user, secret) = crate::exchange::basic_credentials(headers)?.ok_or(
+        FlowError::InvalidClient("a push needs HTTP Basic app_id:client_secret"),
+    )?;
+    let app_id = AppId::parse(&user).map_err(|_| refused())?;
+    match perch_tenants::load_for_login(state.pool(), app_id).await? {
+        Some(app) if !secret.is_empty() && app.client_secret_matches(&secret) => Ok(app),
+        _ => Err(refused()),
+    }
+}
+
+/// Takes the pushed login `request_uri` names for `app` (single use) and
+/// checks its parameters again against the app as it is now (a callback
+/// URL removed since the push no longer receives anyone).
+pub(crate) async fn consume(
+    state: &FlowState,
+    app: &App,
+    request_uri: &str,
+    now: OffsetDateTime,
+) -> Result<LoginParams, HopError> {
+    let pushed =
+        store::consume_pushed_login(state.pool(), &token::digest(request_uri), app.id, now)
+            .await
+            .map_err(HopError::internal("taking a pushed login"))?
+            .ok_or_else(|| {
+                HopError::bad_link(
+                    "This sign-in link was already used, has expired, or is for another app. \
+                 Start again from the site you were signing in to.",
+                )
+            })?;
+    check_login(
+        app,
+        RawLogin {
+            redirect_uri: Some(pushed.redirect_uri),
+            state: Some(pushed.state),
+            subject: pushed.subject,
+            force_login: Some(pushed.force_login.to_string()),
+            screen_name: pushed.screen_name,
+            code_challenge: pushed.code_challenge.clone(),
+            code_challenge_method: pushed.code_challenge.map(|_| "S256".to_owned()),
+        },
+        false,
+    )
+    .map_err(|e| HopError::bad_link(e.message))
+}

@@ -650,45 +650,6 @@ pub async fn code_app(
         .await
 }
 
-/// Deletes up to `batch` expired pending logins, without waiting on rows
-/// another replica's sweeper holds. Returns how many went.
-pub async fn sweep_logins(
-    exec: impl PgExecutor<'_>,
-    now: OffsetDateTime,
-    batch: i64,
-) -> Result<u64, sqlx::Error> {
-    let result = sqlx::query(
-        "DELETE FROM login_flows WHERE ctid IN ( \
-           SELECT ctid FROM login_flows WHERE expires_at <= $1 \
-           LIMIT $2 FOR UPDATE SKIP LOCKED)",
-    )
-    .bind(now)
-    .bind(batch)
-    .execute(exec)
-    .await?;
-    Ok(result.rows_affected())
-}
-
-/// Deletes up to `batch` expired codes. A used code stays until it
-/// expires (at most a minute), so a replay in that time is recognised and
-/// audited as one.
-pub async fn sweep_codes(
-    exec: impl PgExecutor<'_>,
-    now: OffsetDateTime,
-    batch: i64,
-) -> Result<u64, sqlx::Error> {
-    let result = sqlx::query(
-        "DELETE FROM login_codes WHERE ctid IN ( \
-           SELECT ctid FROM login_codes WHERE expires_at <= $1 \
-           LIMIT $2 FOR UPDATE SKIP LOCKED)",
-    )
-    .bind(now)
-    .bind(batch)
-    .execute(exec)
-    .await?;
-    Ok(result.rows_affected())
-}
-
 /// A pushed login request as stored (the `request_uri` only as a digest).
 #[derive(Debug, Clone, FromRow)]
 pub struct PushedLogin {
@@ -765,20 +726,52 @@ pub async fn consume_pushed_login(
     .await
 }
 
-/// Deletes up to `batch` expired pushed logins.
-pub async fn sweep_pushed_logins(
+/// The flow's tables whose rows expire, for the sweeper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiring {
+    /// Pending (and claimed) logins.
+    Logins,
+    /// One-time codes. A used code stays until it expires (at most a
+    /// minute), so a replay in that time is recognised and audited as one.
+    Codes,
+    /// Pushed login requests.
+    PushedLogins,
+}
+
+impl Expiring {
+    fn sweep_sql(self) -> &'static str {
+        match self {
+            Self::Logins => {
+                "DELETE FROM login_flows WHERE ctid IN ( \
+                   SELECT ctid FROM login_flows WHERE expires_at <= $1 \
+                   LIMIT $2 FOR UPDATE SKIP LOCKED)"
+            }
+            Self::Codes => {
+                "DELETE FROM login_codes WHERE ctid IN ( \
+                   SELECT ctid FROM login_codes WHERE expires_at <= $1 \
+                   LIMIT $2 FOR UPDATE SKIP LOCKED)"
+            }
+            Self::PushedLogins => {
+                "DELETE FROM pushed_logins WHERE ctid IN ( \
+                   SELECT ctid FROM pushed_logins WHERE expires_at <= $1 \
+                   LIMIT $2 FOR UPDATE SKIP LOCKED)"
+            }
+        }
+    }
+}
+
+/// Deletes up to `batch` expired rows of `table`, without waiting on rows
+/// another replica's sweeper holds. Returns how many went.
+pub async fn sweep_expired(
     exec: impl PgExecutor<'_>,
+    table: Expiring,
     now: OffsetDateTime,
     batch: i64,
 ) -> Result<u64, sqlx::Error> {
-    let result = sqlx::query(
-        "DELETE FROM pushed_logins WHERE ctid IN ( \
-           SELECT ctid FROM pushed_logins WHERE expires_at <= $1 \
-           LIMIT $2 FOR UPDATE SKIP LOCKED)",
-    )
-    .bind(now)
-    .bind(batch)
-    .execute(exec)
-    .await?;
+    let result = sqlx::query(table.sweep_sql())
+        .bind(now)
+        .bind(batch)
+        .execute(exec)
+        .await?;
     Ok(result.rows_affected())
 }

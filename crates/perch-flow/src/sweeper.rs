@@ -15,7 +15,7 @@ use perch_core::clock::SharedClock;
 use sqlx::PgPool;
 use tokio::sync::watch;
 
-use crate::store;
+use crate::store::{self, Expiring};
 
 /// How often and how much to sweep.
 #[derive(Debug, Clone, Copy)]
@@ -81,9 +81,9 @@ pub async fn sweep_once(
     loop {
         let started = tokio::time::Instant::now();
         // Pushed logins are logins not yet started: counted with them.
-        let logins = store::sweep_logins(pool, now, batch).await?
-            + store::sweep_pushed_logins(pool, now, batch).await?;
-        let codes = store::sweep_codes(pool, now, batch).await?;
+        let logins = store::sweep_expired(pool, Expiring::Logins, now, batch).await?
+            + store::sweep_expired(pool, Expiring::PushedLogins, now, batch).await?;
+        let codes = store::sweep_expired(pool, Expiring::Codes, now, batch).await?;
         let mut other = 0;
         for sweep in extra {
             other += sweep(pool.clone(), now, batch).await?;

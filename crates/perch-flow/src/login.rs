@@ -240,17 +240,7 @@ async fn start(
         created_at: now,
         expires_at: now + LOGIN_TTL,
     };
-    let event = AuditEvent::new(now, Actor::EndUser, "login.start", "login")
-        .tenant(app.tenant_id)
-        .app(app.id)
-        .target(login_id)
-        .request(meta)
-        .details(serde_json::json!({
-            "subject": params.subject,
-            "pkce": params.code_challenge.is_some(),
-            "force_login": params.force_login,
-        }));
-    store::insert_login(state.pool(), &flow, &event)
+    store::insert_login(state.pool(), &flow)
         .await
         .map_err(HopError::internal("storing a pending login"))?;
     state.metrics().started();

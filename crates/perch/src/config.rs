@@ -91,6 +91,9 @@ pub struct ServeConfig {
     pub budgets: perch_core::limits::Budgets,
     /// Proxies whose `X-Forwarded-For` is believed (`PERCH_TRUSTED_PROXIES`).
     pub trusted_proxies: perch_core::client_ip::TrustedProxies,
+    /// How long audit events are kept (`PERCH_AUDIT_RETENTION_DAYS`, default
+    /// 400); `None` (0) keeps them forever. The sweeper deletes older ones.
+    pub audit_retention: Option<Duration>,
 }
 
 /// Reads variables; a function so tests need not touch the process environment.
@@ -267,9 +270,14 @@ impl ServeConfig {
                 )
             })?,
         };
+        let audit_retention = match count(env, "PERCH_AUDIT_RETENTION_DAYS", 400)? {
+            0 => None,
+            days => Some(Duration::from_secs(u64::from(days) * 86_400)),
+        };
         Ok(Self {
             budgets,
             trusted_proxies,
+            audit_retention,
             upstream_connect_timeout,
             upstream_timeout,
             sweeper,
@@ -441,6 +449,30 @@ mod tests {
         assert!(config.operator_token.is_none());
         assert!(!config.sandbox);
         assert!(config.allowed_provider_hosts.is_empty());
+        assert_eq!(
+            config.audit_retention,
+            Some(Duration::from_secs(400 * 86_400))
+        );
+    }
+
+    #[test]
+    fn audit_retention_is_in_days_and_zero_keeps_forever() {
+        let base = [
+            ("DATABASE_URL", "postgres://postgres@127.0.0.1/perch"),
+            ("PERCH_ENCRYPTION_KEYS", KEY),
+        ];
+        let with = |days: &'static str| {
+            let mut env = base.to_vec();
+            env.push(("PERCH_AUDIT_RETENTION_DAYS", days));
+            ServeConfig::from_env(&VecEnv(env), None)
+        };
+        assert_eq!(
+            with("30").unwrap().audit_retention,
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(with("0").unwrap().audit_retention, None);
+        let error = with("-1").unwrap_err().to_string();
+        assert!(error.contains("PERCH_AUDIT_RETENTION_DAYS"), "{error}");
     }
 
     #[test]

@@ -408,11 +408,17 @@ pub fn parse_public_url(raw: &str) -> Result<Url, ConfigError> {
 fn parse_host_list(list: &str) -> Result<Vec<String>, ConfigError> {
     let mut hosts = Vec::new();
     for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        // `http://host[:port]` is the operator's explicit consent to plain
+        // text to that host; a bare `host[:port]` means https only.
+        let (scheme, authority) = match entry.get(..7).zip(entry.get(7..)) {
+            Some((prefix, rest)) if prefix.eq_ignore_ascii_case("http://") => ("http://", rest),
+            _ => ("", entry),
+        };
         // A host[:port] is valid when it forms a URL authority and nothing more.
-        let parsed = Url::parse(&format!("https://{entry}/")).map_err(|_| {
+        let parsed = Url::parse(&format!("https://{authority}/")).map_err(|_| {
             invalid(
                 "PERCH_ALLOWED_PROVIDER_HOSTS",
-                format!("{entry:?} is not a host or host:port"),
+                format!("{entry:?} is not a host, host:port or http://host:port"),
             )
         })?;
         let host = parsed.host_str().unwrap_or_default();
@@ -420,13 +426,13 @@ fn parse_host_list(list: &str) -> Result<Vec<String>, ConfigError> {
             Some(port) => format!("{host}:{port}"),
             None => host.to_owned(),
         };
-        if normalised != entry.to_ascii_lowercase() {
+        if normalised != authority.to_ascii_lowercase() {
             return Err(invalid(
                 "PERCH_ALLOWED_PROVIDER_HOSTS",
-                format!("{entry:?} is not a plain host or host:port"),
+                format!("{entry:?} is not a plain host, host:port or http://host:port"),
             ));
         }
-        hosts.push(normalised);
+        hosts.push(format!("{scheme}{normalised}"));
     }
     Ok(hosts)
 }
@@ -638,7 +644,16 @@ mod tests {
             parse_host_list("API.Example.com, twitter.test:8443").unwrap(),
             vec!["api.example.com".to_owned(), "twitter.test:8443".to_owned()]
         );
+        assert_eq!(
+            parse_host_list("HTTP://Mock.Test:8080,http://127.0.0.1:9000").unwrap(),
+            vec![
+                "http://mock.test:8080".to_owned(),
+                "http://127.0.0.1:9000".to_owned()
+            ]
+        );
         assert!(parse_host_list("https://x.example").is_err());
+        assert!(parse_host_list("http://x.example/path").is_err());
+        assert!(parse_host_list("http://").is_err());
         assert!(parse_host_list("x.example/path").is_err());
     }
 

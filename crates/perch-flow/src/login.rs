@@ -8,7 +8,7 @@ use base64::Engine as _;
 use perch_core::audit::{self, Actor, AuditEvent, Outcome, RequestMeta};
 use perch_core::ids::AppId;
 use perch_core::token;
-use perch_tenants::App;
+use perch_tenants::{App, CallbackUrls};
 
 use crate::error::{HopError, hop_response};
 use crate::metrics::{FailReason, Hop};
@@ -25,7 +25,7 @@ const MAX_SUBJECT_BYTES: usize = 256;
 
 /// The parameters of a hosted login link, validated.
 #[derive(Debug, Clone)]
-struct LoginParams {
+pub(crate) struct LoginParams {
     redirect_uri: String,
     state: String,
     subject: Option<String>,
@@ -36,7 +36,7 @@ struct LoginParams {
 
 /// Parses a query string, refusing repeated parameters (which one would
 /// win is exactly the ambiguity an attacker looks for).
-fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, HopError> {
+pub(crate) fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, HopError> {
     let mut pairs: Vec<(String, String)> = Vec::new();
     for (name, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         if pairs.iter().any(|(n, _)| *n == name) {
@@ -78,12 +78,21 @@ async fn load_app(state: &FlowState, raw_id: &str) -> Result<App, HopError> {
 /// Validates the link's parameters against the app. `redirect_uri` is
 /// checked first: until it is known good, nothing may redirect anywhere.
 fn validate(app: &App, pairs: &[(String, String)]) -> Result<LoginParams, HopError> {
+    validate_for(&app.name, &app.callback_urls, pairs)
+}
+
+/// [`validate`] with only what it reads of the app (so that the parser can
+/// be exercised without one).
+pub(crate) fn validate_for(
+    app_name: &str,
+    callback_urls: &CallbackUrls,
+    pairs: &[(String, String)],
+) -> Result<LoginParams, HopError> {
     let redirect_uri = take(pairs, "redirect_uri")
         .ok_or_else(|| HopError::bad_link("The link has no redirect_uri."))?;
-    if app.callback_urls.find(&redirect_uri).is_none() {
+    if callback_urls.find(&redirect_uri).is_none() {
         return Err(HopError::bad_link(format!(
-            "The redirect_uri {redirect_uri:?} is not one of the callback URLs registered for {}.",
-            app.name
+            "The redirect_uri {redirect_uri:?} is not one of the callback URLs registered for {app_name}."
         )));
     }
     let state = take(pairs, "state").unwrap_or_default();
@@ -397,5 +406,122 @@ mod tests {
             HeaderValue::from_static("perch_browser=short"),
         );
         assert_eq!(browser_binding(&headers), None);
+    }
+}
+
+/// Bounded fuzzing of the login link's query: arbitrary text, and queries
+/// assembled from the parameters and values the validator branches on.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    const REGISTERED: &[&str] = &[
+        "https://app.example/cb",
+        "http://127.0.0.1/native/cb",
+        "com.example.app:/cb",
+    ];
+    const NAMES: &[&str] = &[
+        "redirect_uri",
+        "state",
+        "subject",
+        "force_login",
+        "screen_name",
+        "code_challenge",
+        "code_challenge_method",
+        "other",
+        "",
+    ];
+
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(REGISTERED).prop_map(str::to_owned),
+            Just("http://127.0.0.1:9999/native/cb".to_owned()),
+            Just("https://app.example/cb/".to_owned()),
+            Just("S256".to_owned()),
+            Just("plain".to_owned()),
+            Just("true".to_owned()),
+            Just("false".to_owned()),
+            Just(String::new()),
+            Just("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".to_owned()),
+            Just("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw+cM".to_owned()),
+            Just("jack_1".to_owned()),
+            (0usize..600).prop_map(|n| "a".repeat(n)),
+            any::<String>(),
+        ]
+    }
+
+    fn query() -> impl Strategy<Value = String> {
+        prop_oneof![
+            1 => any::<String>(),
+            1 => prop::collection::vec(
+                prop::sample::select(&["=", "&", "+", "%", "%2", "%41", "%zz", "%C3%A9", "%FF", "state", "a"][..]),
+                0..20,
+            )
+            .prop_map(|parts| parts.concat()),
+            4 => (
+                prop::collection::vec((prop::sample::select(NAMES), value()), 0..8),
+                prop::bool::ANY,
+            )
+                .prop_map(|(pairs, encode)| {
+                    if encode {
+                        url::form_urlencoded::Serializer::new(String::new())
+                            .extend_pairs(pairs)
+                            .finish()
+                    } else {
+                        pairs
+                            .iter()
+                            .map(|(n, v)| format!("{n}={v}"))
+                            .collect::<Vec<_>>()
+                            .join("&")
+                    }
+                }),
+        ]
+    }
+
+    proptest! {
+        // Bounded: a few seconds in a debug build.
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn login_query(raw in query()) {
+            let registered: Vec<String> = REGISTERED.iter().map(|u| (*u).to_owned()).collect();
+            let callback_urls = CallbackUrls::parse(&registered).unwrap();
+            let Ok(pairs) = query_pairs(Some(&raw)) else {
+                // Refused only for a repeated name.
+                let names: Vec<String> = url::form_urlencoded::parse(raw.as_bytes())
+                    .map(|(n, _)| n.into_owned())
+                    .collect();
+                let mut unique = names.clone();
+                unique.sort();
+                unique.dedup();
+                prop_assert!(unique.len() < names.len(), "{:?}", raw);
+                return Ok(());
+            };
+            // Names are unique, and the pairs survive re-encoding.
+            let mut names: Vec<&str> = pairs.iter().map(|(n, _)| n.as_str()).collect();
+            names.sort_unstable();
+            names.dedup();
+            prop_assert_eq!(names.len(), pairs.len());
+            let again = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&pairs)
+                .finish();
+            prop_assert_eq!(query_pairs(Some(&again)).ok(), Some(pairs.clone()));
+
+            if let Ok(params) = validate_for("App", &callback_urls, &pairs) {
+                prop_assert!(callback_urls.find(&params.redirect_uri).is_some());
+                prop_assert!((1..=MAX_STATE_BYTES).contains(&params.state.len()));
+                prop_assert!(params.subject.as_ref().is_none_or(|s| !s.is_empty() && s.len() <= MAX_SUBJECT_BYTES));
+                let handle = params.screen_name.as_ref().is_none_or(|s| {
+                    s.len() <= 50 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                });
+                prop_assert!(handle);
+                let challenge = params.code_challenge.as_ref().is_none_or(|c| {
+                    c.len() == 43 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                });
+                prop_assert!(challenge);
+                prop_assert_eq!(params.force_login, take(&pairs, "force_login").as_deref() == Some("true"));
+            }
+        }
     }
 }

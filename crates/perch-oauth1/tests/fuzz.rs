@@ -118,8 +118,8 @@ fn url() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    // Bounded: the whole file runs in a few seconds in a debug build.
-    #![proptest_config(ProptestConfig::with_cases(1500))]
+    // Bounded: the whole file runs in about ten seconds in a debug build.
+    #![proptest_config(ProptestConfig::with_cases(5000))]
 
     #[test]
     fn authorization_header(data in header()) {

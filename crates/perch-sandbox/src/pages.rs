@@ -616,8 +616,8 @@ mod fuzz {
     }
 
     proptest! {
-        // Bounded: well under a second in a debug build.
-        #![proptest_config(ProptestConfig::with_cases(2000))]
+        // Bounded: a few seconds in a debug build.
+        #![proptest_config(ProptestConfig::with_cases(8000))]
 
         #[test]
         fn form_posts_and_queries(raw in body()) {

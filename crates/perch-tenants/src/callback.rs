@@ -719,7 +719,7 @@ mod fuzz {
 
     proptest! {
         // Bounded: a few seconds in a debug build.
-        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #![proptest_config(ProptestConfig::with_cases(8000))]
 
         #[test]
         fn registration_and_matching(raw in candidate(), presented in candidate()) {

@@ -175,6 +175,7 @@ fn serve_config(database_url: &str, options: &TestServerOptions) -> ServeConfig 
         sweeper: None,
         budgets: options.budgets,
         trusted_proxies: options.trusted_proxies.clone(),
+        audit_retention: None,
     }
 }
 

@@ -60,8 +60,8 @@ async fn provider_down_or_silent_is_temporarily_unavailable() {
     });
     let fx = Fixture::new(TestServerOptions {
         allowed_provider_hosts: vec![
-            format!("127.0.0.1:{closed_port}"),
-            format!("127.0.0.1:{silent_port}"),
+            format!("http://127.0.0.1:{closed_port}"),
+            format!("http://127.0.0.1:{silent_port}"),
         ],
         upstream_timeout: Duration::from_secs(1),
         ..TestServerOptions::default()

@@ -413,7 +413,7 @@ async fn shutdown_fails_readiness_then_drains_in_flight_requests() {
         }
     });
     let fx = Fixture::new(TestServerOptions {
-        allowed_provider_hosts: vec![silent_base.trim_start_matches("http://").to_owned()],
+        allowed_provider_hosts: vec![silent_base.clone()],
         upstream_timeout: Duration::from_secs(4),
         drain_delay: Duration::from_secs(1),
         shutdown_grace: Duration::from_secs(10),

@@ -140,13 +140,25 @@ async fn the_address_behind_a_trusted_proxy_is_counted_and_audited() {
     assert_eq!(first.iter().filter(|s| **s == 302).count(), 3, "{first:?}");
     let second = flood(&fx, &fx.server.base, 2, Some("203.0.113.8")).await;
     assert!(second.iter().all(|s| *s == 302), "{second:?}");
+    // Starts are not audited; a login completed behind the proxy is, with
+    // the client's address, not the proxy's.
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
+    let behind_proxy = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers)
+        .build()
+        .unwrap();
+    let landing = fx.login(&behind_proxy, "alice", "s", "").await;
+    assert!(landing.code.is_some(), "{landing:?}");
     let ip: String = sqlx::query_scalar(
-        "SELECT host(ip) FROM audit_events WHERE action = 'login.start' ORDER BY id LIMIT 1",
+        "SELECT host(ip) FROM audit_events WHERE action = 'login.complete' ORDER BY id LIMIT 1",
     )
     .fetch_one(&fx.server.db.pool)
     .await
     .unwrap();
-    assert_eq!(ip, "203.0.113.7");
+    assert_eq!(ip, "203.0.113.9");
 
     // Without trust, the header is the client's own claim and is ignored.
     let untrusted = Fixture::new(TestServerOptions {

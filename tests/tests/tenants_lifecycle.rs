@@ -760,31 +760,59 @@ async fn sandbox_apps_are_refused_when_the_sandbox_is_off() {
 
 #[tokio::test]
 async fn custom_provider_hosts_only_when_the_operator_allows_them() {
+    // IP literals only: a test resolves no public name.
     let server = TestServer::start_with(TestServerOptions {
-        allowed_provider_hosts: vec!["provider.example".into()],
+        allowed_provider_hosts: vec![
+            "203.0.113.10".into(),
+            "http://127.0.0.1:9".into(),
+            "localhost:9".into(),
+        ],
         ..TestServerOptions::default()
     })
     .await;
     let tenant = create_tenant(&server, "Acme").await;
     let mut body = twitter_app("Custom", "ck", "cs");
-    body["provider"]["base_url"] = json!("https://provider.example/twitter");
+    body["provider"]["base_url"] = json!("https://203.0.113.10/twitter");
     let created = create_app(&server, &tenant.key, &body).await;
     assert_eq!(
         created["provider"]["base_url"],
-        "https://provider.example/twitter"
+        "https://203.0.113.10/twitter"
     );
-    body["name"] = json!("Evil");
-    body["provider"]["base_url"] = json!("https://evil.example");
-    let refused = call(
-        &server,
-        Method::POST,
-        "/v1/apps",
-        Some(&tenant.key),
-        Some(&body),
-    )
-    .await;
-    assert_eq!(refused.status, 422);
-    assert_eq!(refused.field(), Some("provider.base_url"));
+    // An address the operator listed as http is trusted as configured.
+    body["name"] = json!("Local");
+    body["provider"]["base_url"] = json!("http://127.0.0.1:9");
+    let local = create_app(&server, &tenant.key, &body).await;
+    assert_eq!(local["provider"]["base_url"], "http://127.0.0.1:9");
+
+    for (n, (base_url, says)) in [
+        ("https://evil.example", "not an allowed provider host"),
+        ("https://10.0.0.1/twitter", "private address"),
+        ("https://127.0.0.1/twitter", "loopback address"),
+        ("https://169.254.169.254", "metadata address"),
+        ("https://[fd00:ec2::254]", "metadata address"),
+        ("http://provider.example", "not an allowed provider host"),
+        ("http://203.0.113.10", "must be https"),
+        // Listed by name, but the name resolves to loopback.
+        ("https://localhost:9", "resolves to"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        body["name"] = json!(format!("Refused {n}"));
+        body["provider"]["base_url"] = json!(base_url);
+        let refused = call(
+            &server,
+            Method::POST,
+            "/v1/apps",
+            Some(&tenant.key),
+            Some(&body),
+        )
+        .await;
+        assert_eq!(refused.status, 422, "{base_url}");
+        assert_eq!(refused.field(), Some("provider.base_url"), "{base_url}");
+        let detail = refused.body["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(says), "{base_url}: {}", refused.body);
+    }
 }
 
 #[tokio::test]

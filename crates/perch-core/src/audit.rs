@@ -327,6 +327,39 @@ pub async fn list(
     .await
 }
 
+/// Deletes up to `batch` events that occurred more than `retention` before
+/// `now` (`PERCH_AUDIT_RETENTION_DAYS`), oldest first; returns how many went.
+/// Rows another sweeper holds are skipped, so replicas sweeping together
+/// never wait on each other. The bound on `id` is what lets the primary key
+/// find the rows: ids are UUIDv7 stamped with `occurred_at`, so every event
+/// before the cutoff has an id below the cutoff's smallest UUIDv7.
+pub async fn sweep_expired(
+    pool: &sqlx::PgPool,
+    now: OffsetDateTime,
+    retention: std::time::Duration,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    let cutoff = now - retention;
+    let done = sqlx::query(
+        "DELETE FROM audit_events WHERE id IN ( \
+           SELECT id FROM audit_events WHERE id < $1 AND occurred_at < $2 \
+           ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(smallest_uuid_v7_at(cutoff))
+    .bind(cutoff)
+    .bind(batch)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// The smallest UUIDv7 of the millisecond `at` falls in (48-bit Unix
+/// milliseconds, every other bit zero); before 1970 it is the nil UUID.
+fn smallest_uuid_v7_at(at: OffsetDateTime) -> Uuid {
+    let millis = u128::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    Uuid::from_u128((millis & ((1 << 48) - 1)) << 80)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,6 +374,17 @@ mod tests {
             sql.starts_with("INSERT INTO audit_events (id, tenant_id, occurred_at, actor, "),
             "{sql}"
         );
+    }
+
+    #[test]
+    fn the_retention_bound_sorts_between_the_ids_either_side_of_it() {
+        let cutoff = time::macros::datetime!(2026-11-28 12:00:00.5 UTC);
+        let bound = smallest_uuid_v7_at(cutoff);
+        let before = crate::ids::new_uuid_v7(cutoff - time::Duration::milliseconds(1));
+        assert!(before < bound);
+        assert!(bound <= crate::ids::new_uuid_v7(cutoff));
+        let epoch = time::OffsetDateTime::UNIX_EPOCH - time::Duration::days(1);
+        assert_eq!(smallest_uuid_v7_at(epoch), Uuid::nil());
     }
 
     #[test]

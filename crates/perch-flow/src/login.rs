@@ -8,7 +8,7 @@ use base64::Engine as _;
 use perch_core::audit::{self, Actor, AuditEvent, Outcome, RequestMeta};
 use perch_core::ids::AppId;
 use perch_core::token;
-use perch_tenants::{App, ClientType};
+use perch_tenants::{App, CallbackUrls, ClientType};
 
 use crate::error::{HopError, hop_response};
 use crate::metrics::{FailReason, Hop};
@@ -36,7 +36,7 @@ pub(crate) struct LoginParams {
 
 /// Parses a query string, refusing repeated parameters (which one would
 /// win is exactly the ambiguity an attacker looks for).
-fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, HopError> {
+pub(crate) fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, HopError> {
     let mut pairs: Vec<(String, String)> = Vec::new();
     for (name, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         if pairs.iter().any(|(n, _)| *n == name) {
@@ -126,15 +126,33 @@ pub(crate) fn check_login(
     raw: RawLogin,
     state_required: bool,
 ) -> Result<LoginParams, InvalidLogin> {
+    check_login_for(
+        &app.name,
+        &app.callback_urls,
+        app.client_type,
+        raw,
+        state_required,
+    )
+}
+
+/// [`check_login`] with only what it reads of the app (so the parameter
+/// rules can be exercised without one).
+pub(crate) fn check_login_for(
+    app_name: &str,
+    callback_urls: &CallbackUrls,
+    client_type: ClientType,
+    raw: RawLogin,
+    state_required: bool,
+) -> Result<LoginParams, InvalidLogin> {
     let redirect_uri = raw
         .redirect_uri
         .ok_or_else(|| invalid("redirect_uri", "redirect_uri is missing."))?;
-    if app.callback_urls.find(&redirect_uri).is_none() {
+    if callback_urls.find(&redirect_uri).is_none() {
         return Err(invalid(
             "redirect_uri",
             format!(
                 "The redirect_uri {redirect_uri:?} is not one of the callback URLs registered for {}.",
-                app.name
+                app_name
             ),
         ));
     }
@@ -198,7 +216,7 @@ pub(crate) fn check_login(
             ));
         }
     };
-    if app.client_type == ClientType::Public && code_challenge.is_none() {
+    if client_type == ClientType::Public && code_challenge.is_none() {
         // A public app cannot prove itself with a secret, so the PKCE
         // challenge is what ties the code to the app instance that asked.
         return Err(invalid(
@@ -343,17 +361,7 @@ async fn start(
         created_at: now,
         expires_at: now + LOGIN_TTL,
     };
-    let event = AuditEvent::new(now, Actor::EndUser, "login.start", "login")
-        .tenant(app.tenant_id)
-        .app(app.id)
-        .target(login_id)
-        .request(meta)
-        .details(serde_json::json!({
-            "subject": params.subject,
-            "pkce": params.code_challenge.is_some(),
-            "force_login": params.force_login,
-        }));
-    store::insert_login(state.pool(), &flow, &event)
+    store::insert_login(state.pool(), &flow)
         .await
         .map_err(HopError::internal("storing a pending login"))?;
     state.metrics().started();
@@ -515,5 +523,124 @@ mod tests {
             HeaderValue::from_static("perch_browser=short"),
         );
         assert_eq!(browser_binding(&headers), None);
+    }
+}
+
+/// Bounded fuzzing of the login link's query: arbitrary text, and queries
+/// assembled from the parameters and values the validator branches on.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    const REGISTERED: &[&str] = &[
+        "https://app.example/cb",
+        "http://127.0.0.1/native/cb",
+        "com.example.app:/cb",
+    ];
+    const NAMES: &[&str] = &[
+        "redirect_uri",
+        "state",
+        "subject",
+        "force_login",
+        "screen_name",
+        "code_challenge",
+        "code_challenge_method",
+        "other",
+        "",
+    ];
+
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(REGISTERED).prop_map(str::to_owned),
+            Just("http://127.0.0.1:9999/native/cb".to_owned()),
+            Just("https://app.example/cb/".to_owned()),
+            Just("S256".to_owned()),
+            Just("plain".to_owned()),
+            Just("true".to_owned()),
+            Just("false".to_owned()),
+            Just(String::new()),
+            Just("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".to_owned()),
+            Just("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw+cM".to_owned()),
+            Just("jack_1".to_owned()),
+            (0usize..600).prop_map(|n| "a".repeat(n)),
+            any::<String>(),
+        ]
+    }
+
+    fn query() -> impl Strategy<Value = String> {
+        prop_oneof![
+            1 => any::<String>(),
+            1 => prop::collection::vec(
+                prop::sample::select(&["=", "&", "+", "%", "%2", "%41", "%zz", "%C3%A9", "%FF", "state", "a"][..]),
+                0..20,
+            )
+            .prop_map(|parts| parts.concat()),
+            4 => (
+                prop::collection::vec((prop::sample::select(NAMES), value()), 0..8),
+                prop::bool::ANY,
+            )
+                .prop_map(|(pairs, encode)| {
+                    if encode {
+                        url::form_urlencoded::Serializer::new(String::new())
+                            .extend_pairs(pairs)
+                            .finish()
+                    } else {
+                        pairs
+                            .iter()
+                            .map(|(n, v)| format!("{n}={v}"))
+                            .collect::<Vec<_>>()
+                            .join("&")
+                    }
+                }),
+        ]
+    }
+
+    proptest! {
+        // Bounded: a few seconds in a debug build.
+        #![proptest_config(ProptestConfig::with_cases(8000))]
+
+        #[test]
+        fn login_query(raw in query()) {
+            let registered: Vec<String> = REGISTERED.iter().map(|u| (*u).to_owned()).collect();
+            let callback_urls = CallbackUrls::parse(&registered).unwrap();
+            let Ok(pairs) = query_pairs(Some(&raw)) else {
+                // Refused only for a repeated name.
+                let names: Vec<String> = url::form_urlencoded::parse(raw.as_bytes())
+                    .map(|(n, _)| n.into_owned())
+                    .collect();
+                let mut unique = names.clone();
+                unique.sort();
+                unique.dedup();
+                prop_assert!(unique.len() < names.len(), "{:?}", raw);
+                return Ok(());
+            };
+            // Names are unique, and the pairs survive re-encoding.
+            let mut names: Vec<&str> = pairs.iter().map(|(n, _)| n.as_str()).collect();
+            names.sort_unstable();
+            names.dedup();
+            prop_assert_eq!(names.len(), pairs.len());
+            let again = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&pairs)
+                .finish();
+            prop_assert_eq!(query_pairs(Some(&again)).ok(), Some(pairs.clone()));
+
+            let raw = RawLogin::from_pairs(&pairs);
+            let checked = check_login_for("App", &callback_urls, ClientType::Confidential, raw, true);
+            if let Ok(params) = checked {
+                prop_assert!(callback_urls.find(&params.redirect_uri).is_some());
+                prop_assert!((1..=MAX_STATE_BYTES).contains(&params.state.len()));
+                prop_assert!(params.subject.as_ref().is_none_or(|s| !s.is_empty() && s.len() <= MAX_SUBJECT_BYTES));
+                let handle = params.screen_name.as_ref().is_none_or(|s| {
+                    s.len() <= 50 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                });
+                prop_assert!(handle);
+                let challenge = params.code_challenge.as_ref().is_none_or(|c| {
+                    c.len() == 43 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                });
+                prop_assert!(challenge);
+                prop_assert_eq!(params.force_login, take(&pairs, "force_login").as_deref() == Some("true"));
+            }
+        }
     }
 }

@@ -71,41 +71,34 @@ pub fn token_secret_aad(request_token: &str) -> Vec<u8> {
     format!("login_flows|token_secret|{request_token}").into_bytes()
 }
 
-/// Inserts a pending login and its audit event in one statement. A request
-/// token the provider hands out twice is refused by the primary key (and
-/// then neither row is written).
+/// Inserts a pending login. A request token the provider hands out twice
+/// is refused by the primary key. Starts are counted in metrics, not
+/// audited: a start changes nothing a tenant acts on, and one row per start
+/// made the audit table grow with every abandoned or scripted login.
 #[tracing::instrument(name = "db.insert_login", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-pub async fn insert_login(
-    exec: impl PgExecutor<'_>,
-    flow: &LoginFlow,
-    event: &perch_core::audit::AuditEvent,
-) -> Result<(), sqlx::Error> {
-    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        format!(
-            "WITH audit AS ({}) \
-             INSERT INTO login_flows (request_token, id, tenant_id, app_id, token_secret_key_id, \
-             token_secret_sealed, redirect_uri, state, subject, code_challenge, browser_digest, \
-             status, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-            perch_core::audit::insert_sql(15)
-        )
-    });
-    let query = sqlx::query(SQL.as_str())
-        .bind(&flow.request_token)
-        .bind(flow.id)
-        .bind(flow.tenant_id)
-        .bind(flow.app_id)
-        .bind(&flow.token_secret_key_id)
-        .bind(&flow.token_secret_sealed)
-        .bind(&flow.redirect_uri)
-        .bind(&flow.state)
-        .bind(&flow.subject)
-        .bind(&flow.code_challenge)
-        .bind(&flow.browser_digest)
-        .bind(flow.status)
-        .bind(flow.created_at)
-        .bind(flow.expires_at);
-    perch_core::audit::bind(query, event).execute(exec).await?;
+pub async fn insert_login(exec: impl PgExecutor<'_>, flow: &LoginFlow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO login_flows (request_token, id, tenant_id, app_id, token_secret_key_id, \
+         token_secret_sealed, redirect_uri, state, subject, code_challenge, browser_digest, \
+         status, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+    )
+    .bind(&flow.request_token)
+    .bind(flow.id)
+    .bind(flow.tenant_id)
+    .bind(flow.app_id)
+    .bind(&flow.token_secret_key_id)
+    .bind(&flow.token_secret_sealed)
+    .bind(&flow.redirect_uri)
+    .bind(&flow.state)
+    .bind(&flow.subject)
+    .bind(&flow.code_challenge)
+    .bind(&flow.browser_digest)
+    .bind(flow.status)
+    .bind(flow.created_at)
+    .bind(flow.expires_at)
+    .execute(exec)
+    .await?;
     Ok(())
 }
 

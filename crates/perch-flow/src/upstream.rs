@@ -4,7 +4,14 @@
 //! One pooled client with connect and total timeouts, no redirects
 //! followed. The base URL is checked against the operator's allow list at
 //! every call, not only when the app was saved, so removing a host from
-//! `PERCH_ALLOWED_PROVIDER_HOSTS` takes effect at once.
+//! `PERCH_ALLOWED_PROVIDER_HOSTS` takes effect at once; a custom host given
+//! by name is resolved again and refused if it now points at an internal
+//! address (`perch_tenants::provider::check_addresses`).
+//!
+//! The checked addresses are not pinned for the connection: reqwest pins
+//! addresses per client (`ClientBuilder::resolve`), and a client per call
+//! would give up the connection pool. A resolver that changes its answer
+//! between the check and the connect (within the TTL) is the gap left.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +21,8 @@ use perch_oauth1::client::{
 };
 use perch_oauth1::{ConsumerSecret, Credentials, TokenSecret};
 use serde::Deserialize;
+
+use perch_tenants::provider::{Allowance, allowance, check_addresses};
 
 use crate::FlowError;
 
@@ -150,8 +159,9 @@ impl Upstream {
         })
     }
 
-    /// Whether Perch may call `base_url`: Twitter, its own sandbox, or a
-    /// host the operator allowed.
+    /// Whether the allow list lets Perch call `base_url`: Twitter, its own
+    /// sandbox, or a host the operator allowed, over https unless the entry
+    /// allows http. Addresses are checked apart, in [`Self::permitted`].
     pub fn is_allowed(&self, base_url: &str) -> bool {
         if base_url == TWITTER_BASE_URL || base_url == self.sandbox_base {
             return true;
@@ -159,14 +169,28 @@ impl Upstream {
         let Ok(url) = url::Url::parse(base_url) else {
             return false;
         };
-        let Some(host) = url.host_str() else {
-            return false;
-        };
-        let authority = match url.port() {
-            Some(port) => format!("{host}:{port}"),
-            None => host.to_owned(),
-        };
-        self.allowed_hosts.contains(&authority)
+        url.host_str().is_some()
+            && matches!(url.scheme(), "https" | "http")
+            && allowance(&self.allowed_hosts, &url) == Allowance::Allowed
+    }
+
+    /// The call-time check: the allow list, then, for a custom host, where
+    /// its name resolves now.
+    async fn permitted(&self, base_url: &str) -> Result<(), UpstreamFailure> {
+        if !self.is_allowed(base_url) {
+            return Err(UpstreamFailure::kind("not_allowed"));
+        }
+        if base_url == TWITTER_BASE_URL || base_url == self.sandbox_base {
+            return Ok(());
+        }
+        let url = url::Url::parse(base_url).map_err(|_| UpstreamFailure::kind("not_allowed"))?;
+        check_addresses(&url)
+            .await
+            .map(drop)
+            .map_err(|e| UpstreamFailure {
+                message: Some(e.to_string()),
+                ..UpstreamFailure::kind("not_allowed")
+            })
     }
 
     /// The provider as a span attribute: `twitter`, `sandbox` or `custom`.
@@ -180,14 +204,10 @@ impl Upstream {
         }
     }
 
-    fn check(&self, base_url: &str) -> Result<(), UpstreamFailure> {
+    async fn check(&self, base_url: &str) -> Result<(), UpstreamFailure> {
         let span = tracing::Span::current();
         span.record("provider", self.provider(base_url));
-        let result = if self.is_allowed(base_url) {
-            Ok(())
-        } else {
-            Err(UpstreamFailure::kind("not_allowed"))
-        };
+        let result = self.permitted(base_url).await;
         if let Err(failure) = &result {
             record_failure(failure);
         }
@@ -206,7 +226,7 @@ impl Upstream {
         callback: &str,
         now_unix: u64,
     ) -> Result<RequestToken, UpstreamFailure> {
-        self.check(keys.base_url)?;
+        self.check(keys.base_url).await?;
         let token = crate::timing::upstream(self.client.request_token(
             &format!("{}/oauth/request_token", keys.base_url),
             &keys.credentials(),
@@ -236,7 +256,7 @@ impl Upstream {
         verifier: &str,
         now_unix: u64,
     ) -> Result<AccessToken, UpstreamFailure> {
-        self.check(keys.base_url)?;
+        self.check(keys.base_url).await?;
         let credentials = keys
             .credentials()
             .with_token(request_token, TokenSecret::new(request_secret));
@@ -262,7 +282,7 @@ impl Upstream {
         credentials: &Credentials,
         now_unix: u64,
     ) -> Result<TwitterUser, UpstreamFailure> {
-        self.check(base_url)?;
+        self.check(base_url).await?;
         let response = crate::timing::upstream(self.client.send(
             perch_oauth1::client::Method::GET,
             &format!("{base_url}/1.1/account/verify_credentials.json"),
@@ -292,7 +312,7 @@ impl Upstream {
         credentials: &Credentials,
         now_unix: u64,
     ) -> Result<(), UpstreamFailure> {
-        self.check(base_url)?;
+        self.check(base_url).await?;
         self.client
             .send(
                 perch_oauth1::client::Method::POST,
@@ -331,7 +351,11 @@ mod tests {
     fn only_twitter_the_sandbox_and_allowed_hosts_are_called() {
         let upstream = Upstream::new(
             "https://perch.test/sandbox",
-            vec!["twitter.internal:8443".to_owned()],
+            vec![
+                "twitter.internal:8443".to_owned(),
+                "http://127.0.0.1:9000".to_owned(),
+                "localhost:9001".to_owned(),
+            ],
             Duration::from_secs(1),
             Duration::from_secs(1),
             None,
@@ -343,5 +367,41 @@ mod tests {
         assert!(!upstream.is_allowed("https://twitter.internal"));
         assert!(!upstream.is_allowed("https://evil.example"));
         assert!(!upstream.is_allowed("https://perch.test/sandbox/../x"));
+        assert!(!upstream.is_allowed("http://twitter.internal:8443"));
+        assert!(upstream.is_allowed("http://127.0.0.1:9000"));
+    }
+
+    #[tokio::test]
+    async fn a_custom_name_that_resolves_inside_is_refused_at_call_time() {
+        let upstream = Upstream::new(
+            "http://127.0.0.1:8080/sandbox",
+            vec!["localhost:9001".to_owned(), "127.0.0.1:9002".to_owned()],
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            None,
+        )
+        .unwrap();
+        let refused = upstream
+            .permitted("https://localhost:9001")
+            .await
+            .unwrap_err();
+        assert_eq!(refused.kind, "not_allowed");
+        assert!(
+            refused
+                .message
+                .as_deref()
+                .unwrap_or_default()
+                .contains("loopback"),
+            "{refused:?}"
+        );
+        // Listed as the address itself: trusted as configured.
+        assert!(upstream.permitted("https://127.0.0.1:9002").await.is_ok());
+        assert!(
+            upstream
+                .permitted("http://127.0.0.1:8080/sandbox")
+                .await
+                .is_ok()
+        );
+        assert!(upstream.permitted("http://127.0.0.1:9002").await.is_err());
     }
 }

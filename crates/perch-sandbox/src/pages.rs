@@ -698,3 +698,63 @@ mod tests {
         assert!(!AccessType::Read.covers(AccessType::Write));
     }
 }
+
+/// Bounded fuzzing of what the pages read from the browser: the decision
+/// form's body and the pages' query strings, as arbitrary bytes and as
+/// forms assembled from the fields the handlers look for.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    const NAMES: &[&str] = &[
+        "oauth_token",
+        "authenticity_token",
+        "session[username_or_email]",
+        "session[password]",
+        "allow",
+        "cancel",
+        "force_login",
+        "screen_name",
+        "",
+    ];
+
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            1 => any::<Vec<u8>>(),
+            1 => prop::collection::vec(
+                prop::sample::select(&["=", "&", "+", "%", "%5B", "%5D", "[", "]", "%zz", "%C3%A9", "%FF", "a"][..]),
+                0..24,
+            )
+            .prop_map(|parts| parts.concat().into_bytes()),
+            3 => prop::collection::vec((prop::sample::select(NAMES), any::<String>()), 0..8)
+                .prop_map(|pairs| {
+                    url::form_urlencoded::Serializer::new(String::new())
+                        .extend_pairs(pairs)
+                        .finish()
+                        .into_bytes()
+                }),
+        ]
+    }
+
+    proptest! {
+        // Bounded: a few seconds in a debug build.
+        #![proptest_config(ProptestConfig::with_cases(8000))]
+
+        #[test]
+        fn form_posts_and_queries(raw in body()) {
+            let form = pairs(&raw);
+            // What parses re-encodes to the same pairs, in order.
+            let again = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&form)
+                .finish();
+            prop_assert_eq!(pairs(again.as_bytes()), form.clone());
+            // A field reads as its first occurrence, as the handlers take it.
+            for name in NAMES {
+                let first = form.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+                prop_assert_eq!(get(&form, name), first);
+                let _ = truthy(get(&form, name));
+            }
+        }
+    }
+}

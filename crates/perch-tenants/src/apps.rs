@@ -385,7 +385,8 @@ pub(crate) async fn create_handler(
     let callback_urls = parse_callback_urls(&body.callback_urls)?;
     let provider = state
         .provider_policy()
-        .validate(body.provider, "provider")?;
+        .validate(body.provider, "provider")
+        .await?;
     let now = crate::db_now(state.clock());
     let app_id = AppId::new(now);
     let client_secret = token::mint(CLIENT_SECRET_PREFIX);
@@ -531,10 +532,10 @@ pub(crate) async fn update_handler(
         .as_deref()
         .map(parse_callback_urls)
         .transpose()?;
-    let provider = body
-        .provider
-        .map(|p| state.provider_policy().validate(p, "provider"))
-        .transpose()?;
+    let provider = match body.provider {
+        Some(p) => Some(state.provider_policy().validate(p, "provider").await?),
+        None => None,
+    };
 
     let mut tx = state.pool().begin().await?;
     let mut app = store::find_for_update(&mut tx, auth.tenant_id, app_id)

@@ -647,3 +647,111 @@ mod tests {
         assert!(urls.find("https://a.example/cb2").is_none());
     }
 }
+
+/// Bounded fuzzing (the stable-toolchain counterpart of `fuzz/`): arbitrary
+/// text and text assembled from URL pieces, through the registration parser
+/// and the login matcher.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    const PIECES: &[&str] = &[
+        "https://",
+        "http://",
+        "HTTPS://",
+        "com.example.app:/",
+        "com.example.app://",
+        "ftp://",
+        "127.0.0.1",
+        "[::1]",
+        "[::ffff:127.0.0.1]",
+        "localhost",
+        "LOCALHOST",
+        "example.com",
+        "Example.COM",
+        "xn--",
+        "a",
+        ".",
+        "..",
+        ":",
+        ":8080",
+        ":0",
+        ":65536",
+        "/",
+        "//",
+        "cb",
+        "?",
+        "a=b",
+        "&",
+        "=",
+        "#",
+        "*",
+        "%",
+        "%2F",
+        "%41",
+        "%zz",
+        "%2e",
+        "@",
+        "user",
+        " ",
+        "\t",
+        "é",
+        "\\",
+        "+",
+        "\u{0}",
+        "\u{200b}",
+    ];
+
+    fn candidate() -> impl Strategy<Value = String> {
+        prop_oneof![
+            1 => any::<String>(),
+            4 => prop::collection::vec(
+                prop_oneof![
+                    6 => prop::sample::select(PIECES).prop_map(str::to_owned),
+                    1 => any::<String>().prop_map(|s| s.chars().take(3).collect()),
+                ],
+                0..16,
+            )
+            .prop_map(|parts| parts.concat()),
+        ]
+    }
+
+    proptest! {
+        // Bounded: a few seconds in a debug build.
+        #![proptest_config(ProptestConfig::with_cases(8000))]
+
+        #[test]
+        fn registration_and_matching(raw in candidate(), presented in candidate()) {
+            match CallbackUrl::parse(&raw) {
+                Ok(url) => {
+                    // Stored only as given, and as the URL standard writes it.
+                    prop_assert_eq!(url.as_str(), raw.as_str());
+                    prop_assert_eq!(url.to_string(), raw.clone());
+                    let reparsed = url::Url::parse(&raw).unwrap();
+                    prop_assert_eq!(reparsed.as_str(), raw.as_str());
+                    prop_assert!(reparsed.fragment().is_none());
+                    prop_assert!(!raw.contains('*') && !raw.contains('#'));
+                    prop_assert!(CallbackUrl::parse(url.as_str()).is_ok());
+                    prop_assert!(url.matches(&raw));
+                    let list = CallbackUrls::parse(std::slice::from_ref(&raw)).unwrap();
+                    prop_assert!(list.find(&raw).is_some());
+                    if url.matches(&presented) && presented != raw {
+                        // The one leeway: another port on a loopback IP.
+                        prop_assert!(
+                            presented.starts_with("http://127.0.0.1")
+                                || presented.starts_with("http://[::1]"),
+                            "{:?} matched {:?}", presented, raw
+                        );
+                    }
+                }
+                Err(CallbackUrlError::NotCanonical { canonical }) => {
+                    // The suggestion is what the URL standard makes of it.
+                    prop_assert_ne!(&canonical, &raw);
+                    let _ = CallbackUrl::parse(&canonical);
+                }
+                Err(_) => {}
+            }
+        }
+    }
+}

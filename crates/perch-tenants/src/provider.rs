@@ -1,6 +1,8 @@
 //! Upstream provider settings of an app: Twitter (or a Twitter-compatible
 //! provider the operator allowed) or Perch's own sandbox.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
 use perch_core::SecretString;
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -57,7 +59,8 @@ pub struct ProviderInput {
     pub consumer_secret: Option<SecretString>,
     /// The provider's API base URL (`twitter` only). Default
     /// `https://api.twitter.com`; another host only if the operator allowed
-    /// it (`PERCH_ALLOWED_PROVIDER_HOSTS`).
+    /// it (`PERCH_ALLOWED_PROVIDER_HOSTS`), over https unless allowed as
+    /// http, and never one whose name resolves to an internal address.
     #[serde(default)]
     pub base_url: Option<String>,
 }
@@ -76,7 +79,8 @@ pub struct ProviderView {
 /// What the operator allows as providers.
 #[derive(Debug, Clone)]
 pub struct ProviderPolicy {
-    /// `host` or `host:port` entries (`PERCH_ALLOWED_PROVIDER_HOSTS`).
+    /// `host[:port]` (https only) or `http://host[:port]` entries
+    /// (`PERCH_ALLOWED_PROVIDER_HOSTS`), see [`allowance`].
     pub allowed_hosts: Vec<String>,
     /// `{PUBLIC_URL}/sandbox` when the sandbox is mounted (`PERCH_SANDBOX=on`).
     pub sandbox_base_url: Option<String>,
@@ -113,7 +117,11 @@ fn check_key(field: &str, value: &str) -> Result<(), Error> {
 
 impl ProviderPolicy {
     /// Validates a `provider` object; `prefix` is its field path (`provider`).
-    pub fn validate(&self, input: ProviderInput, prefix: &str) -> Result<ValidProvider, Error> {
+    pub async fn validate(
+        &self,
+        input: ProviderInput,
+        prefix: &str,
+    ) -> Result<ValidProvider, Error> {
         let field = |name: &str| format!("{prefix}.{name}");
         match input.kind {
             ProviderKind::Sandbox => {
@@ -148,7 +156,7 @@ impl ProviderPolicy {
                 check_key(&field("consumer_secret"), consumer_secret.expose())?;
                 let base_url = match input.base_url {
                     None => TWITTER_BASE_URL.to_owned(),
-                    Some(raw) => self.check_base_url(&raw, &field("base_url"))?,
+                    Some(raw) => self.check_base_url(&raw, &field("base_url")).await?,
                 };
                 Ok(ValidProvider::Twitter {
                     base_url,
@@ -159,7 +167,7 @@ impl ProviderPolicy {
         }
     }
 
-    fn check_base_url(&self, raw: &str, field: &str) -> Result<String, Error> {
+    async fn check_base_url(&self, raw: &str, field: &str) -> Result<String, Error> {
         let url = Url::parse(raw)
             .map_err(|_| Error::invalid(field, "must be an absolute http(s) URL"))?;
         if !matches!(url.scheme(), "https" | "http") {
@@ -178,25 +186,197 @@ impl ProviderPolicy {
         if self.sandbox_base_url.as_deref() == Some(normalised.as_str()) {
             return Ok(normalised);
         }
-        let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
-        let host_port = match url.port() {
-            Some(port) => format!("{host}:{port}"),
-            None => host.clone(),
-        };
-        let allowed = self
-            .allowed_hosts
-            .iter()
-            .any(|entry| entry.eq_ignore_ascii_case(&host_port));
-        if !allowed {
-            return Err(Error::invalid(
-                field,
-                format!(
-                    "{host_port} is not an allowed provider host (only {TWITTER_BASE_URL} and hosts the operator lists in PERCH_ALLOWED_PROVIDER_HOSTS)"
-                ),
-            ));
+        let authority = authority(&url);
+        match allowance(&self.allowed_hosts, &url) {
+            Allowance::Allowed => {}
+            Allowance::HttpsOnly => {
+                return Err(Error::invalid(
+                    field,
+                    format!(
+                        "must be https: {authority} is allowed over https only (the operator allows http with an http://{authority} entry in PERCH_ALLOWED_PROVIDER_HOSTS)"
+                    ),
+                ));
+            }
+            Allowance::NotListed => {
+                let internal = match url.host() {
+                    Some(url::Host::Ipv4(ip)) => internal_kind(IpAddr::V4(ip)),
+                    Some(url::Host::Ipv6(ip)) => internal_kind(IpAddr::V6(ip)),
+                    _ => None,
+                };
+                let why = match internal {
+                    Some(kind) => format!("{authority} is a {kind} address and"),
+                    None => authority,
+                };
+                return Err(Error::invalid(
+                    field,
+                    format!(
+                        "{why} is not an allowed provider host (only {TWITTER_BASE_URL} and hosts the operator lists in PERCH_ALLOWED_PROVIDER_HOSTS)"
+                    ),
+                ));
+            }
         }
+        check_addresses(&url)
+            .await
+            .map_err(|e| Error::invalid(field, e.to_string()))?;
         Ok(normalised)
     }
+}
+
+/// `host[:port]` of a URL, lower case, the port only when not the default.
+fn authority(url: &Url) -> String {
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host,
+    }
+}
+
+/// What `PERCH_ALLOWED_PROVIDER_HOSTS` says of a URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allowance {
+    /// An entry allows its scheme and authority.
+    Allowed,
+    /// Only a plain `host[:port]` entry matches, and the URL is http.
+    HttpsOnly,
+    /// No entry names the authority.
+    NotListed,
+}
+
+/// Matches a URL against the allow list. A plain `host[:port]` entry allows
+/// https only; an `http://host[:port]` entry allows http as well, so plain
+/// text to a provider is always the operator's explicit choice.
+pub fn allowance(entries: &[String], url: &Url) -> Allowance {
+    let authority = authority(url);
+    let mut https_only = false;
+    for entry in entries {
+        match entry.strip_prefix("http://") {
+            Some(listed) if listed.eq_ignore_ascii_case(&authority) => return Allowance::Allowed,
+            Some(_) => {}
+            None if entry.eq_ignore_ascii_case(&authority) => {
+                if url.scheme() == "https" {
+                    return Allowance::Allowed;
+                }
+                https_only = true;
+            }
+            None => {}
+        }
+    }
+    if https_only {
+        Allowance::HttpsOnly
+    } else {
+        Allowance::NotListed
+    }
+}
+
+/// Why a provider host's addresses are refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AddressError {
+    /// The name has no address (or the resolver failed).
+    #[error("{host} does not resolve")]
+    Unresolved {
+        /// The host name.
+        host: String,
+    },
+    /// The name resolves somewhere Perch must not be sent by a tenant.
+    #[error(
+        "{host} resolves to {address}, a {kind} address; Perch calls such an address only when the operator lists it as an address (not a name) in PERCH_ALLOWED_PROVIDER_HOSTS"
+    )]
+    Internal {
+        /// The host name.
+        host: String,
+        /// The refused address.
+        address: IpAddr,
+        /// `loopback`, `private`, `link-local`, ...
+        kind: &'static str,
+    },
+}
+
+/// Whether `ip` is an address a tenant-chosen URL must not reach: the
+/// machine itself, the private network, link-local (where cloud metadata
+/// services live), or nothing routable at all. IPv4-mapped IPv6 addresses
+/// are judged as the IPv4 address they carry.
+pub fn internal_kind(ip: IpAddr) -> Option<&'static str> {
+    let ip = ip.to_canonical();
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            if v4 == Ipv4Addr::new(169, 254, 169, 254) {
+                Some("metadata")
+            } else if v4.is_loopback() {
+                Some("loopback")
+            } else if v4.is_private() {
+                Some("private")
+            } else if v4.is_link_local() {
+                Some("link-local")
+            } else if v4.is_unspecified() || a == 0 {
+                Some("unspecified")
+            } else if v4.is_broadcast() {
+                Some("broadcast")
+            } else if v4.is_multicast() {
+                Some("multicast")
+            } else if a == 100 && (64..128).contains(&b) {
+                // RFC 6598 shared address space: inside a carrier or cloud network.
+                Some("private")
+            } else {
+                None
+            }
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            if v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
+                Some("metadata")
+            } else if v6.is_loopback() {
+                Some("loopback")
+            } else if v6.is_unspecified() {
+                Some("unspecified")
+            } else if first & 0xfe00 == 0xfc00 {
+                Some("private")
+            } else if first & 0xffc0 == 0xfe80 {
+                Some("link-local")
+            } else if v6.is_multicast() {
+                Some("multicast")
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// Resolves the URL's host and refuses it if any address is internal
+/// ([`internal_kind`]). A host written as an IP literal is not judged: it
+/// passed the allow list, so the operator named that very address. A name
+/// is trusted only for the name: where it points can change under the
+/// operator (an expired domain, a rebinding resolver), so every address it
+/// resolves to must be public, at registration and again at every call.
+pub async fn check_addresses(url: &Url) -> Result<Vec<SocketAddr>, AddressError> {
+    let port = url.port_or_known_default().unwrap_or(443);
+    let host = match url.host() {
+        Some(url::Host::Ipv4(ip)) => return Ok(vec![SocketAddr::new(IpAddr::V4(ip), port)]),
+        Some(url::Host::Ipv6(ip)) => return Ok(vec![SocketAddr::new(IpAddr::V6(ip), port)]),
+        Some(url::Host::Domain(name)) => name.to_owned(),
+        None => {
+            return Err(AddressError::Unresolved {
+                host: String::new(),
+            });
+        }
+    };
+    let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|_| AddressError::Unresolved { host: host.clone() })?
+        .collect();
+    if addresses.is_empty() {
+        return Err(AddressError::Unresolved { host });
+    }
+    for address in &addresses {
+        if let Some(kind) = internal_kind(address.ip()) {
+            return Err(AddressError::Internal {
+                host,
+                address: address.ip(),
+                kind,
+            });
+        }
+    }
+    Ok(addresses)
 }
 
 #[cfg(test)]
@@ -205,7 +385,13 @@ mod tests {
 
     fn policy() -> ProviderPolicy {
         ProviderPolicy {
-            allowed_hosts: vec!["provider.example".into(), "127.0.0.1:9000".into()],
+            allowed_hosts: vec![
+                "203.0.113.10".into(),
+                "http://127.0.0.1:9000".into(),
+                "127.0.0.1:9443".into(),
+                "[2001:db8::1]".into(),
+                "localhost:9444".into(),
+            ],
             sandbox_base_url: Some("http://127.0.0.1:8080/sandbox".into()),
         }
     }
@@ -228,18 +414,33 @@ mod tests {
         }
     }
 
-    #[test]
-    fn base_urls() {
+    #[tokio::test]
+    async fn base_urls() {
         let p = policy();
         for (given, expected) in [
             (None, Ok(TWITTER_BASE_URL)),
             (Some("https://api.twitter.com"), Ok(TWITTER_BASE_URL)),
             (Some("https://api.twitter.com/"), Ok(TWITTER_BASE_URL)),
             (
-                Some("https://provider.example/tw"),
-                Ok("https://provider.example/tw"),
+                Some("https://203.0.113.10/tw"),
+                Ok("https://203.0.113.10/tw"),
             ),
             (Some("http://127.0.0.1:9000"), Ok("http://127.0.0.1:9000")),
+            (Some("https://127.0.0.1:9000"), Ok("https://127.0.0.1:9000")),
+            (Some("https://127.0.0.1:9443"), Ok("https://127.0.0.1:9443")),
+            (
+                Some("https://[2001:db8::1]/x"),
+                Ok("https://[2001:db8::1]/x"),
+            ),
+            // Listed for https only: http is refused.
+            (Some("http://127.0.0.1:9443"), Err("provider.base_url")),
+            (Some("http://203.0.113.10"), Err("provider.base_url")),
+            // Not listed, internal or not.
+            (Some("https://10.0.0.1/tw"), Err("provider.base_url")),
+            (Some("https://127.0.0.1/tw"), Err("provider.base_url")),
+            (Some("https://169.254.169.254"), Err("provider.base_url")),
+            // Listed by name, but the name resolves to loopback.
+            (Some("https://localhost:9444"), Err("provider.base_url")),
             (
                 Some("http://127.0.0.1:8080/sandbox"),
                 Ok("http://127.0.0.1:8080/sandbox"),
@@ -247,18 +448,15 @@ mod tests {
             (Some("https://evil.example"), Err("provider.base_url")),
             (Some("http://127.0.0.1:9001"), Err("provider.base_url")),
             (
-                Some("https://provider.example.evil.example"),
+                Some("https://203.0.113.10.evil.example"),
                 Err("provider.base_url"),
             ),
-            (Some("https://u@provider.example"), Err("provider.base_url")),
-            (
-                Some("https://provider.example/?x=1"),
-                Err("provider.base_url"),
-            ),
+            (Some("https://u@203.0.113.10"), Err("provider.base_url")),
+            (Some("https://203.0.113.10/?x=1"), Err("provider.base_url")),
             (Some("ftp://provider.example"), Err("provider.base_url")),
             (Some("provider.example"), Err("provider.base_url")),
         ] {
-            let got = base(p.validate(twitter(given), "provider"));
+            let got = base(p.validate(twitter(given), "provider").await);
             assert_eq!(
                 got,
                 expected.map(str::to_owned).map_err(str::to_owned),
@@ -267,8 +465,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn kinds_and_keys() {
+    #[tokio::test]
+    async fn kinds_and_keys() {
         let p = policy();
         let sandbox = |key: Option<&str>| ProviderInput {
             kind: ProviderKind::Sandbox,
@@ -277,11 +475,11 @@ mod tests {
             base_url: None,
         };
         assert_eq!(
-            base(p.validate(sandbox(None), "provider")),
+            base(p.validate(sandbox(None), "provider").await),
             Ok("sandbox".into())
         );
         assert_eq!(
-            base(p.validate(sandbox(Some("k")), "provider")),
+            base(p.validate(sandbox(Some("k")), "provider").await),
             Err("provider.consumer_key".into())
         );
         let off = ProviderPolicy {
@@ -289,20 +487,89 @@ mod tests {
             ..policy()
         };
         assert_eq!(
-            base(off.validate(sandbox(None), "provider")),
+            base(off.validate(sandbox(None), "provider").await),
             Err("provider.kind".into())
         );
         let mut missing = twitter(None);
         missing.consumer_secret = None;
         assert_eq!(
-            base(p.validate(missing, "provider")),
+            base(p.validate(missing, "provider").await),
             Err("provider.consumer_secret".into())
         );
         let mut spaced = twitter(None);
         spaced.consumer_key = Some("a b".into());
         assert_eq!(
-            base(p.validate(spaced, "provider")),
+            base(p.validate(spaced, "provider").await),
             Err("provider.consumer_key".into())
         );
+    }
+
+    #[tokio::test]
+    async fn refusals_say_why() {
+        let p = policy();
+        let message = |url: &str| {
+            let p = p.clone();
+            let url = url.to_owned();
+            async move {
+                match p.validate(twitter(Some(&url)), "provider").await {
+                    Err(Error::Invalid { field, message }) => {
+                        assert_eq!(field, "provider.base_url");
+                        message
+                    }
+                    other => panic!("{url}: {other:?}"),
+                }
+            }
+        };
+        let m = message("http://127.0.0.1:9443").await;
+        assert!(m.contains("must be https"), "{m}");
+        let m = message("https://10.0.0.1/x").await;
+        assert!(m.contains("private address"), "{m}");
+        let m = message("https://localhost:9444").await;
+        assert!(m.contains("loopback address"), "{m}");
+        let m = message("https://evil.example").await;
+        assert!(m.contains("not an allowed provider host"), "{m}");
+    }
+
+    #[test]
+    fn internal_addresses() {
+        for (ip, kind) in [
+            ("127.0.0.1", Some("loopback")),
+            ("10.1.2.3", Some("private")),
+            ("172.16.0.1", Some("private")),
+            ("192.168.1.1", Some("private")),
+            ("100.64.0.1", Some("private")),
+            ("169.254.1.1", Some("link-local")),
+            ("169.254.169.254", Some("metadata")),
+            ("0.0.0.0", Some("unspecified")),
+            ("255.255.255.255", Some("broadcast")),
+            ("224.0.0.1", Some("multicast")),
+            ("::1", Some("loopback")),
+            ("::", Some("unspecified")),
+            ("fc00::1", Some("private")),
+            ("fd12::1", Some("private")),
+            ("fd00:ec2::254", Some("metadata")),
+            ("fe80::1", Some("link-local")),
+            ("::ffff:10.0.0.1", Some("private")),
+            ("::ffff:127.0.0.1", Some("loopback")),
+            ("8.8.8.8", None),
+            ("203.0.113.10", None),
+            ("172.32.0.1", None),
+            ("2001:db8::1", None),
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(internal_kind(ip), kind, "{ip}");
+        }
+    }
+
+    #[test]
+    fn plain_entries_allow_https_only() {
+        let entries = vec!["a.test".to_owned(), "http://b.test:8080".to_owned()];
+        let at = |u: &str| allowance(&entries, &Url::parse(u).unwrap());
+        assert_eq!(at("https://a.test/x"), Allowance::Allowed);
+        assert_eq!(at("http://a.test/x"), Allowance::HttpsOnly);
+        assert_eq!(at("http://b.test:8080"), Allowance::Allowed);
+        assert_eq!(at("https://b.test:8080"), Allowance::Allowed);
+        assert_eq!(at("http://b.test"), Allowance::NotListed);
+        assert_eq!(at("https://c.test"), Allowance::NotListed);
     }
 }

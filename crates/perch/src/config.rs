@@ -98,6 +98,9 @@ pub struct ServeConfig {
     pub budgets: perch_core::limits::Budgets,
     /// Proxies whose `X-Forwarded-For` is believed (`PERCH_TRUSTED_PROXIES`).
     pub trusted_proxies: perch_core::client_ip::TrustedProxies,
+    /// How long audit events are kept (`PERCH_AUDIT_RETENTION_DAYS`, default
+    /// 400); `None` (0) keeps them forever. The sweeper deletes older ones.
+    pub audit_retention: Option<Duration>,
 }
 
 /// Reads variables; a function so tests need not touch the process environment.
@@ -275,9 +278,14 @@ impl ServeConfig {
                 )
             })?,
         };
+        let audit_retention = match count(env, "PERCH_AUDIT_RETENTION_DAYS", 400)? {
+            0 => None,
+            days => Some(Duration::from_secs(u64::from(days) * 86_400)),
+        };
         Ok(Self {
             budgets,
             trusted_proxies,
+            audit_retention,
             upstream_connect_timeout,
             upstream_timeout,
             sweeper,
@@ -410,11 +418,17 @@ pub fn parse_public_url(raw: &str) -> Result<Url, ConfigError> {
 fn parse_host_list(list: &str) -> Result<Vec<String>, ConfigError> {
     let mut hosts = Vec::new();
     for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        // `http://host[:port]` is the operator's explicit consent to plain
+        // text to that host; a bare `host[:port]` means https only.
+        let (scheme, authority) = match entry.get(..7).zip(entry.get(7..)) {
+            Some((prefix, rest)) if prefix.eq_ignore_ascii_case("http://") => ("http://", rest),
+            _ => ("", entry),
+        };
         // A host[:port] is valid when it forms a URL authority and nothing more.
-        let parsed = Url::parse(&format!("https://{entry}/")).map_err(|_| {
+        let parsed = Url::parse(&format!("https://{authority}/")).map_err(|_| {
             invalid(
                 "PERCH_ALLOWED_PROVIDER_HOSTS",
-                format!("{entry:?} is not a host or host:port"),
+                format!("{entry:?} is not a host, host:port or http://host:port"),
             )
         })?;
         let host = parsed.host_str().unwrap_or_default();
@@ -422,13 +436,13 @@ fn parse_host_list(list: &str) -> Result<Vec<String>, ConfigError> {
             Some(port) => format!("{host}:{port}"),
             None => host.to_owned(),
         };
-        if normalised != entry.to_ascii_lowercase() {
+        if normalised != authority.to_ascii_lowercase() {
             return Err(invalid(
                 "PERCH_ALLOWED_PROVIDER_HOSTS",
-                format!("{entry:?} is not a plain host or host:port"),
+                format!("{entry:?} is not a plain host, host:port or http://host:port"),
             ));
         }
-        hosts.push(normalised);
+        hosts.push(format!("{scheme}{normalised}"));
     }
     Ok(hosts)
 }
@@ -453,6 +467,30 @@ mod tests {
         assert_eq!(config.sandbox_lockout, 5);
         assert_eq!(config.sandbox_hash_queue, 32);
         assert!(config.allowed_provider_hosts.is_empty());
+        assert_eq!(
+            config.audit_retention,
+            Some(Duration::from_secs(400 * 86_400))
+        );
+    }
+
+    #[test]
+    fn audit_retention_is_in_days_and_zero_keeps_forever() {
+        let base = [
+            ("DATABASE_URL", "postgres://postgres@127.0.0.1/perch"),
+            ("PERCH_ENCRYPTION_KEYS", KEY),
+        ];
+        let with = |days: &'static str| {
+            let mut env = base.to_vec();
+            env.push(("PERCH_AUDIT_RETENTION_DAYS", days));
+            ServeConfig::from_env(&VecEnv(env), None)
+        };
+        assert_eq!(
+            with("30").unwrap().audit_retention,
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(with("0").unwrap().audit_retention, None);
+        let error = with("-1").unwrap_err().to_string();
+        assert!(error.contains("PERCH_AUDIT_RETENTION_DAYS"), "{error}");
     }
 
     #[test]
@@ -641,7 +679,16 @@ mod tests {
             parse_host_list("API.Example.com, twitter.test:8443").unwrap(),
             vec!["api.example.com".to_owned(), "twitter.test:8443".to_owned()]
         );
+        assert_eq!(
+            parse_host_list("HTTP://Mock.Test:8080,http://127.0.0.1:9000").unwrap(),
+            vec![
+                "http://mock.test:8080".to_owned(),
+                "http://127.0.0.1:9000".to_owned()
+            ]
+        );
         assert!(parse_host_list("https://x.example").is_err());
+        assert!(parse_host_list("http://x.example/path").is_err());
+        assert!(parse_host_list("http://").is_err());
         assert!(parse_host_list("x.example/path").is_err());
     }
 

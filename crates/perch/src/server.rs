@@ -416,7 +416,7 @@ pub async fn start_with(
             pool,
             clock,
             sweeper,
-            vec![sandbox_sweep(), limits_sweep()],
+            sweeps(config.audit_retention),
             move |report| metrics.sweep(report),
             signal.clone(),
         ));
@@ -493,6 +493,27 @@ fn limits_sweep() -> perch_flow::sweeper::ExtraSweep {
     Box::new(|pool, now, batch| {
         Box::pin(async move {
             perch_core::limits::sweep(&pool, now, batch)
+                .await
+                .map_err(|e| Box::new(e) as perch_flow::sweeper::SweepError)
+        })
+    })
+}
+
+/// The sweeps beside the flow's own: the sandbox's expired rows, spent
+/// rate-limit rows, and audit events past their retention (if any).
+fn sweeps(audit_retention: Option<std::time::Duration>) -> Vec<perch_flow::sweeper::ExtraSweep> {
+    let mut sweeps = vec![sandbox_sweep(), limits_sweep()];
+    if let Some(retention) = audit_retention {
+        sweeps.push(audit_sweep(retention));
+    }
+    sweeps
+}
+
+/// Audit events older than `retention`.
+pub fn audit_sweep(retention: std::time::Duration) -> perch_flow::sweeper::ExtraSweep {
+    Box::new(move |pool, now, batch| {
+        Box::pin(async move {
+            perch_core::audit::sweep_expired(&pool, now, retention, batch)
                 .await
                 .map_err(|e| Box::new(e) as perch_flow::sweeper::SweepError)
         })

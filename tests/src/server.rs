@@ -33,6 +33,14 @@ pub struct TestServerOptions {
     pub drain_delay: Duration,
     /// `PERCH_SHUTDOWN_GRACE_SECS`.
     pub shutdown_grace: Duration,
+    /// `PERCH_PUBLIC_URL`; `None` is `http://` + the bound address.
+    pub public_url: Option<String>,
+    /// `PERCH_HTTP_HEADER_TIMEOUT_SECS`.
+    pub header_timeout: Duration,
+    /// `PERCH_HTTP_REQUEST_TIMEOUT_SECS`.
+    pub request_timeout: Duration,
+    /// `PERCH_MAX_CONNECTIONS`.
+    pub max_connections: usize,
 }
 
 impl Default for TestServerOptions {
@@ -46,6 +54,10 @@ impl Default for TestServerOptions {
             admin_listener: false,
             drain_delay: Duration::ZERO,
             shutdown_grace: Duration::from_secs(5),
+            public_url: None,
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 4096,
         }
     }
 }
@@ -83,7 +95,10 @@ impl TestServer {
                 acquire_timeout: Duration::from_secs(5),
             },
             listen: "127.0.0.1:0".parse().expect("address"),
-            public_url: None,
+            public_url: options
+                .public_url
+                .as_deref()
+                .map(|url| perch::config::parse_public_url(url).expect("test public URL")),
             operator_token: Some(SecretString::new(OPERATOR_TOKEN)),
             keyring: std::sync::Arc::new(
                 Keyring::parse(&options.encryption_keys).expect("test keyring"),
@@ -100,6 +115,9 @@ impl TestServer {
             upstream_timeout: options.upstream_timeout,
             // Tests sweep explicitly, at the time they choose.
             sweeper: None,
+            header_timeout: options.header_timeout,
+            request_timeout: options.request_timeout,
+            max_connections: options.max_connections,
         };
         let running = perch::server::start(config, db.pool.clone(), options.clock)
             .await

@@ -1,7 +1,6 @@
 //! `perch serve`: composes every service crate's router onto one listener,
 //! and runs it until a shutdown signal, draining in-flight requests.
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +21,7 @@ use perch_core::{Keyring, Problem};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tower::ServiceExt as _;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
@@ -144,7 +144,11 @@ pub fn router_with(
     if config.admin_listen.is_none() {
         app = app.merge(metrics_router(shared));
     }
-    Ok(with_layers(app, shared.metrics.clone()))
+    Ok(with_layers(
+        app,
+        shared.metrics.clone(),
+        config.request_timeout,
+    ))
 }
 
 /// `GET /metrics` alone (the admin listener's whole surface, when
@@ -164,11 +168,15 @@ pub fn metrics_router(shared: &Shared) -> Router {
 /// `Cache-Control: no-store` on every response that does not choose its
 /// own: API answers carry secrets shown once, credentials and codes, which
 /// no cache may keep (RFC 6749 §5.1).
-fn with_layers(app: Router, metrics: Arc<Metrics>) -> Router {
+fn with_layers(app: Router, metrics: Arc<Metrics>, request_timeout: Duration) -> Router {
     let request_id = axum::http::HeaderName::from_static(REQUEST_ID);
     app.layer(SetResponseHeaderLayer::if_not_present(
         axum::http::header::CACHE_CONTROL,
         axum::http::HeaderValue::from_static("no-store"),
+    ))
+    .layer(axum::middleware::from_fn_with_state(
+        request_timeout,
+        answer_within,
     ))
     .layer(axum::middleware::from_fn_with_state(
         metrics,
@@ -185,12 +193,45 @@ fn with_layers(app: Router, metrics: Arc<Metrics>) -> Router {
     .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
 
+/// Answers 503 problem+json (`request_timeout`) when the handler has not
+/// answered within `limit` (`PERCH_HTTP_REQUEST_TIMEOUT_SECS`); the handler
+/// is dropped, so its open transaction rolls back. The clock covers reading
+/// the body, which handlers do inside it, so a body trickled in byte by
+/// byte is cut off too.
+///
+/// 503, not 408: the wait may be Perch's (a stuck database) as much as the
+/// client's, and browsers resend a request answered 408 on their own, which
+/// for a login hop or a code exchange would repeat a step that must run once.
+/// This is a middleware rather than tower-http's `TimeoutLayer` because that
+/// one answers with an empty body, and every API error is problem+json.
+async fn answer_within(
+    State(limit): State<Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(
+                timeout_secs = limit.as_secs(),
+                "request not answered in time; dropped"
+            );
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "request_timeout",
+                "the request was not answered in time; it may be retried",
+            )
+            .into_response()
+        }
+    }
+}
+
 /// The span of one request: method, route template (never the URI: a
 /// query may carry tokens), request id; status and latency when answered;
 /// tenant and app ids as the handlers learn them. Its parent is the W3C
 /// `traceparent` the request carries, if any.
 fn request_span<B>(request: &Request<B>) -> Span {
-    let method = request.method().as_str();
+    let method = crate::metrics::method_label(request.method());
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
@@ -392,28 +433,22 @@ pub async fn start_with(
         tracing::info!("shutting down: draining in-flight requests");
         let _ = closing_tx.send(true);
     });
-    let closed = |mut closing: watch::Receiver<bool>| async move {
-        let _ = closing.wait_for(|closing| *closing).await;
+    let bounds = Bounds {
+        header_timeout: config.header_timeout,
+        max_connections: config.max_connections,
     };
     let admin_task = admin.map(|(_, listener, router)| {
-        let serve = axum::serve(listener, router.into_make_service())
-            .with_graceful_shutdown(closed(closing.clone()))
-            .into_future();
-        tokio::spawn(serve)
+        tokio::spawn(serve(listener, router, bounds, closing.clone()))
     });
     let grace = config.shutdown_grace;
     let deadline_closing = closing.clone();
     let task = tokio::spawn(async move {
-        let serve = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(closed(closing))
-        .into_future();
+        let serve = serve(listener, app, bounds, closing);
         // Draining is bounded: a request still running after the grace
         // period is dropped rather than holding the process up.
         let deadline = async move {
-            closed(deadline_closing).await;
+            let mut closing = deadline_closing;
+            until_closing(&mut closing).await;
             tokio::time::sleep(grace).await;
         };
         let result = tokio::select! {
@@ -439,6 +474,121 @@ pub async fn start_with(
         shutdown,
         task,
     })
+}
+
+/// What bounds each listener's connections.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    /// How long a request head may take to arrive (also how long a kept-alive
+    /// connection may sit idle: hyper starts the clock whenever it waits for
+    /// a head).
+    header_timeout: Duration,
+    /// Open connections at once; the accept loop waits for a slot.
+    max_connections: usize,
+}
+
+/// Serves `app` on `listener` until `closing` turns true, then stops
+/// accepting, lets every connection finish its in-flight request (hyper's
+/// graceful shutdown) and returns when the last one has closed.
+///
+/// This replaces `axum::serve`, which runs hyper without a timer, so that
+/// hyper's header read timeout never fired and a client sending half a
+/// request head held its connection for ever. A slot of `max_connections`
+/// is taken before `accept`, so beyond the cap connections wait in the
+/// kernel's backlog instead of costing a task and buffers each.
+async fn serve(
+    listener: TcpListener,
+    app: Router,
+    bounds: Bounds,
+    closing: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let slots = Arc::new(tokio::sync::Semaphore::new(bounds.max_connections));
+    // Every connection task holds a clone of `open`; `all_closed.closed()`
+    // resolves once the last one is dropped.
+    let (all_closed, open) = watch::channel(());
+    let mut stop = closing.clone();
+    loop {
+        let slot = tokio::select! {
+            biased;
+            () = until_closing(&mut stop) => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                // The semaphore is never closed.
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            biased;
+            () = until_closing(&mut stop) => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    accept_failed(&error).await;
+                    continue;
+                }
+            },
+        };
+        let service =
+            app.clone()
+                .map_request(move |mut request: Request<hyper::body::Incoming>| {
+                    // What `into_make_service_with_connect_info` gave: the audit
+                    // trail reads the peer from it.
+                    request
+                        .extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    request
+                });
+        let open = open.clone();
+        let mut closing = closing.clone();
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(bounds.header_timeout);
+            let connection = builder.serve_connection(
+                hyper_util::rt::TokioIo::new(stream),
+                hyper_util::service::TowerToHyperService::new(service),
+            );
+            let mut connection = std::pin::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                () = until_closing(&mut closing) => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = result {
+                // Timeouts, resets and malformed heads: the client's doing.
+                tracing::debug!(%error, "connection ended with an error");
+            }
+            drop(slot);
+            drop(open);
+        });
+    }
+    drop(listener);
+    drop(open);
+    all_closed.closed().await;
+    Ok(())
+}
+
+/// Resolves once `closing` is true (or can no longer change).
+async fn until_closing(closing: &mut watch::Receiver<bool>) {
+    let _ = closing.wait_for(|closing| *closing).await;
+}
+
+/// After a failed `accept`: a connection the peer gave up on is skipped;
+/// anything else (out of file descriptors, mostly) is logged and retried
+/// after a second, as `axum::serve` does, rather than spinning.
+async fn accept_failed(error: &std::io::Error) {
+    use std::io::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+    ) {
+        return;
+    }
+    tracing::warn!(%error, "accept failed; retrying in a second");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 /// The sandbox's expired rows, swept with the flow's.

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use perch_tests::flow::Fixture;
+use perch_tests::sandbox;
 use perch_tests::{TestServer, TestServerOptions};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -174,4 +176,62 @@ async fn beyond_the_connection_cap_a_connection_waits_for_a_slot() {
     // The second connection still works throughout.
     second.write_all(health).await.unwrap();
     read_health(&mut second).await;
+}
+
+async fn count(server: &TestServer, table: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+        .fetch_one(&server.db.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_link_with_thousands_of_parameters_is_refused() {
+    let fixture = Fixture::new(TestServerOptions::default()).await;
+    let many: String = (0..8000).map(|i| format!("&p{i}=x")).collect();
+    let response = reqwest::get(fixture.login_url("s", &many)).await.unwrap();
+    assert_eq!(response.status(), 400);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("more than 64 parameters"), "{page}");
+
+    let twice = reqwest::get(fixture.login_url("s", "&state=t"))
+        .await
+        .unwrap();
+    assert_eq!(twice.status(), 400);
+    assert!(twice.text().await.unwrap().contains("given twice"));
+
+    let callback = reqwest::get(
+        fixture
+            .server
+            .url(&format!("/callback?oauth_token=t&oauth_verifier=v{many}")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(callback.status(), 400);
+    assert_eq!(count(&fixture.server, "login_flows").await, 0);
+}
+
+#[tokio::test]
+async fn head_on_the_browser_hops_calls_nothing_and_stores_nothing() {
+    let fixture = Fixture::new(TestServerOptions::default()).await;
+    let client = reqwest::Client::new();
+    let tokens_before = count(&fixture.server, "sandbox_request_tokens").await;
+    for url in [
+        fixture.login_url("s", ""),
+        fixture
+            .server
+            .url("/callback?oauth_token=t&oauth_verifier=v"),
+    ] {
+        let response = client.head(&url).send().await.unwrap();
+        assert_eq!(response.status(), 405, "{url}");
+        assert_eq!(response.headers()["allow"], "GET");
+    }
+    assert_eq!(count(&fixture.server, "login_flows").await, 0);
+    assert_eq!(
+        count(&fixture.server, "sandbox_request_tokens").await,
+        tokens_before
+    );
+    // The GET still starts a login.
+    fixture.start(&sandbox::browser(), "s", "").await;
+    assert_eq!(count(&fixture.server, "login_flows").await, 1);
 }

@@ -51,7 +51,12 @@ fn parse_reply(query: Option<&str>) -> Option<Reply> {
     let mut token = None;
     let mut verifier = None;
     let mut denied = None;
-    for (name, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+    for (index, (name, value)) in
+        url::form_urlencoded::parse(query.unwrap_or("").as_bytes()).enumerate()
+    {
+        if index == crate::MAX_QUERY_PARAMS {
+            return None; // a provider's reply has two or three
+        }
         let slot = match name.as_ref() {
             "oauth_token" => &mut token,
             "oauth_verifier" => &mut verifier,

@@ -35,11 +35,20 @@ struct LoginParams {
 }
 
 /// Parses a query string, refusing repeated parameters (which one would
-/// win is exactly the ambiguity an attacker looks for).
+/// win is exactly the ambiguity an attacker looks for) and more than
+/// [`crate::MAX_QUERY_PARAMS`] of them (a link needs a handful; the cap
+/// bounds the work an edited link can ask for).
 fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, HopError> {
+    let mut seen = std::collections::HashSet::new();
     let mut pairs: Vec<(String, String)> = Vec::new();
     for (name, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        if pairs.iter().any(|(n, _)| *n == name) {
+        if pairs.len() == crate::MAX_QUERY_PARAMS {
+            return Err(HopError::bad_link(format!(
+                "The link has more than {} parameters.",
+                crate::MAX_QUERY_PARAMS
+            )));
+        }
+        if !seen.insert(name.clone()) {
             return Err(HopError::bad_link(format!(
                 "The parameter {name} is given twice."
             )));
@@ -186,8 +195,10 @@ async fn start(
     headers: &HeaderMap,
     meta: &RequestMeta,
 ) -> Result<Response, HopError> {
+    // The query first: a link refused for its shape costs no database read.
+    let pairs = query_pairs(query)?;
     let app = load_app(state, raw_app_id).await?;
-    let params = validate(&app, &query_pairs(query)?)?;
+    let params = validate(&app, &pairs)?;
     let now = state.clock().now();
     let consumer_secret = app
         .consumer_secret(state.keyring())
@@ -334,8 +345,9 @@ pub async fn page_handler(
     Path(app_id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, HopError> {
+    let pairs = query_pairs(query.as_deref())?;
     let app = load_app(&state, &app_id).await?;
-    validate(&app, &query_pairs(query.as_deref())?)?;
+    validate(&app, &pairs)?;
     let login_url = format!(
         "{}/login/{}?{}",
         state.public_base(),
@@ -385,6 +397,11 @@ mod tests {
     #[test]
     fn repeated_parameters_are_refused() {
         assert!(query_pairs(Some("state=a&state=b")).is_err());
+        let many: Vec<String> = (0..=crate::MAX_QUERY_PARAMS)
+            .map(|i| format!("p{i}=x"))
+            .collect();
+        assert!(query_pairs(Some(&many[1..].join("&"))).is_ok());
+        assert!(query_pairs(Some(&many.join("&"))).is_err());
         let pairs = query_pairs(Some("state=a%20b&redirect_uri=https%3A%2F%2Fx")).unwrap();
         assert_eq!(take(&pairs, "state").as_deref(), Some("a b"));
         assert_eq!(take(&pairs, "redirect_uri").as_deref(), Some("https://x"));

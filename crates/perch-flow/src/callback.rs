@@ -95,7 +95,7 @@ async fn callback(
         Reply::Approved { token, .. } | Reply::Denied { token } => token.clone(),
     };
     let now = state.clock().now();
-    let binding = browser_binding(headers).unwrap_or_default();
+    let binding = browser_binding(headers, state.0.secure_cookies).unwrap_or_default();
     let claimed = store::claim_login(state.pool(), &token, &token::digest(&binding), now)
         .await
         .map_err(HopError::internal("claiming a pending login"))?;

@@ -17,8 +17,13 @@ use crate::store::{self, LoginFlow, LoginStatus};
 use crate::upstream::{ProviderKeys, UpstreamFailure};
 use crate::{FlowState, LOGIN_TTL, LoginId};
 
-/// The cookie binding pending logins to the browser that started them.
+/// The cookie binding pending logins to the browser that started them,
+/// when Perch is served over plain http.
 pub const BROWSER_COOKIE: &str = "perch_browser";
+/// Its name over https: the `__Host-` prefix makes browsers refuse it
+/// unless it is `Secure`, `Path=/` and has no `Domain`, so a sibling
+/// subdomain or a plain-http page cannot plant a binding of its own.
+pub const SECURE_BROWSER_COOKIE: &str = "__Host-perch_browser";
 const BROWSER_VALUE_LEN: usize = 32;
 const MAX_STATE_BYTES: usize = 512;
 const MAX_SUBJECT_BYTES: usize = 256;
@@ -162,9 +167,20 @@ fn validate(app: &App, pairs: &[(String, String)]) -> Result<LoginParams, HopErr
     })
 }
 
-/// The browser-binding value from the request's cookies, if well formed.
-pub(crate) fn browser_binding(headers: &HeaderMap) -> Option<String> {
-    perch_core::cookie::get(headers, BROWSER_COOKIE)
+/// The binding cookie's name: [`SECURE_BROWSER_COOKIE`] over https, else
+/// [`BROWSER_COOKIE`] (browsers drop a `Secure` cookie set over http).
+pub(crate) fn browser_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        SECURE_BROWSER_COOKIE
+    } else {
+        BROWSER_COOKIE
+    }
+}
+
+/// The browser-binding value from the request's cookies (under the name in
+/// use), if well formed.
+pub(crate) fn browser_binding(headers: &HeaderMap, secure: bool) -> Option<String> {
+    perch_core::cookie::get(headers, browser_cookie_name(secure))
         .filter(|v| v.len() == BROWSER_VALUE_LEN && v.bytes().all(|b| b.is_ascii_alphanumeric()))
         .map(str::to_owned)
 }
@@ -230,8 +246,8 @@ async fn start(
             &store::token_secret_aad(&request_token.token),
         )
         .map_err(HopError::internal("sealing a request-token secret"))?;
-    let binding =
-        browser_binding(headers).unwrap_or_else(|| token::random_alphanumeric(BROWSER_VALUE_LEN));
+    let binding = browser_binding(headers, state.0.secure_cookies)
+        .unwrap_or_else(|| token::random_alphanumeric(BROWSER_VALUE_LEN));
     let flow = LoginFlow {
         request_token: request_token.token.clone(),
         id: login_id,
@@ -288,9 +304,8 @@ async fn start(
     } else {
         ""
     };
-    let cookie = format!(
-        "{BROWSER_COOKIE}={binding}; Path=/; HttpOnly; SameSite=Lax; Max-Age=86400{secure}"
-    );
+    let name = browser_cookie_name(state.0.secure_cookies);
+    let cookie = format!("{name}={binding}; Path=/; HttpOnly; SameSite=Lax; Max-Age=86400{secure}");
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
@@ -415,11 +430,17 @@ mod tests {
             header::COOKIE,
             HeaderValue::from_str(&format!("other=1; {BROWSER_COOKIE}={value}")).unwrap(),
         );
-        assert_eq!(browser_binding(&headers), Some(value));
+        assert_eq!(browser_binding(&headers, false), Some(value.clone()));
+        assert_eq!(browser_binding(&headers, true), None, "not the https name");
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("{SECURE_BROWSER_COOKIE}={value}")).unwrap(),
+        );
+        assert_eq!(browser_binding(&headers, true), Some(value));
         headers.insert(
             header::COOKIE,
             HeaderValue::from_static("perch_browser=short"),
         );
-        assert_eq!(browser_binding(&headers), None);
+        assert_eq!(browser_binding(&headers, false), None);
     }
 }

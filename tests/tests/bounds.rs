@@ -235,3 +235,27 @@ async fn head_on_the_browser_hops_calls_nothing_and_stores_nothing() {
     fixture.start(&sandbox::browser(), "s", "").await;
     assert_eq!(count(&fixture.server, "login_flows").await, 1);
 }
+
+#[tokio::test]
+async fn a_client_request_id_is_kept_apart_from_perchs_own() {
+    let fixture = Fixture::new(TestServerOptions::default()).await;
+    let sent = "c".repeat(300);
+    let response = sandbox::browser()
+        .get(fixture.login_url("s", ""))
+        .header("x-request-id", &sent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 302);
+    let ours = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(ours.len(), 36, "a UUID: {ours}");
+    let events = fixture
+        .api(reqwest::Method::GET, "/v1/audit-events?action=login.start")
+        .await;
+    let event = &events.body["data"][0];
+    assert_eq!(event["request_id"], ours.as_str());
+    assert_eq!(event["client_request_id"], "c".repeat(128).as_str());
+}

@@ -49,7 +49,7 @@ struct HealthState {
     readiness: Readiness,
 }
 
-/// The header carrying the request id, set if the client did not send one.
+/// The header carrying Perch's request id (always minted by Perch).
 pub const REQUEST_ID: &str = "x-request-id";
 
 /// What every service crate's router is built from.
@@ -191,6 +191,32 @@ fn with_layers(app: Router, metrics: Arc<Metrics>, request_timeout: Duration) ->
     )
     .layer(PropagateRequestIdLayer::new(request_id.clone()))
     .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+    .layer(tower::util::MapRequestLayer::new(
+        set_client_request_id_aside,
+    ))
+}
+
+/// Moves a client-sent `x-request-id` out of the headers into a
+/// [`perch_core::audit::ClientRequestId`] extension (cut to 128
+/// characters), so `SetRequestIdLayer` always mints Perch's own id: a
+/// client choosing the id that logs, spans and the audit trail file a
+/// request under could make its requests pass for someone else's. The
+/// audit trail keeps the client's id beside Perch's.
+fn set_client_request_id_aside<B>(mut request: Request<B>) -> Request<B> {
+    if let Some(value) = request.headers_mut().remove(REQUEST_ID) {
+        let id: String = value
+            .to_str()
+            .unwrap_or_default()
+            .chars()
+            .take(perch_core::audit::CLIENT_REQUEST_ID_MAX)
+            .collect();
+        if !id.is_empty() {
+            request
+                .extensions_mut()
+                .insert(perch_core::audit::ClientRequestId(id));
+        }
+    }
+    request
 }
 
 /// Answers 503 problem+json (`request_timeout`) when the handler has not

@@ -163,11 +163,12 @@ pub fn metrics_router(shared: &Shared) -> Router {
         })
 }
 
-/// The cross-cutting layers, outermost first: request id (set if absent,
-/// echoed in the response), the request span, metrics, and
-/// `Cache-Control: no-store` on every response that does not choose its
-/// own: API answers carry secrets shown once, credentials and codes, which
-/// no cache may keep (RFC 6749 §5.1).
+/// The cross-cutting layers, outermost first: a client's `x-request-id`
+/// set aside, Perch's own request id (minted, echoed in the response), the
+/// request span, metrics, the request timeout, and `Cache-Control:
+/// no-store` on every response that does not choose its own: API answers
+/// carry secrets shown once, credentials and codes, which no cache may keep
+/// (RFC 6749 §5.1).
 fn with_layers(app: Router, metrics: Arc<Metrics>, request_timeout: Duration) -> Router {
     let request_id = axum::http::HeaderName::from_static(REQUEST_ID);
     app.layer(SetResponseHeaderLayer::if_not_present(

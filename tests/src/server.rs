@@ -42,6 +42,14 @@ pub struct TestServerOptions {
     pub sandbox_lockout: u32,
     /// How many sandbox sign-ins may wait for a hashing worker.
     pub sandbox_hash_queue: usize,
+    /// `PERCH_PUBLIC_URL`; `None` is `http://` + the bound address.
+    pub public_url: Option<String>,
+    /// `PERCH_HTTP_HEADER_TIMEOUT_SECS`.
+    pub header_timeout: Duration,
+    /// `PERCH_HTTP_REQUEST_TIMEOUT_SECS`.
+    pub request_timeout: Duration,
+    /// `PERCH_MAX_CONNECTIONS`.
+    pub max_connections: usize,
 }
 
 impl Default for TestServerOptions {
@@ -59,6 +67,10 @@ impl Default for TestServerOptions {
             trusted_proxies: perch_core::client_ip::TrustedProxies::default(),
             sandbox_lockout: perch_sandbox::DEFAULT_LOCKOUT,
             sandbox_hash_queue: perch_sandbox::DEFAULT_HASH_QUEUE,
+            public_url: None,
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 4096,
         }
     }
 }
@@ -154,7 +166,10 @@ fn serve_config(database_url: &str, options: &TestServerOptions) -> ServeConfig 
             acquire_timeout: Duration::from_secs(5),
         },
         listen: "127.0.0.1:0".parse().expect("address"),
-        public_url: None,
+        public_url: options
+            .public_url
+            .as_deref()
+            .map(|url| perch::config::parse_public_url(url).expect("test public URL")),
         operator_token: Some(SecretString::new(OPERATOR_TOKEN)),
         keyring: std::sync::Arc::new(
             Keyring::parse(&options.encryption_keys).expect("test keyring"),
@@ -176,6 +191,9 @@ fn serve_config(database_url: &str, options: &TestServerOptions) -> ServeConfig 
         budgets: options.budgets,
         trusted_proxies: options.trusted_proxies.clone(),
         audit_retention: None,
+        header_timeout: options.header_timeout,
+        request_timeout: options.request_timeout,
+        max_connections: options.max_connections,
     }
 }
 

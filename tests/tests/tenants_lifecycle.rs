@@ -342,7 +342,7 @@ async fn the_whole_lifecycle() {
 }
 
 #[tokio::test]
-async fn request_ids_from_the_client_reach_the_audit_trail() {
+async fn request_ids_from_the_client_reach_the_audit_trail_beside_perchs() {
     let server = TestServer::start().await;
     let response = reqwest::Client::new()
         .post(server.url("/v1/tenants"))
@@ -353,11 +353,17 @@ async fn request_ids_from_the_client_reach_the_audit_trail() {
         .await
         .unwrap();
     assert_eq!(response.status(), 201);
-    let ids: Vec<Option<String>> = sqlx::query_scalar("SELECT request_id FROM audit_events")
-        .fetch_all(&server.db.pool)
-        .await
-        .unwrap();
-    assert_eq!(ids, vec![Some("req-tenant-42".to_owned()); 2]);
+    let ours = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(ours, "req-tenant-42");
+    let ids: Vec<(Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT request_id, client_request_id FROM audit_events")
+            .fetch_all(&server.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(ids, vec![(Some(ours), Some("req-tenant-42".to_owned())); 2]);
 }
 
 #[tokio::test]

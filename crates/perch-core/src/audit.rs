@@ -70,11 +70,22 @@ impl Outcome {
     }
 }
 
-/// Where a request came from: the request id, the peer address and the user agent.
+/// The `x-request-id` a client sent, kept apart from Perch's own request
+/// id (which the server always mints), at most [`CLIENT_REQUEST_ID_MAX`]
+/// characters: the server moves it from the header into this extension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRequestId(pub String);
+
+/// The longest client request id kept (longer ones are cut).
+pub const CLIENT_REQUEST_ID_MAX: usize = 128;
+
+/// Where a request came from: the request ids, the peer address and the user agent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestMeta {
-    /// The `x-request-id` header.
+    /// Perch's request id (the `x-request-id` header the server set).
     pub request_id: Option<String>,
+    /// The `x-request-id` the client sent, if any ([`ClientRequestId`]).
+    pub client_request_id: Option<String>,
     /// The peer's IP address (from the connection).
     pub ip: Option<IpAddr>,
     /// The `User-Agent` header, truncated to 512 characters.
@@ -93,6 +104,10 @@ impl RequestMeta {
         };
         Self {
             request_id: header(REQUEST_ID_HEADER),
+            client_request_id: parts
+                .extensions
+                .get::<ClientRequestId>()
+                .map(|ClientRequestId(id)| id.chars().take(CLIENT_REQUEST_ID_MAX).collect()),
             // The client as the server derived it (behind trusted
             // proxies), else the socket peer.
             ip: parts
@@ -230,6 +245,7 @@ audit_columns! { |event|
     app_id = event.app_id.map(AppId::uuid),
     outcome = event.outcome.as_str(),
     request_id = &event.meta.request_id,
+    client_request_id = &event.meta.client_request_id,
     // Bound as text, stored as inet.
     ip::inet = event.meta.ip.map(|ip| ip.to_string()),
     user_agent = &event.meta.user_agent,
@@ -281,8 +297,10 @@ pub struct StoredEvent {
     pub app_id: Option<Uuid>,
     /// `success` or `failure`.
     pub outcome: String,
-    /// The request's `x-request-id`.
+    /// Perch's request id for the request.
     pub request_id: Option<String>,
+    /// The `x-request-id` the client sent, if any.
+    pub client_request_id: Option<String>,
     /// The client's IP address.
     pub ip: Option<String>,
     /// The client's user agent.
@@ -311,7 +329,8 @@ pub async fn list(
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, occurred_at, actor, action, target_type, target_id, app_id, outcome, \
-           request_id, host(ip) AS ip, user_agent, details FROM audit_events \
+           request_id, client_request_id, host(ip) AS ip, user_agent, details \
+         FROM audit_events \
          WHERE tenant_id = $1 \
            AND ($2::uuid IS NULL OR app_id = $2) \
            AND ($3::text IS NULL OR action = $3) \
@@ -369,7 +388,7 @@ mod tests {
         assert!(insert_sql(1).contains("VALUES ($1, $2, "));
         let sql = insert_sql(14);
         assert!(sql.contains("VALUES ($14, $15, "), "{sql}");
-        assert!(sql.contains("$24::inet, $25, $26)"), "{sql}");
+        assert!(sql.contains("$25::inet, $26, $27)"), "{sql}");
         assert!(
             sql.starts_with("INSERT INTO audit_events (id, tenant_id, occurred_at, actor, "),
             "{sql}"
@@ -405,9 +424,16 @@ mod tests {
         request
             .extensions_mut()
             .insert(ConnectInfo(SocketAddr::from(([10, 0, 0, 7], 5555))));
+        request
+            .extensions_mut()
+            .insert(ClientRequestId("c".repeat(200)));
         let (parts, ()) = request.into_parts();
         let meta = RequestMeta::from_parts(&parts);
         assert_eq!(meta.request_id.as_deref(), Some("req-1"));
+        assert_eq!(
+            meta.client_request_id,
+            Some("c".repeat(CLIENT_REQUEST_ID_MAX))
+        );
         assert_eq!(meta.user_agent.as_deref(), Some("curl/8"));
         assert_eq!(meta.ip, Some(IpAddr::from([10, 0, 0, 7])));
     }

@@ -42,8 +42,10 @@ pub struct AuditEventView {
     pub app_id: Option<AppId>,
     /// `success` or `failure`.
     pub outcome: String,
-    /// The request's `x-request-id`.
+    /// Perch's id for the request (its `x-request-id` response header).
     pub request_id: Option<String>,
+    /// The `x-request-id` the client sent, if any (at most 128 characters).
+    pub client_request_id: Option<String>,
     /// The client's IP address.
     pub ip: Option<String>,
     /// The client's user agent.
@@ -128,6 +130,7 @@ pub async fn list_handler(
                 app_id: row.app_id.map(AppId),
                 outcome: row.outcome,
                 request_id: row.request_id,
+                client_request_id: row.client_request_id,
                 ip: row.ip,
                 user_agent: row.user_agent,
                 details: row.details,

@@ -51,7 +51,12 @@ fn parse_reply(query: Option<&str>) -> Option<Reply> {
     let mut token = None;
     let mut verifier = None;
     let mut denied = None;
-    for (name, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+    for (index, (name, value)) in
+        url::form_urlencoded::parse(query.unwrap_or("").as_bytes()).enumerate()
+    {
+        if index == crate::MAX_QUERY_PARAMS {
+            return None; // a provider's reply has two or three
+        }
         let slot = match name.as_ref() {
             "oauth_token" => &mut token,
             "oauth_verifier" => &mut verifier,
@@ -90,7 +95,7 @@ async fn callback(
         Reply::Approved { token, .. } | Reply::Denied { token } => token.clone(),
     };
     let now = state.clock().now();
-    let binding = browser_binding(headers).unwrap_or_default();
+    let binding = browser_binding(headers, state.0.secure_cookies).unwrap_or_default();
     let claimed = store::claim_login(state.pool(), &token, &token::digest(&binding), now)
         .await
         .map_err(HopError::internal("claiming a pending login"))?;

@@ -74,6 +74,9 @@ pub(crate) fn record_app(app: &perch_tenants::App) {
 pub const LOGIN_TTL: time::Duration = time::Duration::minutes(15);
 /// How long a one-time code lives.
 pub const CODE_TTL: time::Duration = time::Duration::seconds(60);
+/// The most query parameters a login link or a provider's callback may
+/// carry; more is refused with the page of a bad link.
+pub const MAX_QUERY_PARAMS: usize = 64;
 
 /// What the flow is built from.
 #[derive(Debug, Clone)]
@@ -221,13 +224,32 @@ pub const SEALED_COLUMNS: &[SealedColumn] = &[
     },
 ];
 
+/// `HEAD` on the two browser hops: 405 with `Allow: GET`, touching nothing.
+/// Left to axum, `HEAD` would run the `GET` handler, which asks the
+/// provider for a request token and stores a pending login (or consumes
+/// one) — and link checkers, mail scanners and previewers send `HEAD` to
+/// any link they see. A `200` would claim the headers a `GET` would get,
+/// which cannot be known without doing its work; 405 says the hop is a
+/// `GET` for a browser to follow.
+async fn head_refused() -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    (
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        [(axum::http::header::ALLOW, "GET")],
+    )
+        .into_response()
+}
+
 /// The flow's routes: the browser hops, the code exchange, and the
 /// linked-account and audit reads.
 pub fn router(state: FlowState) -> Router {
     Router::new()
-        .route("/login/{app_id}", get(login::start_handler))
+        .route(
+            "/login/{app_id}",
+            get(login::start_handler).head(head_refused),
+        )
         .route("/login/{app_id}/page", get(login::page_handler))
-        .route("/callback", get(callback::handler))
+        .route("/callback", get(callback::handler).head(head_refused))
         .route("/v1/logins", post(pushed::handler))
         .route("/v1/logins/exchange", post(exchange::handler))
         .route("/v1/apps/{id}/accounts", get(accounts::list_handler))

@@ -17,8 +17,13 @@ use crate::store::{self, LoginFlow, LoginStatus};
 use crate::upstream::{ProviderKeys, UpstreamFailure};
 use crate::{FlowState, LOGIN_TTL, LoginId};
 
-/// The cookie binding pending logins to the browser that started them.
+/// The cookie binding pending logins to the browser that started them,
+/// when Perch is served over plain http.
 pub const BROWSER_COOKIE: &str = "perch_browser";
+/// Its name over https: the `__Host-` prefix makes browsers refuse it
+/// unless it is `Secure`, `Path=/` and has no `Domain`, so a sibling
+/// subdomain or a plain-http page cannot plant a binding of its own.
+pub const SECURE_BROWSER_COOKIE: &str = "__Host-perch_browser";
 const BROWSER_VALUE_LEN: usize = 32;
 const MAX_STATE_BYTES: usize = 512;
 const MAX_SUBJECT_BYTES: usize = 256;
@@ -35,11 +40,20 @@ pub(crate) struct LoginParams {
 }
 
 /// Parses a query string, refusing repeated parameters (which one would
-/// win is exactly the ambiguity an attacker looks for).
+/// win is exactly the ambiguity an attacker looks for) and more than
+/// [`crate::MAX_QUERY_PARAMS`] of them (a link needs a handful; the cap
+/// bounds the work an edited link can ask for).
 pub(crate) fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, HopError> {
+    let mut seen = std::collections::HashSet::new();
     let mut pairs: Vec<(String, String)> = Vec::new();
     for (name, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        if pairs.iter().any(|(n, _)| *n == name) {
+        if pairs.len() == crate::MAX_QUERY_PARAMS {
+            return Err(HopError::bad_link(format!(
+                "The link has more than {} parameters.",
+                crate::MAX_QUERY_PARAMS
+            )));
+        }
+        if !seen.insert(name.clone()) {
             return Err(HopError::bad_link(format!(
                 "The parameter {name} is given twice."
             )));
@@ -269,9 +283,20 @@ fn pushed_request_uri(pairs: &[(String, String)]) -> Result<Option<String>, HopE
     Ok(Some(request_uri))
 }
 
-/// The browser-binding value from the request's cookies, if well formed.
-pub(crate) fn browser_binding(headers: &HeaderMap) -> Option<String> {
-    perch_core::cookie::get(headers, BROWSER_COOKIE)
+/// The binding cookie's name: [`SECURE_BROWSER_COOKIE`] over https, else
+/// [`BROWSER_COOKIE`] (browsers drop a `Secure` cookie set over http).
+pub(crate) fn browser_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        SECURE_BROWSER_COOKIE
+    } else {
+        BROWSER_COOKIE
+    }
+}
+
+/// The browser-binding value from the request's cookies (under the name in
+/// use), if well formed.
+pub(crate) fn browser_binding(headers: &HeaderMap, secure: bool) -> Option<String> {
+    perch_core::cookie::get(headers, browser_cookie_name(secure))
         .filter(|v| v.len() == BROWSER_VALUE_LEN && v.bytes().all(|b| b.is_ascii_alphanumeric()))
         .map(str::to_owned)
 }
@@ -302,8 +327,9 @@ async fn start(
     headers: &HeaderMap,
     meta: &RequestMeta,
 ) -> Result<Response, HopError> {
-    let app = load_app(state, raw_app_id).await?;
+    // The query first: a link refused for its shape costs no database read.
     let pairs = query_pairs(query)?;
+    let app = load_app(state, raw_app_id).await?;
     // Before anything is stored, consumed or sent upstream: a start over
     // budget costs the tenant's app nothing at the provider, and leaves a
     // pushed login for the rightful browser.
@@ -343,8 +369,8 @@ async fn start(
             &store::token_secret_aad(&request_token.token),
         )
         .map_err(HopError::internal("sealing a request-token secret"))?;
-    let binding =
-        browser_binding(headers).unwrap_or_else(|| token::random_alphanumeric(BROWSER_VALUE_LEN));
+    let binding = browser_binding(headers, state.0.secure_cookies)
+        .unwrap_or_else(|| token::random_alphanumeric(BROWSER_VALUE_LEN));
     let flow = LoginFlow {
         request_token: request_token.token.clone(),
         id: login_id,
@@ -391,9 +417,8 @@ async fn start(
     } else {
         ""
     };
-    let cookie = format!(
-        "{BROWSER_COOKIE}={binding}; Path=/; HttpOnly; SameSite=Lax; Max-Age=86400{secure}"
-    );
+    let name = browser_cookie_name(state.0.secure_cookies);
+    let cookie = format!("{name}={binding}; Path=/; HttpOnly; SameSite=Lax; Max-Age=86400{secure}");
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
@@ -448,8 +473,8 @@ pub async fn page_handler(
     Path(app_id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, HopError> {
-    let app = load_app(&state, &app_id).await?;
     let pairs = query_pairs(query.as_deref())?;
+    let app = load_app(&state, &app_id).await?;
     // A pushed login's page only links to it: the request is consumed
     // when the button is followed.
     if pushed_request_uri(&pairs)?.is_none() {
@@ -504,6 +529,11 @@ mod tests {
     #[test]
     fn repeated_parameters_are_refused() {
         assert!(query_pairs(Some("state=a&state=b")).is_err());
+        let many: Vec<String> = (0..=crate::MAX_QUERY_PARAMS)
+            .map(|i| format!("p{i}=x"))
+            .collect();
+        assert!(query_pairs(Some(&many[1..].join("&"))).is_ok());
+        assert!(query_pairs(Some(&many.join("&"))).is_err());
         let pairs = query_pairs(Some("state=a%20b&redirect_uri=https%3A%2F%2Fx")).unwrap();
         assert_eq!(take(&pairs, "state").as_deref(), Some("a b"));
         assert_eq!(take(&pairs, "redirect_uri").as_deref(), Some("https://x"));
@@ -517,12 +547,18 @@ mod tests {
             header::COOKIE,
             HeaderValue::from_str(&format!("other=1; {BROWSER_COOKIE}={value}")).unwrap(),
         );
-        assert_eq!(browser_binding(&headers), Some(value));
+        assert_eq!(browser_binding(&headers, false), Some(value.clone()));
+        assert_eq!(browser_binding(&headers, true), None, "not the https name");
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("{SECURE_BROWSER_COOKIE}={value}")).unwrap(),
+        );
+        assert_eq!(browser_binding(&headers, true), Some(value));
         headers.insert(
             header::COOKIE,
             HeaderValue::from_static("perch_browser=short"),
         );
-        assert_eq!(browser_binding(&headers), None);
+        assert_eq!(browser_binding(&headers, false), None);
     }
 }
 

@@ -23,14 +23,8 @@ pub fn page(status: StatusCode, title: &str, body_html: &str) -> Response {
          <body><main><h1>{title}</h1>{body_html}</main></body></html>",
         title = escape(title)
     );
-    // Error pages may echo parameters; never cache or frame them.
-    let mut response = perch_core::html::page_response(status, html);
-    let headers = response.headers_mut();
-    headers.insert(
-        header::HeaderName::from_static("x-frame-options"),
-        HeaderValue::from_static("DENY"),
-    );
-    response
+    // Error pages may echo parameters: never cached, framed or referred.
+    perch_core::html::page_response(status, html)
 }
 
 /// An error page for a browser hop, offering a way back when there is one.

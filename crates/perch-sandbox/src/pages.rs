@@ -55,28 +55,14 @@ fn set_cookie(state: &SandboxState, name: &str, value: &str, max_age: Option<i64
     cookie
 }
 
-/// An HTML page with the headers every sandbox page carries.
+/// An HTML page with the headers every page carries, and `cookies`.
 fn html_response(status: StatusCode, body: String, cookies: &[String]) -> Response {
-    let mut response = (
+    let mut response = perch_core::html::page_response_with(
         status,
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
         body,
-    )
-        .into_response();
+        perch_core::html::PagePolicy::FORMS_REDIRECT_ANYWHERE,
+    );
     let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; \
-             frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
     for cookie in cookies {
         if let Ok(value) = HeaderValue::from_str(cookie) {
             headers.append(header::SET_COOKIE, value);

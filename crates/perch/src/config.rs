@@ -101,6 +101,15 @@ pub struct ServeConfig {
     /// How long audit events are kept (`PERCH_AUDIT_RETENTION_DAYS`, default
     /// 400); `None` (0) keeps them forever. The sweeper deletes older ones.
     pub audit_retention: Option<Duration>,
+    /// How long a client may take to send a request head
+    /// (`PERCH_HTTP_HEADER_TIMEOUT_SECS`); the connection is closed after.
+    pub header_timeout: Duration,
+    /// How long a request, body included, may take to be answered
+    /// (`PERCH_HTTP_REQUEST_TIMEOUT_SECS`).
+    pub request_timeout: Duration,
+    /// Open connections per listener (`PERCH_MAX_CONNECTIONS`); further
+    /// ones wait in the kernel's accept queue.
+    pub max_connections: usize,
 }
 
 /// Reads variables; a function so tests need not touch the process environment.
@@ -247,6 +256,18 @@ impl ServeConfig {
         let upstream_connect_timeout = seconds(env, "PERCH_UPSTREAM_CONNECT_TIMEOUT_SECS", 3)?;
         let upstream_timeout = seconds(env, "PERCH_UPSTREAM_TIMEOUT_SECS", 10)?;
         let sweep_interval = seconds(env, "PERCH_SWEEP_INTERVAL_SECS", 30)?;
+        // Zero would close every connection at once or answer every request
+        // with a timeout, so both are at least a second.
+        let header_timeout = positive_seconds(env, "PERCH_HTTP_HEADER_TIMEOUT_SECS", 10)?;
+        let request_timeout = positive_seconds(env, "PERCH_HTTP_REQUEST_TIMEOUT_SECS", 30)?;
+        let max_connections = match non_empty(env, "PERCH_MAX_CONNECTIONS") {
+            None => 4096,
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=1_000_000).contains(n))
+                .ok_or_else(|| invalid("PERCH_MAX_CONNECTIONS", "expected 1..=1000000"))?,
+        };
         let sweeper = if sweep_interval.is_zero() {
             None
         } else {
@@ -289,6 +310,9 @@ impl ServeConfig {
             upstream_connect_timeout,
             upstream_timeout,
             sweeper,
+            header_timeout,
+            request_timeout,
+            max_connections,
             database,
             listen,
             public_url,
@@ -373,6 +397,23 @@ fn count(env: &impl Env, name: &'static str, default: u32) -> Result<u32, Config
         Some(v) => v
             .parse::<u32>()
             .map_err(|_| invalid(name, "expected a whole number (0 turns it off)")),
+    }
+}
+
+/// Like [`seconds`], but at least one (`0` is refused).
+fn positive_seconds(
+    env: &impl Env,
+    name: &'static str,
+    default: u64,
+) -> Result<Duration, ConfigError> {
+    match non_empty(env, name) {
+        None => Ok(Duration::from_secs(default)),
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (1..=86_400).contains(n))
+            .map(Duration::from_secs)
+            .ok_or_else(|| invalid(name, "expected whole seconds, 1..=86400")),
     }
 }
 
@@ -657,6 +698,39 @@ mod tests {
                 ("PERCH_ENCRYPTION_KEYS", KEY),
                 (name, value),
             ];
+            let error = ServeConfig::from_env(&env, None).unwrap_err().to_string();
+            assert!(error.starts_with(&format!("{name} is invalid")), "{error}");
+        }
+    }
+
+    #[test]
+    fn http_bounds() {
+        let base = [
+            ("DATABASE_URL", "postgres://h/db"),
+            ("PERCH_ENCRYPTION_KEYS", KEY),
+        ];
+        let config = ServeConfig::from_env(&base, None).unwrap();
+        assert_eq!(config.header_timeout, Duration::from_secs(10));
+        assert_eq!(config.request_timeout, Duration::from_secs(30));
+        assert_eq!(config.max_connections, 4096);
+        let env = [
+            base[0],
+            base[1],
+            ("PERCH_HTTP_HEADER_TIMEOUT_SECS", "2"),
+            ("PERCH_HTTP_REQUEST_TIMEOUT_SECS", "5"),
+            ("PERCH_MAX_CONNECTIONS", "2"),
+        ];
+        let config = ServeConfig::from_env(&env, None).unwrap();
+        assert_eq!(config.header_timeout, Duration::from_secs(2));
+        assert_eq!(config.request_timeout, Duration::from_secs(5));
+        assert_eq!(config.max_connections, 2);
+        for (name, value) in [
+            ("PERCH_HTTP_HEADER_TIMEOUT_SECS", "0"),
+            ("PERCH_HTTP_REQUEST_TIMEOUT_SECS", "soon"),
+            ("PERCH_MAX_CONNECTIONS", "0"),
+            ("PERCH_MAX_CONNECTIONS", "-1"),
+        ] {
+            let env = [base[0], base[1], (name, value)];
             let error = ServeConfig::from_env(&env, None).unwrap_err().to_string();
             assert!(error.starts_with(&format!("{name} is invalid")), "{error}");
         }

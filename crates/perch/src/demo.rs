@@ -453,16 +453,15 @@ fn page(status: StatusCode, title: &str, body_html: &str) -> Response {
          </body></html>",
         title = escape(title)
     );
-    let mut response = perch_core::html::page_response(status, html);
-    let headers = response.headers_mut();
-    headers.insert(
-        header::HeaderName::from_static("content-security-policy"),
-        HeaderValue::from_static(
-            "default-src 'none'; img-src 'self' http: https: data:; style-src 'unsafe-inline'; \
-             frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
-        ),
-    );
-    response
+    // Avatars come from the provider's image host; the site has no forms.
+    perch_core::html::page_response_with(
+        status,
+        html,
+        perch_core::html::PagePolicy {
+            img_src: "'self' http: https: data:",
+            form_action: Some("'none'"),
+        },
+    )
 }
 
 #[cfg(test)]

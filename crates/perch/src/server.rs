@@ -1,7 +1,6 @@
 //! `perch serve`: composes every service crate's router onto one listener,
 //! and runs it until a shutdown signal, draining in-flight requests.
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +22,7 @@ use perch_core::{Keyring, Problem};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tower::ServiceExt as _;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
@@ -50,7 +50,7 @@ struct HealthState {
     readiness: Readiness,
 }
 
-/// The header carrying the request id, set if the client did not send one.
+/// The header carrying Perch's request id (always minted by Perch).
 pub const REQUEST_ID: &str = "x-request-id";
 
 /// What every service crate's router is built from.
@@ -161,6 +161,7 @@ pub fn router_with(
         app,
         shared.metrics.clone(),
         config.trusted_proxies.clone(),
+        config.request_timeout,
     ))
 }
 
@@ -178,12 +179,19 @@ pub fn metrics_router(shared: &Shared) -> Router {
         })
 }
 
-/// The cross-cutting layers, outermost first: request id (set if absent,
-/// echoed in the response), the request span, metrics, and
-/// `Cache-Control: no-store` on every response that does not choose its
-/// own: API answers carry secrets shown once, credentials and codes, which
-/// no cache may keep (RFC 6749 §5.1).
-fn with_layers(app: Router, metrics: Arc<Metrics>, trusted: TrustedProxies) -> Router {
+/// The cross-cutting layers, outermost first (the client address is set
+/// innermost, before the handlers): a client's `x-request-id`
+/// set aside, Perch's own request id (minted, echoed in the response), the
+/// request span, metrics, the request timeout, and `Cache-Control:
+/// no-store` on every response that does not choose its own: API answers
+/// carry secrets shown once, credentials and codes, which no cache may keep
+/// (RFC 6749 §5.1).
+fn with_layers(
+    app: Router,
+    metrics: Arc<Metrics>,
+    trusted: TrustedProxies,
+    request_timeout: Duration,
+) -> Router {
     let request_id = axum::http::HeaderName::from_static(REQUEST_ID);
     app.layer(axum::middleware::from_fn_with_state(
         Arc::new(trusted),
@@ -192,6 +200,10 @@ fn with_layers(app: Router, metrics: Arc<Metrics>, trusted: TrustedProxies) -> R
     .layer(SetResponseHeaderLayer::if_not_present(
         axum::http::header::CACHE_CONTROL,
         axum::http::HeaderValue::from_static("no-store"),
+    ))
+    .layer(axum::middleware::from_fn_with_state(
+        request_timeout,
+        answer_within,
     ))
     .layer(axum::middleware::from_fn_with_state(
         metrics,
@@ -206,6 +218,65 @@ fn with_layers(app: Router, metrics: Arc<Metrics>, trusted: TrustedProxies) -> R
     )
     .layer(PropagateRequestIdLayer::new(request_id.clone()))
     .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+    .layer(tower::util::MapRequestLayer::new(
+        set_client_request_id_aside,
+    ))
+}
+
+/// Moves a client-sent `x-request-id` out of the headers into a
+/// [`perch_core::audit::ClientRequestId`] extension (cut to 128
+/// characters), so `SetRequestIdLayer` always mints Perch's own id: a
+/// client choosing the id that logs, spans and the audit trail file a
+/// request under could make its requests pass for someone else's. The
+/// audit trail keeps the client's id beside Perch's.
+fn set_client_request_id_aside<B>(mut request: Request<B>) -> Request<B> {
+    if let Some(value) = request.headers_mut().remove(REQUEST_ID) {
+        let id: String = value
+            .to_str()
+            .unwrap_or_default()
+            .chars()
+            .take(perch_core::audit::CLIENT_REQUEST_ID_MAX)
+            .collect();
+        if !id.is_empty() {
+            request
+                .extensions_mut()
+                .insert(perch_core::audit::ClientRequestId(id));
+        }
+    }
+    request
+}
+
+/// Answers 503 problem+json (`request_timeout`) when the handler has not
+/// answered within `limit` (`PERCH_HTTP_REQUEST_TIMEOUT_SECS`); the handler
+/// is dropped, so its open transaction rolls back. The clock covers reading
+/// the body, which handlers do inside it, so a body trickled in byte by
+/// byte is cut off too.
+///
+/// 503, not 408: the wait may be Perch's (a stuck database) as much as the
+/// client's, and browsers resend a request answered 408 on their own, which
+/// for a login hop or a code exchange would repeat a step that must run once.
+/// This is a middleware rather than tower-http's `TimeoutLayer` because that
+/// one answers with an empty body, and every API error is problem+json.
+async fn answer_within(
+    State(limit): State<Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(
+                timeout_secs = limit.as_secs(),
+                "request not answered in time; dropped"
+            );
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "request_timeout",
+                "the request was not answered in time; it may be retried",
+            )
+            .into_response()
+        }
+    }
 }
 
 /// Puts the request's [`ClientIp`] in its extensions, for every handler
@@ -231,7 +302,7 @@ async fn client_ip(
 /// tenant and app ids as the handlers learn them. Its parent is the W3C
 /// `traceparent` the request carries, if any.
 fn request_span<B>(request: &Request<B>) -> Span {
-    let method = request.method().as_str();
+    let method = crate::metrics::method_label(request.method());
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
@@ -439,28 +510,22 @@ pub async fn start_with(
         tracing::info!("shutting down: draining in-flight requests");
         let _ = closing_tx.send(true);
     });
-    let closed = |mut closing: watch::Receiver<bool>| async move {
-        let _ = closing.wait_for(|closing| *closing).await;
+    let bounds = Bounds {
+        header_timeout: config.header_timeout,
+        max_connections: config.max_connections,
     };
     let admin_task = admin.map(|(_, listener, router)| {
-        let serve = axum::serve(listener, router.into_make_service())
-            .with_graceful_shutdown(closed(closing.clone()))
-            .into_future();
-        tokio::spawn(serve)
+        tokio::spawn(serve(listener, router, bounds, closing.clone()))
     });
     let grace = config.shutdown_grace;
     let deadline_closing = closing.clone();
     let task = tokio::spawn(async move {
-        let serve = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(closed(closing))
-        .into_future();
+        let serve = serve(listener, app, bounds, closing);
         // Draining is bounded: a request still running after the grace
         // period is dropped rather than holding the process up.
         let deadline = async move {
-            closed(deadline_closing).await;
+            let mut closing = deadline_closing;
+            until_closing(&mut closing).await;
             tokio::time::sleep(grace).await;
         };
         let result = tokio::select! {
@@ -518,6 +583,121 @@ pub fn audit_sweep(retention: std::time::Duration) -> perch_flow::sweeper::Extra
                 .map_err(|e| Box::new(e) as perch_flow::sweeper::SweepError)
         })
     })
+}
+
+/// What bounds each listener's connections.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    /// How long a request head may take to arrive (also how long a kept-alive
+    /// connection may sit idle: hyper starts the clock whenever it waits for
+    /// a head).
+    header_timeout: Duration,
+    /// Open connections at once; the accept loop waits for a slot.
+    max_connections: usize,
+}
+
+/// Serves `app` on `listener` until `closing` turns true, then stops
+/// accepting, lets every connection finish its in-flight request (hyper's
+/// graceful shutdown) and returns when the last one has closed.
+///
+/// This replaces `axum::serve`, which runs hyper without a timer, so that
+/// hyper's header read timeout never fired and a client sending half a
+/// request head held its connection for ever. A slot of `max_connections`
+/// is taken before `accept`, so beyond the cap connections wait in the
+/// kernel's backlog instead of costing a task and buffers each.
+async fn serve(
+    listener: TcpListener,
+    app: Router,
+    bounds: Bounds,
+    closing: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let slots = Arc::new(tokio::sync::Semaphore::new(bounds.max_connections));
+    // Every connection task holds a clone of `open`; `all_closed.closed()`
+    // resolves once the last one is dropped.
+    let (all_closed, open) = watch::channel(());
+    let mut stop = closing.clone();
+    loop {
+        let slot = tokio::select! {
+            biased;
+            () = until_closing(&mut stop) => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                // The semaphore is never closed.
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            biased;
+            () = until_closing(&mut stop) => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    accept_failed(&error).await;
+                    continue;
+                }
+            },
+        };
+        let service =
+            app.clone()
+                .map_request(move |mut request: Request<hyper::body::Incoming>| {
+                    // What `into_make_service_with_connect_info` gave: the audit
+                    // trail reads the peer from it.
+                    request
+                        .extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    request
+                });
+        let open = open.clone();
+        let mut closing = closing.clone();
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(bounds.header_timeout);
+            let connection = builder.serve_connection(
+                hyper_util::rt::TokioIo::new(stream),
+                hyper_util::service::TowerToHyperService::new(service),
+            );
+            let mut connection = std::pin::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                () = until_closing(&mut closing) => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = result {
+                // Timeouts, resets and malformed heads: the client's doing.
+                tracing::debug!(%error, "connection ended with an error");
+            }
+            drop(slot);
+            drop(open);
+        });
+    }
+    drop(listener);
+    drop(open);
+    all_closed.closed().await;
+    Ok(())
+}
+
+/// Resolves once `closing` is true (or can no longer change).
+async fn until_closing(closing: &mut watch::Receiver<bool>) {
+    let _ = closing.wait_for(|closing| *closing).await;
+}
+
+/// After a failed `accept`: a connection the peer gave up on is skipped;
+/// anything else (out of file descriptors, mostly) is logged and retried
+/// after a second, as `axum::serve` does, rather than spinning.
+async fn accept_failed(error: &std::io::Error) {
+    use std::io::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+    ) {
+        return;
+    }
+    tracing::warn!(%error, "accept failed; retrying in a second");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 /// The sandbox's expired rows, swept with the flow's.

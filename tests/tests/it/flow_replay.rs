@@ -1,6 +1,5 @@
 //! Replays and races: a pending login is claimed once, a code is exchanged
 //! once, and a login finishes only in the browser that started it.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 

@@ -1,6 +1,5 @@
 //! Linked accounts over REST, tenant isolation, the audit trail, and no
 //! token in plaintext at rest.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use perch_tests::flow::Fixture;
 use perch_tests::sandbox::browser;

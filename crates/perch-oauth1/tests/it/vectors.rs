@@ -1,8 +1,6 @@
-//! Published OAuth 1.0a vectors (tests/vectors/oauth1.json, a copy of the
+//! Published OAuth 1.0a vectors (tests/it/vectors/oauth1.json, a copy of the
 //! shared file so tests read nothing outside the repository), reproduced
 //! byte for byte through one data-driven helper, [`check`].
-// Test helpers outside #[test] fns may unwrap and panic too.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use perch_oauth1::{
     ConsumerSecret, IncomingRequest, SignatureMethod, TokenSecret, base_string,

@@ -1,6 +1,5 @@
 //! Every validation error of the tenant API, over real HTTP: problem+json
 //! with a stable code naming the field, and nothing written on failure.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use perch_tests::TestServer;
 use perch_tests::tenants::{

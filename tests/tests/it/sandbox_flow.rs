@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The sandbox's three-legged flow end to end, over real HTTP: the three
 //! behaviours of `oauth/authenticate`, `authorize`, `force_login`,
 //! `screen_name`, deny, `oob`, and single use of tokens and verifiers.

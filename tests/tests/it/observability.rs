@@ -6,7 +6,6 @@
 //! `a_login_is_exported_as_one_trace_per_hop` installs it, and it asserts
 //! only on spans of the trace ids it chose, so the other tests here (whose
 //! spans are exported too) cannot disturb it.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

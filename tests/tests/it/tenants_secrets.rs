@@ -1,7 +1,6 @@
 //! Secrets at rest: no plaintext API key, client secret or consumer secret
 //! anywhere in the database; key rotation re-encrypts everything while old
 //! and new rows stay readable.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use perch_core::Keyring;
 use perch_tests::tenants::{call, create_app, create_tenant, dump_rows, hex, twitter_app};

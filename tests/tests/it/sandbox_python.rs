@@ -1,6 +1,7 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! A third-party client passes unmodified: Python's requests-oauthlib
 //! `OAuth1Session` runs the whole flow against the sandbox.
+//! Needs `PERCH_TEST_PYTHON` (set by scripts/test.sh): skipped without it,
+//! failed under CI (see `perch_tests::tools`).
 
 use std::sync::Arc;
 
@@ -8,20 +9,11 @@ use perch_core::SystemClock;
 use perch_tests::TestServer;
 use perch_tests::sandbox::Sandbox;
 
-fn python() -> String {
-    match std::env::var("PERCH_TEST_PYTHON") {
-        Ok(python) if !python.is_empty() => python,
-        _ => panic!(
-            "PERCH_TEST_PYTHON is not set: run the suite with scripts/test.sh, which creates \
-             .venv and installs tests/python/requirements.txt (requests-oauthlib), or set \
-             PERCH_TEST_PYTHON to a Python that has it"
-        ),
-    }
-}
-
 #[tokio::test]
 async fn requests_oauthlib_runs_the_whole_flow() {
-    let python = python();
+    let Some(python) = perch_tests::tools::python() else {
+        return;
+    };
     let server = TestServer::start().await;
     let sandbox = Sandbox::new(&server, Arc::new(SystemClock));
     let callback = "https://client.example/auth/twitter/callback";

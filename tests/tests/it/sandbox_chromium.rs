@@ -1,15 +1,15 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Each sandbox page rendered once in headless Chromium, the screenshot kept
 //! under `target/test-artifacts/sandbox/`. Chromium also parses each form
 //! (`--dump-dom`); the form it parsed is submitted with the cookie-keeping
-//! client that fetched the page.
+//! client that fetched the page. Skipped without Chromium, failed under CI
+//! (see `perch_tests::tools`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use perch_core::SystemClock;
 use perch_tests::TestServer;
-use perch_tests::browser::{chromium, chromium_binary};
+use perch_tests::browser::chromium;
 use perch_tests::sandbox::{Sandbox, browser, buttons, form_action, inputs, location};
 
 fn artifacts() -> PathBuf {
@@ -70,7 +70,9 @@ async fn submit_dom(
 
 #[tokio::test]
 async fn every_page_renders_in_chromium_and_its_form_submits() {
-    chromium_binary();
+    if perch_tests::tools::chromium().is_none() {
+        return;
+    }
     let server = TestServer::start().await;
     let sandbox = Sandbox::new(&server, Arc::new(SystemClock));
     let callback = "https://app.example/auth/done";

@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The sandbox's errors as Twitter sends them (32, 89, 135, 215, 415, 88),
 //! what real clients send that must be tolerated, and the operator API.
 

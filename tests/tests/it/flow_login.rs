@@ -1,6 +1,5 @@
 //! The hosted login end to end: the real server on port 0, the sandbox as
 //! the upstream provider, a cookie-keeping client as the browser.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use perch_tests::TestServerOptions;
 use perch_tests::flow::{Fixture, REDIRECT_URI};

@@ -1,5 +1,4 @@
 //! The `perch` binary as an operator meets it: exit codes and one-line errors.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -1,9 +1,6 @@
 //! The `client` feature against a raw local HTTP/1.1 listener: exact
 //! outgoing `Authorization` fields, signatures that verify server-side,
 //! reply parsing, upstream errors, no redirects, timeouts.
-#![cfg(feature = "client")]
-// Test helpers outside #[test] fns may unwrap and panic too.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::{Duration, Instant};
 

@@ -15,8 +15,6 @@
 //! base = s.signature_base_string("post", uri, s.normalize_parameters(params))
 //! s.sign_hmac_sha1(base, "cs~ ecret+/é", "t~s &x")   # and _sha256, sign_plaintext
 //! ```
-// Test helpers outside #[test] fns may unwrap and panic too.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use perch_oauth1::{
     ConsumerSecret, IncomingRequest, SignatureMethod, TokenSecret, base_string, base_string_uri,

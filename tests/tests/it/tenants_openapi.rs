@@ -1,6 +1,5 @@
 //! The OpenAPI document served at `/openapi.json`, snapshot-tested so any
 //! change to the API shows up as a diff of `snapshots/*.snap`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use perch_tests::TestServer;
 

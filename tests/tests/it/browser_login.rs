@@ -2,7 +2,8 @@
 //! Playwright, types into the sandbox's sign-in form and submits it; Perch
 //! sends it back to the tenant's (loopback) callback with a code that then
 //! exchanges for the account. Screenshots go to target/test-artifacts/browser/.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Skipped without Chromium, Node and playwright-core, failed under CI (see
+//! `perch_tests::tools`).
 
 use std::path::Path;
 use std::process::Command;
@@ -35,11 +36,9 @@ async fn tenant_site() -> u16 {
 
 #[tokio::test]
 async fn a_person_signs_in_with_a_real_browser() {
-    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
-    assert!(
-        scripts.join("node_modules/playwright-core").exists(),
-        "playwright-core is not installed: run scripts/test.sh (it runs npm install in tests/browser)"
-    );
+    let Some(scripts) = perch_tests::tools::playwright() else {
+        return;
+    };
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts/browser");
     std::fs::create_dir_all(&shots).unwrap();
 

@@ -1,6 +1,5 @@
 //! Isolation: for every tenant endpoint, tenant B using tenant A's ids gets
 //! 404 and none of A's data, and A's data is unchanged afterwards.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use perch_tests::TestServer;
 use perch_tests::tenants::{call, create_app, create_tenant, twitter_app};

@@ -1,6 +1,5 @@
 //! The tenant API end to end over real HTTP: operator, API keys, apps,
 //! audit events, the CLI.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 

@@ -1,6 +1,5 @@
 //! Upstream failures: a provider that is down or never answers sends the
 //! user back with `temporarily_unavailable` within the timeout.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::{Duration, Instant};
 

@@ -15,28 +15,14 @@ pub fn artifacts(sub: &str) -> PathBuf {
     dir
 }
 
-/// The Chromium binary; fails the test with an install hint when absent.
-pub fn chromium_binary() -> String {
-    for candidate in ["chromium", "chromium-browser", "google-chrome"] {
-        if std::process::Command::new("sh")
-            .args(["-c", &format!("command -v {candidate}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-        {
-            return candidate.to_owned();
-        }
-    }
-    panic!(
-        "headless Chromium is needed for the page tests and was not found: install it \
-         (Debian/Ubuntu: apt-get install -y chromium; .ci/run does this)"
-    );
-}
-
 /// Runs headless Chromium with `args` in a fresh profile (90 s at most).
+/// Callers check [`crate::tools::chromium`] first, which skips them (or, under
+/// CI, fails them) when there is no Chromium.
 pub async fn chromium(args: &[String]) -> std::process::Output {
+    let binary = crate::tools::find_chromium().expect("Chromium (check tools::chromium() first)");
     let profile = std::env::temp_dir().join(format!("perch-chromium-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&profile).expect("create a Chromium profile");
-    let mut command = tokio::process::Command::new(chromium_binary());
+    let mut command = tokio::process::Command::new(binary);
     command.args([
         "--headless",
         "--no-sandbox",
@@ -59,7 +45,8 @@ pub async fn chromium(args: &[String]) -> std::process::Output {
     output
 }
 
-/// Screenshots `url` into `path` and checks that a PNG came out.
+/// Screenshots `url` into `path` and checks that a PNG came out (see
+/// [`chromium`] for the check that comes first).
 pub async fn screenshot(url: &str, path: &Path) {
     let _ = std::fs::remove_file(path);
     let output = chromium(&[format!("--screenshot={}", path.display()), url.to_owned()]).await;

@@ -134,4 +134,5 @@ pub mod flow;
 pub mod sandbox;
 mod server;
 pub mod tenants;
+pub mod tools;
 pub use server::{TestServer, TestServerOptions};

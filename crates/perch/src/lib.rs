@@ -9,5 +9,6 @@ pub mod db;
 pub mod demo;
 pub mod dev;
 pub mod metrics;
+pub mod postgres;
 pub mod server;
 pub mod telemetry;

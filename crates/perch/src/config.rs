@@ -142,6 +142,14 @@ fn non_empty(env: &impl Env, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// The directories of `PATH`, in order: where programs Perch runs (the
+/// Postgres server binaries for `perch dev`, `runuser`) are looked for.
+pub fn search_path(env: &impl Env) -> Vec<std::path::PathBuf> {
+    env.var("PATH")
+        .map(|path| std::env::split_paths(&path).collect())
+        .unwrap_or_default()
+}
+
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
@@ -764,6 +772,18 @@ mod tests {
         assert!(parse_host_list("http://x.example/path").is_err());
         assert!(parse_host_list("http://").is_err());
         assert!(parse_host_list("x.example/path").is_err());
+    }
+
+    #[test]
+    fn search_path_splits_path() {
+        assert_eq!(
+            search_path(&[("PATH", "/usr/local/bin:/usr/bin")]),
+            [
+                std::path::PathBuf::from("/usr/local/bin"),
+                std::path::PathBuf::from("/usr/bin")
+            ]
+        );
+        assert!(search_path(&[("HOME", "/home/dev")]).is_empty());
     }
 
     struct VecEnv<'a>(Vec<(&'a str, &'a str)>);

@@ -9,6 +9,7 @@ pub mod db;
 pub mod demo;
 pub mod dev;
 pub mod metrics;
+pub mod postgres;
 pub mod sandbox_consumers;
 pub mod server;
 pub mod telemetry;

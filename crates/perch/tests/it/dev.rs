@@ -458,3 +458,88 @@ async fn perch_dev_runs_the_demo_and_keeps_its_data() {
         let _ = std::fs::remove_file(data_dir.with_extension(format!("run{run}.log")));
     }
 }
+
+/// Whether this process runs as root.
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Run as root with a data directory the user `postgres` cannot reach (here
+/// under a mode 0700 directory, as a checkout in root's home is): the cluster
+/// goes under `/var/tmp` by itself, `perch dev` says where on stderr and in
+/// the banner, and a second start finds it again.
+#[tokio::test]
+async fn perch_dev_as_root_moves_an_unreachable_cluster_under_var_tmp() {
+    if !is_root() {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipping the unreachable-data-directory test: it needs root (Postgres then runs as postgres)"
+        );
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    let private = target_dir().join(format!(
+        "test-dev-private-{}",
+        perch_core::token::random_alphanumeric(8).to_lowercase()
+    ));
+    std::fs::create_dir_all(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let data_dir = private.join("data");
+
+    let (dev, _) = Dev::start(&data_dir, free_port(), 1).await;
+    let stderr = std::fs::read_to_string(&dev.log).unwrap();
+    let said: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("its Postgres cluster lives in"))
+        .collect();
+    assert_eq!(said.len(), 1, "one line says where:\n{stderr}");
+    let cluster = PathBuf::from(said[0].rsplit(' ').next().unwrap());
+    assert!(
+        cluster.starts_with("/var/tmp") && cluster.to_string_lossy().contains("perch-dev-"),
+        "{}",
+        said[0]
+    );
+    let banner = dev.banner.join("\n");
+    assert!(
+        banner.contains(&format!("cluster in {}", cluster.display())),
+        "{banner}"
+    );
+    assert!(
+        !data_dir.join("pg").exists(),
+        "nothing is left where the cluster could not live"
+    );
+    let mode = std::fs::metadata(&cluster).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "the cluster directory is private");
+    let key = dev.api_key();
+    let app_id = dev.app_id();
+    assert_eq!(
+        accounts(&dev.base, &key, &app_id).await["data"],
+        serde_json::json!([])
+    );
+    assert_eq!(dev.terminate().await.code(), Some(0));
+    assert!(cluster.join("data").join("PG_VERSION").exists());
+    assert!(
+        !cluster.join("data").join("postmaster.pid").exists(),
+        "the relocated cluster is stopped"
+    );
+
+    // The same data directory finds the same cluster (and tenant) again.
+    let (dev, _) = Dev::start(&data_dir, free_port(), 2).await;
+    assert!(
+        dev.banner
+            .join("\n")
+            .contains(&format!("cluster in {}", cluster.display()))
+    );
+    assert_eq!(dev.api_key(), key, "the same tenant API key");
+    assert_eq!(dev.terminate().await.code(), Some(0));
+
+    std::fs::remove_dir_all(&cluster).unwrap();
+    std::fs::remove_dir_all(&private).unwrap();
+    for run in 1..=2 {
+        let _ = std::fs::remove_file(data_dir.with_extension(format!("run{run}.log")));
+    }
+}

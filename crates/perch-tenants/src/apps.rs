@@ -153,6 +153,7 @@ pub struct CreateApp {
     /// in canonical form.
     pub callback_urls: Vec<String>,
     /// The upstream provider.
+    #[serde(deserialize_with = "perch_core::json::object")]
     pub provider: ProviderInput,
     /// Use "Sign in with Twitter" (`oauth/authenticate`): returning users
     /// who already approved the app skip the consent page. Default true.
@@ -172,7 +173,7 @@ pub struct UpdateApp {
     #[serde(default)]
     pub callback_urls: Option<Vec<String>>,
     /// New provider settings (new keys, or another kind).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "perch_core::json::optional_object")]
     pub provider: Option<ProviderInput>,
     /// Use "Sign in with Twitter".
     #[serde(default)]

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use perch_core::audit::{self, AuditEvent, Outcome, RequestMeta};
@@ -12,7 +12,7 @@ use perch_core::{Keyring, KeyringError, SecretString};
 use perch_oauth1::{ConsumerSecret, Credentials, TokenSecret};
 use perch_tenants::openapi::ProblemDoc;
 use perch_tenants::pagination::{self, ListParams};
-use perch_tenants::{PresentedKey, TenantAuth, Unauthorized};
+use perch_tenants::{PathText, PresentedKey, TenantAuth, Unauthorized};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
@@ -159,7 +159,7 @@ pub(crate) fn open_tokens(
 pub async fn list_handler(
     State(state): State<FlowState>,
     auth: TenantAuth,
-    Path(raw_app_id): Path<String>,
+    PathText(raw_app_id): PathText,
     query: Result<Query<AccountListParams>, QueryRejection>,
 ) -> Result<Json<AccountList>, Response> {
     let Query(params) = query.map_err(|_| FlowError::MalformedQuery.into_response())?;
@@ -212,7 +212,7 @@ pub async fn list_handler(
 pub async fn get_handler(
     State(state): State<FlowState>,
     key: PresentedKey,
-    Path(raw_id): Path<String>,
+    PathText(raw_id): PathText,
 ) -> Result<Response, FlowError> {
     let Some(key_id) = key.key_id else {
         return Ok(Unauthorized::invalid().into_response());
@@ -284,7 +284,7 @@ pub async fn delete_handler(
     State(state): State<FlowState>,
     auth: TenantAuth,
     meta: RequestMeta,
-    Path(raw_id): Path<String>,
+    PathText(raw_id): PathText,
 ) -> Result<StatusCode, FlowError> {
     let id = account_id(&raw_id)?;
     let now = state.clock().now();
@@ -376,7 +376,7 @@ pub async fn credentials_handler(
     State(state): State<FlowState>,
     auth: TenantAuth,
     meta: RequestMeta,
-    Path(raw_id): Path<String>,
+    PathText(raw_id): PathText,
 ) -> Result<Json<CredentialsView>, FlowError> {
     let id = account_id(&raw_id)?;
     let row = store::find_account(state.pool(), auth.tenant_id, id)

@@ -11,7 +11,7 @@ pub mod store;
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use perch_core::audit::{self, AuditEvent, RequestMeta};
 use perch_core::ids::{ApiKeyId, TenantId};
@@ -21,7 +21,7 @@ use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use crate::extract::{AppJson, TenantAuth};
+use crate::extract::{AppJson, PathText, TenantAuth};
 use crate::openapi::ProblemDoc;
 use crate::pagination::{self, ListParams};
 use crate::{Error, TenantsState, validate_name};
@@ -280,7 +280,7 @@ pub(crate) async fn revoke_handler(
     State(state): State<TenantsState>,
     auth: TenantAuth,
     meta: RequestMeta,
-    Path(id): Path<String>,
+    PathText(id): PathText,
 ) -> Result<StatusCode, Error> {
     let key_id = ApiKeyId::parse(&id).map_err(|_| Error::NotFound("API key"))?;
     let now = crate::db_now(state.clock());

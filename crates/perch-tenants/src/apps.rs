@@ -10,7 +10,7 @@ pub mod store;
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use perch_core::audit::{self, AuditEvent, RequestMeta};
 use perch_core::ids::{AppId, TenantId};
@@ -22,7 +22,7 @@ use url::Url;
 use utoipa::ToSchema;
 
 use crate::callback::CallbackUrls;
-use crate::extract::{AppJson, TenantAuth};
+use crate::extract::{AppJson, PathText, TenantAuth};
 use crate::openapi::ProblemDoc;
 use crate::pagination::{self, ListParams};
 use crate::provider::{ProviderInput, ProviderKind, ProviderView, ValidProvider};
@@ -412,7 +412,7 @@ fn parse_app_id(id: &str) -> Result<AppId, Error> {
 pub(crate) async fn get_handler(
     State(state): State<TenantsState>,
     auth: TenantAuth,
-    Path(id): Path<String>,
+    PathText(id): PathText,
 ) -> Result<Json<AppView>, Error> {
     let app_id = parse_app_id(&id)?;
     let app = store::find(state.pool(), auth.tenant_id, app_id)
@@ -441,7 +441,7 @@ pub(crate) async fn update_handler(
     State(state): State<TenantsState>,
     auth: TenantAuth,
     meta: RequestMeta,
-    Path(id): Path<String>,
+    PathText(id): PathText,
     AppJson(body): AppJson<UpdateApp>,
 ) -> Result<Json<AppView>, Error> {
     let app_id = parse_app_id(&id)?;
@@ -527,7 +527,7 @@ pub(crate) async fn delete_handler(
     State(state): State<TenantsState>,
     auth: TenantAuth,
     meta: RequestMeta,
-    Path(id): Path<String>,
+    PathText(id): PathText,
 ) -> Result<StatusCode, Error> {
     let app_id = parse_app_id(&id)?;
     let now = crate::db_now(state.clock());
@@ -563,7 +563,7 @@ pub(crate) async fn rotate_secret_handler(
     State(state): State<TenantsState>,
     auth: TenantAuth,
     meta: RequestMeta,
-    Path(id): Path<String>,
+    PathText(id): PathText,
 ) -> Result<Json<RotatedSecret>, Error> {
     let app_id = parse_app_id(&id)?;
     let now = crate::db_now(state.clock());

@@ -37,7 +37,8 @@ pub use apps::{App, load_for_login};
 pub use callback::{CallbackUrl, CallbackUrls};
 pub use error::Error;
 pub use extract::{
-    AppJson, Authenticator, OperatorAuth, OperatorToken, PresentedKey, TenantAuth, Unauthorized,
+    AppJson, Authenticator, OperatorAuth, OperatorToken, PathText, PresentedKey, TenantAuth,
+    Unauthorized,
 };
 pub use openapi::openapi;
 pub use perch_core::ids::{ApiKeyId, AppId, TenantId};

@@ -181,6 +181,16 @@ pub async fn list_handler(
         screen_name: params.screen_name.filter(|s| !s.is_empty()),
         subject: params.subject.filter(|s| !s.is_empty()),
     };
+    if [&filter.screen_name, &filter.subject]
+        .into_iter()
+        .flatten()
+        .any(|value| crate::matches_no_text(value))
+    {
+        return Ok(Json(AccountList {
+            data: Vec::new(),
+            next_cursor: None,
+        }));
+    }
     let rows = store::list_accounts(
         state.pool(),
         auth.tenant_id,

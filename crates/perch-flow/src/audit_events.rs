@@ -124,6 +124,13 @@ pub async fn list_handler(
             FlowError::invalid("app_id", "is not an app id (app_...)").into_response()
         })?),
     };
+    let action = params.action.filter(|s| !s.is_empty());
+    if action.as_deref().is_some_and(crate::matches_no_text) {
+        return Ok(Json(AuditEventList {
+            data: Vec::new(),
+            next_cursor: None,
+        }));
+    }
     // Ids are UUIDv7 from the clock, so id order is time order.
     let rows: Vec<EventRow> = sqlx::query_as(
         "SELECT id, occurred_at, actor, action, target_type, target_id, app_id, outcome, \
@@ -136,7 +143,7 @@ pub async fn list_handler(
     )
     .bind(auth.tenant_id)
     .bind(app_id)
-    .bind(params.action.filter(|s| !s.is_empty()))
+    .bind(action)
     .bind(page.after)
     .bind(page.limit + 1)
     .fetch_all(state.pool())

@@ -130,6 +130,11 @@ fn validate(app: &App, pairs: &[(String, String)]) -> Result<LoginParams, Refusa
             "The link needs a state parameter of 1 to {MAX_STATE_BYTES} bytes."
         )));
     }
+    // Both are stored with the pending login, and Postgres text holds no
+    // NUL: refused here, it is the link's fault, not a server error.
+    if state.contains('\0') {
+        return Err(Refusal::bad("The state parameter must not contain NUL."));
+    }
     let subject = take(pairs, "subject").filter(|s| !s.is_empty());
     if subject
         .as_ref()
@@ -138,6 +143,9 @@ fn validate(app: &App, pairs: &[(String, String)]) -> Result<LoginParams, Refusa
         return Err(Refusal::bad(format!(
             "The subject parameter is longer than {MAX_SUBJECT_BYTES} bytes."
         )));
+    }
+    if subject.as_ref().is_some_and(|s| s.contains('\0')) {
+        return Err(Refusal::bad("The subject parameter must not contain NUL."));
     }
     let force_login = match take(pairs, "force_login").as_deref() {
         None | Some("false") | Some("") => false,

@@ -83,7 +83,11 @@ fn decode_cursor(list: &str, cursor: &str) -> Option<Uuid> {
     let text = String::from_utf8(bytes).ok()?;
     let (kind, id) = text.split_once(':')?;
     (kind == list).then_some(())?;
-    Uuid::try_parse(id).ok()
+    let id = Uuid::try_parse(id).ok()?;
+    // Only the exact form this server issues: a hyphenated or upper-case
+    // spelling of the id is not a cursor of this list, so every position
+    // has one cursor, and the API document's pattern is the whole rule.
+    (encode_cursor(list, id) == cursor).then_some(id)
 }
 
 /// Splits a fetched `limit + 1` rows into the page and the next cursor.
@@ -129,5 +133,8 @@ mod tests {
         );
         assert!(params(None, Some(&cursor)).page("api_keys").is_err());
         assert!(params(None, Some("garbage!")).page("apps").is_err());
+        // Another spelling of the same id is not a cursor this server issued.
+        let hyphenated = URL_SAFE_NO_PAD.encode(format!("apps:{}", id.hyphenated()));
+        assert!(params(None, Some(&hyphenated)).page("apps").is_err());
     }
 }

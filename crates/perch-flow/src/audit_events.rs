@@ -6,7 +6,10 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use perch_core::ids::AppId;
 use perch_tenants::TenantAuth;
-use perch_tenants::openapi::ProblemDoc;
+use perch_tenants::openapi::responses::{
+    BadRequest, InternalError, Unauthorized, UnprocessableEntity,
+};
+use perch_tenants::openapi::schemas::AppIdSchema;
 use perch_tenants::pagination::{self, ListParams};
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
@@ -14,6 +17,7 @@ use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::openapi::{AuditCursorSchema, EventIdSchema};
 use crate::{FlowError, FlowState};
 
 perch_core::define_id!(
@@ -42,7 +46,7 @@ struct EventRow {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditEventView {
     /// `evt_...`.
-    #[schema(value_type = String)]
+    #[schema(value_type = EventIdSchema)]
     pub id: EventId,
     /// When it happened.
     #[serde(with = "time::serde::rfc3339")]
@@ -54,17 +58,22 @@ pub struct AuditEventView {
     /// The kind of object acted on.
     pub target_type: String,
     /// Its id, when it has one.
+    #[schema(required = true)]
     pub target_id: Option<String>,
     /// The app concerned, if any.
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<AppIdSchema>, required = true)]
     pub app_id: Option<AppId>,
     /// `success` or `failure`.
+    #[schema(pattern = "^(?:success|failure)$")]
     pub outcome: String,
     /// The request's `x-request-id`.
+    #[schema(required = true)]
     pub request_id: Option<String>,
     /// The client's IP address.
+    #[schema(required = true)]
     pub ip: Option<String>,
     /// The client's user agent.
+    #[schema(required = true)]
     pub user_agent: Option<String>,
     /// Event-specific details (ids, reasons; never secrets).
     #[schema(value_type = Object)]
@@ -77,6 +86,7 @@ pub struct AuditEventList {
     /// Newest first.
     pub data: Vec<AuditEventView>,
     /// Pass as `cursor` for the next (older) page; null on the last.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
@@ -84,25 +94,32 @@ pub struct AuditEventList {
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AuditEventParams {
-    /// Only events about this app.
+    /// Only events about this app (empty: any).
+    #[param(pattern = "^(?:app_[0-7][0-9a-hjkmnp-tv-z]{25})?$")]
     pub app_id: Option<String>,
-    /// Only events with this action (e.g. `login.complete`).
+    /// Only events with this action, e.g. `login.complete` (empty: any).
     pub action: Option<String>,
     /// Page size, 1..=200 (default 50).
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200, default = 50)]
     pub limit: Option<String>,
     /// The `next_cursor` of the previous page.
+    #[param(value_type = Option<AuditCursorSchema>)]
     pub cursor: Option<String>,
 }
 
 /// List the tenant's audit events.
+///
+/// 400 when a query parameter is given twice; 422 for an invalid `app_id`,
+/// `limit` or `cursor`.
 #[utoipa::path(
-    get, path = "/v1/audit-events", tag = "audit",
+    get, path = "/v1/audit-events", tag = "audit", operation_id = "list_audit_events",
     params(AuditEventParams),
     responses(
-        (status = 200, body = AuditEventList),
-        (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid filter, limit or cursor", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 200, description = "A page of events, newest first", body = AuditEventList),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 422, response = UnprocessableEntity),
+        (status = 500, response = InternalError),
     ),
     security(("api_key" = []))
 )]

@@ -23,8 +23,14 @@ use utoipa::ToSchema;
 
 use crate::callback::CallbackUrls;
 use crate::extract::{AppJson, PathText, TenantAuth};
-use crate::openapi::ProblemDoc;
-use crate::pagination::{self, ListParams};
+use crate::openapi::responses::{
+    BadRequest, Conflict, InternalError, NotFound, PayloadTooLarge, Unauthorized,
+    UnprocessableEntity, UnsupportedMediaType,
+};
+use crate::openapi::schemas::{
+    AppIdSchema, AppsCursorSchema, CallbackUrlsSchema, NameSchema, ProviderInputSchema,
+};
+use crate::pagination::{self, ListParams, PageQuery};
 use crate::provider::{ProviderInput, ProviderKind, ProviderView, ValidProvider};
 use crate::{Error, TenantsState, validate_name};
 
@@ -147,13 +153,16 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 pub struct CreateApp {
     /// The app's name, unique within the tenant (1-100 characters).
+    #[schema(value_type = NameSchema)]
     pub name: String,
     /// 1 to 10 callback URLs: https, http for loopback only, or a
     /// reverse-domain private-use scheme; no fragment, userinfo or wildcard;
     /// in canonical form.
+    #[schema(value_type = CallbackUrlsSchema)]
     pub callback_urls: Vec<String>,
     /// The upstream provider.
     #[serde(deserialize_with = "perch_core::json::object")]
+    #[schema(value_type = ProviderInputSchema)]
     pub provider: ProviderInput,
     /// Use "Sign in with Twitter" (`oauth/authenticate`): returning users
     /// who already approved the app skip the consent page. Default true.
@@ -166,16 +175,19 @@ pub struct CreateApp {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateApp {
-    /// A new name.
+    /// A new name (null: unchanged).
     #[serde(default)]
+    #[schema(value_type = Option<NameSchema>)]
     pub name: Option<String>,
-    /// A new list of callback URLs (replaces the old list).
+    /// A new list of callback URLs, replacing the old list (null: unchanged).
     #[serde(default)]
+    #[schema(value_type = Option<CallbackUrlsSchema>)]
     pub callback_urls: Option<Vec<String>>,
-    /// New provider settings (new keys, or another kind).
+    /// New provider settings: new keys, or another kind (null: unchanged).
     #[serde(default, deserialize_with = "perch_core::json::optional_object")]
+    #[schema(value_type = Option<ProviderInputSchema>)]
     pub provider: Option<ProviderInput>,
-    /// Use "Sign in with Twitter".
+    /// Use "Sign in with Twitter" (null: unchanged).
     #[serde(default)]
     pub sign_in_with_twitter: Option<bool>,
 }
@@ -184,7 +196,7 @@ pub struct UpdateApp {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AppView {
     /// The app id.
-    #[schema(value_type = String, example = "app_01jq3v6y8x2k4m5n6p7q8r9s0t")]
+    #[schema(value_type = AppIdSchema)]
     pub id: AppId,
     /// Its name.
     pub name: String,
@@ -195,9 +207,11 @@ pub struct AppView {
     /// Whether "Sign in with Twitter" is used.
     pub sign_in_with_twitter: bool,
     /// Where to send users to log in: `{PUBLIC_URL}/login/{id}`.
+    #[schema(format = "uri")]
     pub login_url: String,
     /// What to register as the callback URL of the upstream (Twitter) app:
     /// `{PUBLIC_URL}/callback`.
+    #[schema(format = "uri")]
     pub upstream_callback_url: String,
     /// Creation time.
     #[serde(with = "time::serde::rfc3339")]
@@ -214,7 +228,7 @@ pub struct CreatedApp {
     #[serde(flatten)]
     pub app: AppView,
     /// The client secret for `POST /v1/logins/exchange`. Shown once.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^perch_cs_[0-9A-Za-z]{32}$")]
     pub client_secret: perch_core::secret::ShownOnce,
 }
 
@@ -222,7 +236,7 @@ pub struct CreatedApp {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RotatedSecret {
     /// The new client secret; the old one stops working at once. Shown once.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^perch_cs_[0-9A-Za-z]{32}$")]
     pub client_secret: perch_core::secret::ShownOnce,
 }
 
@@ -232,6 +246,7 @@ pub struct AppList {
     /// The apps.
     pub data: Vec<AppView>,
     /// Pass as `cursor` for the next page; null on the last page.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
@@ -292,16 +307,26 @@ async fn provision(
 }
 
 /// Register an app.
+///
+/// 409 when the tenant has an app with this name.
 #[utoipa::path(
-    post, path = "/v1/apps", tag = "apps",
+    post, path = "/v1/apps", tag = "apps", operation_id = "create_app",
     request_body = CreateApp,
     responses(
-        (status = 201, description = "The app; its client_secret is shown only here", body = CreatedApp),
-        (status = 400, description = "Malformed JSON", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 409, description = "The tenant has an app with this name", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid, unknown or missing field (named in `field`)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 201, description = "The app; its client_secret is shown only here", body = CreatedApp, links(
+            ("GetApp" = (operation_id = "get_app", parameters(("id" = "$response.body#/id")))),
+            ("UpdateApp" = (operation_id = "update_app", parameters(("id" = "$response.body#/id")))),
+            ("RotateAppSecret" = (operation_id = "rotate_app_secret", parameters(("id" = "$response.body#/id")))),
+            ("DeleteApp" = (operation_id = "delete_app", parameters(("id" = "$response.body#/id")))),
+            ("ListAppAccounts" = (operation_id = "list_app_accounts", parameters(("id" = "$response.body#/id")))),
+        )),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = UnprocessableEntity),
+        (status = 500, response = InternalError),
     ),
     security(("api_key" = []))
 )]
@@ -370,13 +395,22 @@ pub(crate) async fn create_handler(
 }
 
 /// List the tenant's apps.
+///
+/// 400 when a query parameter is given twice; 422 for an invalid `limit` or
+/// `cursor`.
 #[utoipa::path(
-    get, path = "/v1/apps", tag = "apps",
-    params(ListParams),
+    get, path = "/v1/apps", tag = "apps", operation_id = "list_apps",
+    params(PageQuery<AppsCursorSchema>),
     responses(
-        (status = 200, description = "A page of apps, oldest first", body = AppList),
-        (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid limit or cursor", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 200, description = "A page of apps, oldest first", body = AppList, links(
+            ("GetApp" = (operation_id = "get_app", parameters(("id" = "$response.body#/data/0/id")))),
+            ("UpdateApp" = (operation_id = "update_app", parameters(("id" = "$response.body#/data/0/id")))),
+            ("ListAppAccounts" = (operation_id = "list_app_accounts", parameters(("id" = "$response.body#/data/0/id")))),
+        )),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 422, response = UnprocessableEntity),
+        (status = 500, response = InternalError),
     ),
     security(("api_key" = []))
 )]
@@ -399,13 +433,16 @@ fn parse_app_id(id: &str) -> Result<AppId, Error> {
 }
 
 /// Read an app.
+///
+/// 404 when the tenant has no such app.
 #[utoipa::path(
-    get, path = "/v1/apps/{id}", tag = "apps",
-    params(("id" = String, Path, description = "The app id (app_...)")),
+    get, path = "/v1/apps/{id}", tag = "apps", operation_id = "get_app",
+    params(("id" = AppIdSchema, Path, description = "The app id (app_...)")),
     responses(
         (status = 200, description = "The app", body = AppView),
-        (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such app for this tenant", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
     ),
     security(("api_key" = []))
 )]
@@ -422,18 +459,23 @@ pub(crate) async fn get_handler(
 }
 
 /// Change an app.
+///
+/// 404 when the tenant has no such app; 409 when it has another app with
+/// this name.
 #[utoipa::path(
-    patch, path = "/v1/apps/{id}", tag = "apps",
-    params(("id" = String, Path, description = "The app id (app_...)")),
+    patch, path = "/v1/apps/{id}", tag = "apps", operation_id = "update_app",
+    params(("id" = AppIdSchema, Path, description = "The app id (app_...)")),
     request_body = UpdateApp,
     responses(
         (status = 200, description = "The changed app", body = AppView),
-        (status = 400, description = "Malformed JSON", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such app for this tenant", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 409, description = "The tenant has another app with this name", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid, unknown or missing field (named in `field`)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = UnprocessableEntity),
+        (status = 500, response = InternalError),
     ),
     security(("api_key" = []))
 )]
@@ -513,13 +555,16 @@ pub(crate) async fn update_handler(
 }
 
 /// Delete an app. Its stored secrets go with it.
+///
+/// 404 when the tenant has no such app.
 #[utoipa::path(
-    delete, path = "/v1/apps/{id}", tag = "apps",
-    params(("id" = String, Path, description = "The app id (app_...)")),
+    delete, path = "/v1/apps/{id}", tag = "apps", operation_id = "delete_app",
+    params(("id" = AppIdSchema, Path, description = "The app id (app_...)")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such app for this tenant", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
     ),
     security(("api_key" = []))
 )]
@@ -549,13 +594,16 @@ pub(crate) async fn delete_handler(
 }
 
 /// Replace an app's client secret; the old one stops working at once.
+///
+/// 404 when the tenant has no such app.
 #[utoipa::path(
-    post, path = "/v1/apps/{id}/rotate-secret", tag = "apps",
-    params(("id" = String, Path, description = "The app id (app_...)")),
+    post, path = "/v1/apps/{id}/rotate-secret", tag = "apps", operation_id = "rotate_app_secret",
+    params(("id" = AppIdSchema, Path, description = "The app id (app_...)")),
     responses(
         (status = 200, description = "The new client secret, shown only here", body = RotatedSecret),
-        (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such app for this tenant", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
     ),
     security(("api_key" = []))
 )]

@@ -80,8 +80,9 @@ else
   start_throwaway_cluster
 fi
 
-# Third-party client conformance runs use Python's requests-oauthlib, in a
-# project-local virtualenv so nothing global changes.
+# Third-party client conformance runs use Python's requests-oauthlib, and
+# the API document is checked against the server with schemathesis, both in
+# a project-local virtualenv so nothing global changes.
 if [ -f tests/python/requirements.txt ]; then
   if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv

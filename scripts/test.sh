@@ -19,8 +19,9 @@ stop_throwaway_cluster() {
 }
 trap stop_throwaway_cluster EXIT
 
-# Third-party client conformance runs use Python's requests-oauthlib, in a
-# project-local virtualenv so nothing global changes.
+# Third-party client conformance runs use Python's requests-oauthlib, and
+# the API document is checked against the server with schemathesis, both in
+# a project-local virtualenv so nothing global changes.
 if [ -f tests/python/requirements.txt ]; then
   if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv

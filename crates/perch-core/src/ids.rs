@@ -73,6 +73,12 @@ macro_rules! define_id {
             /// The prefix of the public form, without the underscore.
             pub const PREFIX: &'static str = $prefix;
 
+            /// What [`Self::parse`] accepts, as a regular expression (for
+            /// API documents): the prefix, `_`, then 26 lower-case Crockford
+            /// base32 characters, the first of which carries only 3 bits.
+            pub const PATTERN: &'static str =
+                concat!("^", $prefix, "_[0-7][0-9a-hjkmnp-tv-z]{25}$");
+
             /// A new id, stamped with `at` (the clock's time).
             pub fn new(at: ::time::OffsetDateTime) -> Self {
                 Self($crate::ids::new_uuid_v7(at))
@@ -184,6 +190,50 @@ mod tests {
             "app_0123456789abcdefghjkmnpqri",
         ] {
             assert!(AppId::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_documented_pattern_is_what_parse_accepts() {
+        let pattern = regex::Regex::new(AppId::PATTERN).unwrap();
+        let at = time::macros::datetime!(2026-11-28 12:00 UTC);
+        let mut candidates: Vec<String> = vec![
+            "app_7zzzzzzzzzzzzzzzzzzzzzzzzz".into(),
+            "app_8zzzzzzzzzzzzzzzzzzzzzzzzz".into(),
+            "app_00000000000000000000000000".into(),
+            AppId::new(at).to_string(),
+            TenantId::new(at).to_string(),
+        ];
+        // Every character in every position, including the ones Crockford
+        // base32 leaves out (i, l, o, u) and upper case.
+        let base = AppId::new(at).to_string();
+        for position in 4..base.len() {
+            for c in (b'0'..=b'9')
+                .chain(b'a'..=b'z')
+                .chain(b'A'..=b'Z')
+                .chain([b'_', b'-'])
+            {
+                let mut bytes = base.clone().into_bytes();
+                bytes[position] = c;
+                candidates.push(String::from_utf8(bytes).unwrap());
+            }
+        }
+        candidates.extend(
+            [
+                "",
+                "app_",
+                "app",
+                &format!("{base}0"),
+                &base[..base.len() - 1],
+            ]
+            .map(str::to_owned),
+        );
+        for candidate in candidates {
+            assert_eq!(
+                pattern.is_match(&candidate),
+                AppId::parse(&candidate).is_ok(),
+                "{candidate}"
+            );
         }
     }
 

@@ -4,7 +4,12 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode, header};
-use serde::de::DeserializeOwned;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{DeserializeOwned, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
 use crate::Problem;
 
@@ -76,19 +81,88 @@ fn is_json(content_type: Option<&HeaderValue>) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// Deserialises a JSON body, turning every failure into a problem that names
-/// the field at fault (`provider.kind`, `callback_urls[2]`).
+/// Deserialises a JSON body, which must be an object (see [`object`]),
+/// turning every failure into a problem that names the field at fault
+/// (`provider.kind`, `callback_urls[2]`).
 // The problem is what the extractor rejects with; boxing it buys nothing.
 #[allow(clippy::result_large_err)]
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value: T = match serde_path_to_error::deserialize(&mut deserializer) {
-        Ok(value) => value,
+        Ok(Object(value)) => value,
         Err(error) => return Err(json_problem(&error)),
     };
     // Trailing characters after the value are malformed JSON too.
     deserializer.end().map_err(|e| malformed(&e))?;
     Ok(value)
+}
+
+/// Deserialises `T` from a JSON object, and only from one. A struct that
+/// serde derives also reads the sequence form, its fields in order (so
+/// `[null, null]` would be a struct of two optional fields), which no Perch
+/// API documents or means. Use it for struct-typed fields of request bodies
+/// (`#[serde(deserialize_with = "perch_core::json::object")]`); every body
+/// [`parse_json`] reads goes through it.
+pub fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<T, D::Error> {
+    struct ObjectVisitor<T>(PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+        type Value = T;
+
+        fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+            formatter.write_str("a JSON object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(MapAccessDeserializer::new(map))
+        }
+    }
+
+    deserializer.deserialize_map(ObjectVisitor(PhantomData))
+}
+
+/// [`object`] for an optional field: `null` (or, with `#[serde(default)]`,
+/// absence) is `None`.
+pub fn optional_object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<T>, D::Error> {
+    struct OptionVisitor<T>(PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for OptionVisitor<T> {
+        type Value = Option<T>;
+
+        fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+            formatter.write_str("a JSON object or null")
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(
+            self,
+            deserializer: D,
+        ) -> Result<Self::Value, D::Error> {
+            object(deserializer).map(Some)
+        }
+    }
+
+    deserializer.deserialize_option(OptionVisitor(PhantomData))
+}
+
+/// A whole body, read with [`object`].
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        object(deserializer).map(Object)
+    }
 }
 
 fn malformed(error: &serde_json::Error) -> Problem {
@@ -173,6 +247,77 @@ fn json_problem(error: &serde_path_to_error::Error<serde_json::Error>) -> Proble
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        kind: String,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Optional {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default, deserialize_with = "optional_object")]
+        inner: Option<Inner>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Required {
+        #[serde(deserialize_with = "object")]
+        inner: Inner,
+    }
+
+    #[test]
+    fn bodies_and_struct_fields_are_objects_never_arrays() {
+        for (json, ok) in [
+            (r#"{}"#, true),
+            (r#"{"name":null,"inner":null}"#, true),
+            (r#"{"inner":{"kind":"k"}}"#, true),
+            ("[]", false),
+            ("[null, null]", false),
+            (r#"{"inner":["k"]}"#, false),
+        ] {
+            assert_eq!(
+                parse_json::<Optional>(json.as_bytes()).is_ok(),
+                ok,
+                "{json}"
+            );
+        }
+        let problem = parse_json::<Optional>(b"[null, null]").unwrap_err();
+        assert_eq!(
+            (problem.status, problem.field.as_deref()),
+            (422, Some("body"))
+        );
+        let problem = parse_json::<Required>(br#"{"inner":["k"]}"#).unwrap_err();
+        assert_eq!(
+            (
+                problem.status,
+                problem.code.as_str(),
+                problem.field.as_deref()
+            ),
+            (422, "invalid_field", Some("inner"))
+        );
+        // Inside an object, fields are still named as before.
+        let problem = parse_json::<Required>(br#"{"inner":{"kind":1}}"#).unwrap_err();
+        assert_eq!(problem.field.as_deref(), Some("inner.kind"));
+        let problem = parse_json::<Required>(br#"{"inner":{"kind":"k","x":1}}"#).unwrap_err();
+        assert_eq!(
+            (problem.code.as_str(), problem.field.as_deref()),
+            ("unknown_field", Some("inner.x"))
+        );
+        let problem = parse_json::<Required>(br#"{"inner":{}}"#).unwrap_err();
+        assert_eq!(
+            (problem.code.as_str(), problem.field.as_deref()),
+            ("missing_field", Some("inner.kind"))
+        );
+        assert!(parse_json::<Required>(br#"{"inner":null}"#).is_err());
+    }
 
     #[test]
     fn json_content_types() {

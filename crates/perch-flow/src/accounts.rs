@@ -3,20 +3,25 @@
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use perch_core::audit::{self, AuditEvent, Outcome, RequestMeta};
 use perch_core::ids::AppId;
 use perch_core::{Keyring, KeyringError, SecretString};
 use perch_oauth1::{ConsumerSecret, Credentials, TokenSecret};
-use perch_tenants::PresentedKey;
-use perch_tenants::openapi::ProblemDoc;
+use perch_tenants::openapi::responses::{
+    BadRequest, Forbidden, InternalError, NotFound, ServiceUnavailable, TooManyRequests,
+    Unauthorized as UnauthorizedResponse, UnprocessableEntity,
+};
+use perch_tenants::openapi::schemas::AppIdSchema;
 use perch_tenants::pagination::{self, ListParams};
 use perch_tenants::scopes::{Needed, Scope, Scoped, need};
+use perch_tenants::{PathText, PresentedKey};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::openapi::{AccountIdSchema, AccountsCursorSchema};
 use crate::store::{self, AccountFilter, AccountRow};
 use crate::{AccountId, FlowError, FlowState};
 
@@ -24,12 +29,13 @@ use crate::{AccountId, FlowError, FlowState};
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AccountView {
     /// `acct_...`.
-    #[schema(value_type = String, example = "acct_01jq3v0m2k8w5r7t9x1y3z5b7d")]
+    #[schema(value_type = AccountIdSchema)]
     pub id: AccountId,
     /// The app it is linked to.
-    #[schema(value_type = String)]
+    #[schema(value_type = AppIdSchema)]
     pub app_id: AppId,
     /// Always `twitter`.
+    #[schema(value_type = String, pattern = "^twitter$")]
     pub provider: &'static str,
     /// Twitter's numeric user id, as a string.
     pub provider_user_id: String,
@@ -38,10 +44,13 @@ pub struct AccountView {
     /// Display name.
     pub name: String,
     /// Verified email, or null when Twitter gives none.
+    #[schema(required = true)]
     pub email: Option<String>,
     /// Avatar URL.
+    #[schema(required = true)]
     pub profile_image_url: Option<String>,
     /// The tenant's own user id for this account, if it gave one.
+    #[schema(required = true)]
     pub subject: Option<String>,
     /// When the account was first linked.
     #[serde(with = "time::serde::rfc3339")]
@@ -78,6 +87,7 @@ pub struct AccountList {
     /// The accounts, oldest first.
     pub data: Vec<AccountView>,
     /// Pass as `cursor` for the next page; null on the last.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
@@ -105,13 +115,14 @@ impl std::fmt::Debug for CredentialsView {
 #[into_params(parameter_in = Query)]
 pub struct AccountListParams {
     /// Page size, 1..=200 (default 50).
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200, default = 50)]
     pub limit: Option<String>,
     /// The `next_cursor` of the previous page.
+    #[param(value_type = Option<AccountsCursorSchema>)]
     pub cursor: Option<String>,
-    /// Only accounts with this screen name (case-insensitive).
+    /// Only accounts with this screen name (case-insensitive; empty: any).
     pub screen_name: Option<String>,
-    /// Only accounts with this subject.
+    /// Only accounts with this subject (empty: any).
     pub subject: Option<String>,
 }
 
@@ -145,22 +156,33 @@ pub(crate) fn open_tokens(
 }
 
 /// List an app's linked accounts.
+///
+/// 400 when a query parameter is given twice; 404 when the tenant has no
+/// such app; 422 for an invalid `limit` or `cursor`.
 #[utoipa::path(
-    get, path = "/v1/apps/{id}/accounts", tag = "accounts",
-    params(("id" = String, Path, description = "The app id (`app_...`)"), AccountListParams),
+    get, path = "/v1/apps/{id}/accounts", tag = "accounts", operation_id = "list_app_accounts",
+    params(("id" = AppIdSchema, Path, description = "The app id (`app_...`)"), AccountListParams),
     responses(
-        (status = 200, body = AccountList),
-        (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "`insufficient_scope`: the key lacks `accounts:read`", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such app", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid limit or cursor", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 200, description = "A page of the app's accounts, oldest first", body = AccountList, links(
+            ("GetAccount" = (operation_id = "get_account", parameters(("id" = "$response.body#/data/0/id")))),
+            ("GetAccountCredentials" = (operation_id = "get_account_credentials", parameters(("id" = "$response.body#/data/0/id")))),
+            ("DeleteAccount" = (operation_id = "delete_account", parameters(("id" = "$response.body#/data/0/id")))),
+        )),
+        (status = 400, response = BadRequest),
+        (status = 401, response = UnauthorizedResponse),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 422, response = UnprocessableEntity),
+        (status = 429, response = TooManyRequests),
+        (status = 500, response = InternalError),
+        (status = 503, response = ServiceUnavailable),
     ),
     security(("api_key" = []))
 )]
 pub async fn list_handler(
     State(state): State<FlowState>,
     Scoped(auth, _): Scoped<need::AccountsRead>,
-    Path(raw_app_id): Path<String>,
+    PathText(raw_app_id): PathText,
     query: Result<Query<AccountListParams>, QueryRejection>,
 ) -> Result<Json<AccountList>, FlowError> {
     let Query(params) = query.map_err(|_| FlowError::MalformedQuery)?;
@@ -177,6 +199,16 @@ pub async fn list_handler(
         screen_name: params.screen_name.filter(|s| !s.is_empty()),
         subject: params.subject.filter(|s| !s.is_empty()),
     };
+    if [&filter.screen_name, &filter.subject]
+        .into_iter()
+        .flatten()
+        .any(|value| crate::matches_no_text(value))
+    {
+        return Ok(Json(AccountList {
+            data: Vec::new(),
+            next_cursor: None,
+        }));
+    }
     let rows = store::list_accounts(
         state.pool(),
         auth.tenant_id,
@@ -194,14 +226,22 @@ pub async fn list_handler(
 }
 
 /// Read one linked account.
+///
+/// 404 when the tenant has no such account.
 #[utoipa::path(
-    get, path = "/v1/accounts/{id}", tag = "accounts",
-    params(("id" = String, Path, description = "The account id (`acct_...`)")),
+    get, path = "/v1/accounts/{id}", tag = "accounts", operation_id = "get_account",
+    params(("id" = AccountIdSchema, Path, description = "The account id (`acct_...`)")),
     responses(
-        (status = 200, body = AccountView),
-        (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "`insufficient_scope`: the key lacks `accounts:read`", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such account", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 200, description = "The account", body = AccountView, links(
+            ("GetAccountCredentials" = (operation_id = "get_account_credentials", parameters(("id" = "$response.body#/id")))),
+            ("DeleteAccount" = (operation_id = "delete_account", parameters(("id" = "$response.body#/id")))),
+        )),
+        (status = 401, response = UnauthorizedResponse),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 429, response = TooManyRequests),
+        (status = 500, response = InternalError),
+        (status = 503, response = ServiceUnavailable),
     ),
     security(("api_key" = []))
 )]
@@ -209,7 +249,7 @@ pub async fn get_handler(
     State(state): State<FlowState>,
     key: PresentedKey,
     meta: RequestMeta,
-    Path(raw_id): Path<String>,
+    PathText(raw_id): PathText,
 ) -> Result<Json<AccountView>, FlowError> {
     state
         .limits()
@@ -282,14 +322,19 @@ async fn read_account(
 
 /// Unlink an account: its stored tokens are destroyed and the upstream
 /// token is invalidated (best effort, after the commit).
+///
+/// 404 when the tenant has no such account.
 #[utoipa::path(
-    delete, path = "/v1/accounts/{id}", tag = "accounts",
-    params(("id" = String, Path, description = "The account id (`acct_...`)")),
+    delete, path = "/v1/accounts/{id}", tag = "accounts", operation_id = "delete_account",
+    params(("id" = AccountIdSchema, Path, description = "The account id (`acct_...`)")),
     responses(
         (status = 204, description = "Unlinked"),
-        (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "`insufficient_scope`: the key lacks `accounts:write`", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such account", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, response = UnauthorizedResponse),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 429, response = TooManyRequests),
+        (status = 500, response = InternalError),
+        (status = 503, response = ServiceUnavailable),
     ),
     security(("api_key" = []))
 )]
@@ -297,7 +342,7 @@ pub async fn delete_handler(
     State(state): State<FlowState>,
     Scoped(auth, _): Scoped<need::AccountsWrite>,
     meta: RequestMeta,
-    Path(raw_id): Path<String>,
+    PathText(raw_id): PathText,
 ) -> Result<StatusCode, FlowError> {
     let id = account_id(&raw_id)?;
     let now = state.clock().now();
@@ -375,14 +420,19 @@ async fn invalidate_upstream(
 
 /// Read an account's credentials for calling Twitter on the user's behalf.
 /// Every read is audited.
+///
+/// 404 when the tenant has no such account.
 #[utoipa::path(
-    get, path = "/v1/accounts/{id}/credentials", tag = "accounts",
-    params(("id" = String, Path, description = "The account id (`acct_...`)")),
+    get, path = "/v1/accounts/{id}/credentials", tag = "accounts", operation_id = "get_account_credentials",
+    params(("id" = AccountIdSchema, Path, description = "The account id (`acct_...`)")),
     responses(
-        (status = 200, body = CredentialsView),
-        (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "`insufficient_scope`: the key lacks `accounts:credentials`", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such account", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 200, description = "The account's credentials", body = CredentialsView),
+        (status = 401, response = UnauthorizedResponse),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 429, response = TooManyRequests),
+        (status = 500, response = InternalError),
+        (status = 503, response = ServiceUnavailable),
     ),
     security(("api_key" = []))
 )]
@@ -390,7 +440,7 @@ pub async fn credentials_handler(
     State(state): State<FlowState>,
     Scoped(auth, _): Scoped<need::AccountsCredentials>,
     meta: RequestMeta,
-    Path(raw_id): Path<String>,
+    PathText(raw_id): PathText,
 ) -> Result<Json<CredentialsView>, FlowError> {
     let id = account_id(&raw_id)?;
     let row = store::find_account(state.pool(), auth.tenant_id, id)

@@ -5,13 +5,18 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use perch_core::audit;
 use perch_core::ids::AppId;
-use perch_tenants::openapi::ProblemDoc;
+use perch_tenants::openapi::responses::{
+    BadRequest, Forbidden, InternalError, ServiceUnavailable, TooManyRequests, Unauthorized,
+    UnprocessableEntity,
+};
+use perch_tenants::openapi::schemas::AppIdSchema;
 use perch_tenants::pagination::{self, ListParams};
 use perch_tenants::scopes::{Scoped, need};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::openapi::{AuditCursorSchema, EventIdSchema};
 use crate::{FlowError, FlowState};
 
 perch_core::define_id!(
@@ -24,7 +29,7 @@ perch_core::define_id!(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditEventView {
     /// `evt_...`.
-    #[schema(value_type = String)]
+    #[schema(value_type = EventIdSchema)]
     pub id: EventId,
     /// When it happened.
     #[serde(with = "time::serde::rfc3339")]
@@ -36,19 +41,25 @@ pub struct AuditEventView {
     /// The kind of object acted on.
     pub target_type: String,
     /// Its id, when it has one.
+    #[schema(required = true)]
     pub target_id: Option<String>,
     /// The app concerned, if any.
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<AppIdSchema>, required = true)]
     pub app_id: Option<AppId>,
     /// `success` or `failure`.
+    #[schema(pattern = "^(?:success|failure)$")]
     pub outcome: String,
     /// Perch's id for the request (its `x-request-id` response header).
+    #[schema(required = true)]
     pub request_id: Option<String>,
     /// The `x-request-id` the client sent, if any (at most 128 characters).
+    #[schema(required = true, max_length = 128)]
     pub client_request_id: Option<String>,
     /// The client's IP address.
+    #[schema(required = true)]
     pub ip: Option<String>,
     /// The client's user agent.
+    #[schema(required = true)]
     pub user_agent: Option<String>,
     /// Event-specific details (ids, reasons; never secrets).
     #[schema(value_type = Object)]
@@ -61,6 +72,7 @@ pub struct AuditEventList {
     /// Newest first.
     pub data: Vec<AuditEventView>,
     /// Pass as `cursor` for the next (older) page; null on the last.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
@@ -68,26 +80,35 @@ pub struct AuditEventList {
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AuditEventParams {
-    /// Only events about this app.
+    /// Only events about this app (empty: any).
+    #[param(pattern = "^(?:app_[0-7][0-9a-hjkmnp-tv-z]{25})?$")]
     pub app_id: Option<String>,
-    /// Only events with this action (e.g. `login.complete`).
+    /// Only events with this action, e.g. `login.complete` (empty: any).
     pub action: Option<String>,
     /// Page size, 1..=200 (default 50).
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200, default = 50)]
     pub limit: Option<String>,
     /// The `next_cursor` of the previous page.
+    #[param(value_type = Option<AuditCursorSchema>)]
     pub cursor: Option<String>,
 }
 
 /// List the tenant's audit events.
+///
+/// 400 when a query parameter is given twice; 422 for an invalid `app_id`,
+/// `limit` or `cursor`.
 #[utoipa::path(
-    get, path = "/v1/audit-events", tag = "audit",
+    get, path = "/v1/audit-events", tag = "audit", operation_id = "list_audit_events",
     params(AuditEventParams),
     responses(
-        (status = 200, body = AuditEventList),
-        (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "`insufficient_scope`: the key lacks `audit:read`", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid filter, limit or cursor", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 200, description = "A page of events, newest first", body = AuditEventList),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 422, response = UnprocessableEntity),
+        (status = 429, response = TooManyRequests),
+        (status = 500, response = InternalError),
+        (status = 503, response = ServiceUnavailable),
     ),
     security(("api_key" = []))
 )]
@@ -109,10 +130,17 @@ pub async fn list_handler(
                 .map_err(|_| FlowError::invalid("app_id", "is not an app id (app_...)"))?,
         ),
     };
+    let action = params.action.filter(|s| !s.is_empty());
+    if action.as_deref().is_some_and(crate::matches_no_text) {
+        return Ok(Json(AuditEventList {
+            data: Vec::new(),
+            next_cursor: None,
+        }));
+    }
     // Ids are UUIDv7 from the clock, so id order is time order.
     let filter = audit::EventFilter {
         app_id,
-        action: params.action.filter(|s| !s.is_empty()),
+        action,
         before: page.after,
     };
     let rows = audit::list(state.pool(), auth.tenant_id, &filter, page.limit + 1).await?;

@@ -17,7 +17,10 @@ use base64::Engine as _;
 use perch_core::audit::{self, Actor, AuditEvent, Outcome, RequestMeta};
 use perch_core::ids::AppId;
 use perch_core::token;
-use perch_tenants::openapi::ProblemDoc;
+use perch_tenants::openapi::responses::{
+    BadRequest, InternalError, PayloadTooLarge, ServiceUnavailable, TooManyRequests, Unauthorized,
+    UnprocessableEntity, UnsupportedMediaType,
+};
 use perch_tenants::{AppJson, ClientType};
 use serde::{Deserialize, Serialize};
 use sqlx::Acquire as _;
@@ -25,6 +28,7 @@ use utoipa::ToSchema;
 
 use crate::accounts::AccountView;
 use crate::metrics::Hop;
+use crate::openapi::{CodeVerifierSchema, LoginIdSchema};
 use crate::{FlowError, FlowState, LoginId, store};
 
 /// The exchange request.
@@ -36,6 +40,7 @@ pub struct ExchangeRequest {
     /// The PKCE verifier, for a login started with `code_challenge`
     /// (always, for a public app).
     #[serde(default)]
+    #[schema(value_type = Option<CodeVerifierSchema>)]
     pub code_verifier: Option<String>,
 }
 
@@ -52,11 +57,15 @@ pub struct ExchangeResponse {
     pub account: AccountView,
     /// The `subject` this login was started with (null if none). It can
     /// differ from `account.subject`, which keeps the first one linked.
+    #[schema(required = true)]
     pub subject: Option<String>,
     /// This login's id (`login_...`), as in the audit trail.
-    #[schema(value_type = String)]
+    #[schema(value_type = LoginIdSchema)]
     pub login_id: LoginId,
 }
+
+/// What [`is_valid_verifier`] accepts, for the API document.
+pub const VERIFIER_PATTERN: &str = "^[A-Za-z0-9._~-]{43,128}$";
 
 /// RFC 7636 §4.1: 43 to 128 characters from the unreserved set.
 fn is_valid_verifier(verifier: &str) -> bool {
@@ -89,13 +98,30 @@ pub(crate) fn basic_credentials(
 }
 
 /// Exchange a one-time login code for the linked account.
+///
+/// 400 `invalid_grant` when the code is unknown, used, expired or another
+/// app's, or the PKCE verifier is missing or wrong; 401 `invalid_client`
+/// when the app's credentials are wrong, or the login needs them (it was
+/// started without a `code_challenge`, or the app is confidential); a code
+/// fails for good after three failed exchanges. 429 `rate_limited` when
+/// this client has made too many credential checks.
 #[utoipa::path(
-    post, path = "/v1/logins/exchange", tag = "logins",
+    post, path = "/v1/logins/exchange", tag = "logins", operation_id = "exchange_login_code",
     request_body = ExchangeRequest,
     responses(
-        (status = 200, body = ExchangeResponse),
-        (status = 400, description = "`invalid_grant`: unknown, used, expired or burned code (three failed exchanges burn it), wrong app, or missing or wrong verifier", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "`invalid_client`: bad app credentials, or none for a confidential app", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 200, description = "The linked account", body = ExchangeResponse, links(
+            ("GetAccount" = (operation_id = "get_account", parameters(("id" = "$response.body#/account/id")))),
+            ("GetAccountCredentials" = (operation_id = "get_account_credentials", parameters(("id" = "$response.body#/account/id")))),
+            ("DeleteAccount" = (operation_id = "delete_account", parameters(("id" = "$response.body#/account/id")))),
+        )),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = UnprocessableEntity),
+        (status = 429, response = TooManyRequests),
+        (status = 500, response = InternalError),
+        (status = 503, response = ServiceUnavailable),
     ),
     security(("client_basic" = []), ())
 )]
@@ -304,4 +330,32 @@ async fn exchange(
         subject: code.subject,
         login_id: code.login_id,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_verifier_pattern_is_the_check() {
+        let pattern = regex::Regex::new(VERIFIER_PATTERN).unwrap();
+        let at = |n: usize, c: char| std::iter::repeat_n(c, n).collect::<String>();
+        for candidate in [
+            at(42, 'a'),
+            at(43, 'a'),
+            at(128, '~'),
+            at(129, 'Z'),
+            format!("{}-._~", at(40, '9')),
+            format!("{} ", at(43, 'a')),
+            format!("{}+", at(43, 'a')),
+            format!("{}é", at(43, 'a')),
+            String::new(),
+        ] {
+            assert_eq!(
+                pattern.is_match(&candidate),
+                is_valid_verifier(&candidate),
+                "{candidate:?}"
+            );
+        }
+    }
 }

@@ -240,6 +240,14 @@ async fn head_refused() -> axum::response::Response {
         .into_response()
 }
 
+/// Whether a text filter (`?action=`, `?subject=`) can match no stored
+/// value: Postgres text cannot hold NUL, so nothing stored has one, and
+/// the database would refuse it as a parameter. The list is then empty
+/// without asking.
+pub(crate) fn matches_no_text(value: &str) -> bool {
+    value.contains('\0')
+}
+
 /// The flow's routes: the browser hops, the code exchange, and the
 /// linked-account and audit reads.
 pub fn router(state: FlowState) -> Router {

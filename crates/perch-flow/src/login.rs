@@ -177,6 +177,11 @@ pub(crate) fn check_login_for(
             format!("state must be 1 to {MAX_STATE_BYTES} bytes."),
         ));
     }
+    // Both are stored with the pending login, and Postgres text holds no
+    // NUL: refused here, it is the link's fault, not a server error.
+    if state.contains('\0') {
+        return Err(invalid("state", "state must not contain NUL."));
+    }
     let subject = raw.subject.filter(|s| !s.is_empty());
     if subject
         .as_ref()
@@ -186,6 +191,9 @@ pub(crate) fn check_login_for(
             "subject",
             format!("subject is longer than {MAX_SUBJECT_BYTES} bytes."),
         ));
+    }
+    if subject.as_ref().is_some_and(|s| s.contains('\0')) {
+        return Err(invalid("subject", "subject must not contain NUL."));
     }
     let force_login = match raw.force_login.as_deref() {
         None | Some("false") | Some("") => false,

@@ -1,8 +1,47 @@
 //! This crate's part of the OpenAPI document; the binary merges it into
-//! the tenant API's, which defines the `Problem` schema and `api_key` scheme.
+//! the tenant API's, which defines the `Problem` schema, the problem
+//! responses and the `api_key` scheme.
 
+use perch_tenants::doc_schema;
+use perch_tenants::openapi::schemas::{cursor, id, pattern_string};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
+
+doc_schema!(
+    /// A linked account's id.
+    AccountIdSchema as "AccountId" => id(crate::AccountId::PATTERN, "acct_01jq3v0m2k8w5r7t9x1y3z5b7d")
+);
+
+doc_schema!(
+    /// A login's id.
+    LoginIdSchema as "LoginId" => id(crate::LoginId::PATTERN, "login_01jq3v0m2k8w5r7t9x1y3z5b7d")
+);
+
+doc_schema!(
+    /// An audit event's id.
+    EventIdSchema as "EventId" => id(crate::audit_events::EventId::PATTERN, "evt_01jq3v0m2k8w5r7t9x1y3z5b7d")
+);
+
+doc_schema!(
+    /// `accounts` list cursor.
+    AccountsCursorSchema as "AccountsCursor" => cursor("accounts")
+);
+
+doc_schema!(
+    /// `audit` list cursor.
+    AuditCursorSchema as "AuditCursor" => cursor("audit")
+);
+
+doc_schema!(
+    /// A PKCE code verifier.
+    CodeVerifierSchema as "CodeVerifier" => pattern_string(
+        crate::exchange::VERIFIER_PATTERN,
+        "RFC 7636 §4.1: 43 to 128 characters of `A-Z a-z 0-9 - . _ ~`; checked when the login \
+         was started with a `code_challenge`.",
+    )
+    .min_length(Some(43))
+    .max_length(Some(128))
+);
 
 struct ClientBasic;
 
@@ -32,6 +71,14 @@ impl Modify for ClientBasic {
         crate::accounts::credentials_handler,
         crate::audit_events::list_handler,
     ),
+    components(schemas(
+        AccountIdSchema,
+        LoginIdSchema,
+        EventIdSchema,
+        AccountsCursorSchema,
+        AuditCursorSchema,
+        CodeVerifierSchema,
+    )),
     modifiers(&ClientBasic),
     tags(
         (name = "logins", description = "Completing a hosted login on the tenant's server"),

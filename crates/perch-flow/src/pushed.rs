@@ -16,7 +16,10 @@ use axum::http::{HeaderMap, StatusCode};
 use perch_core::audit::{self, Actor, AuditEvent, RequestMeta};
 use perch_core::ids::AppId;
 use perch_core::token;
-use perch_tenants::openapi::ProblemDoc;
+use perch_tenants::openapi::responses::{
+    BadRequest, InternalError, PayloadTooLarge, ServiceUnavailable, Unauthorized,
+    UnprocessableEntity, UnsupportedMediaType,
+};
 use perch_tenants::{App, AppJson};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -38,26 +41,33 @@ const REQUEST_URI_RANDOM_LEN: usize = 32;
 #[serde(deny_unknown_fields)]
 pub struct PushLoginRequest {
     /// One of the app's callback URLs, matched exactly as for a link.
+    #[schema(format = "uri")]
     pub redirect_uri: String,
     /// Echoed back to `redirect_uri` (up to 512 bytes); optional here, as
-    /// the request comes from the tenant's own server.
+    /// the request comes from the tenant's own server. No NUL.
     #[serde(default)]
+    #[schema(max_length = 512, pattern = "^[^\\x00]*$")]
     pub state: Option<String>,
-    /// The tenant's own user id for this login (up to 256 bytes).
+    /// The tenant's own user id for this login (up to 256 bytes; no NUL).
     #[serde(default)]
+    #[schema(max_length = 256, pattern = "^[^\\x00]*$")]
     pub subject: Option<String>,
     /// Ask the provider to show its sign-in form even to a signed-in user.
     #[serde(default)]
     pub force_login: Option<bool>,
-    /// Prefill the provider's sign-in form.
+    /// Prefill the provider's sign-in form: a Twitter handle (up to 50
+    /// letters, digits and `_`; empty is none).
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_]{0,50}$")]
     pub screen_name: Option<String>,
     /// PKCE challenge (base64url SHA-256 of the verifier); required for a
-    /// public app.
+    /// public app. Given with `code_challenge_method`, never alone.
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_-]{43}$")]
     pub code_challenge: Option<String>,
-    /// `S256`, with `code_challenge`.
+    /// `S256`, with `code_challenge` (`plain` is not supported).
     #[serde(default)]
+    #[schema(pattern = "^S256$")]
     pub code_challenge_method: Option<String>,
 }
 
@@ -66,22 +76,37 @@ pub struct PushLoginRequest {
 pub struct PushedLoginResponse {
     /// Where to send the user's browser:
     /// `{PUBLIC_URL}/login/{app_id}?request_uri=...`. Single use.
+    #[schema(format = "uri")]
     pub login_url: String,
     /// The pushed request's reference, as in `login_url`.
+    #[schema(pattern = "^urn:ietf:params:oauth:request_uri:[A-Za-z0-9]{32}$")]
     pub request_uri: String,
     /// Seconds until it expires (600).
+    #[schema(minimum = 600, maximum = 600)]
     pub expires_in: i64,
 }
 
 /// Push a login: its parameters are kept server-side and the user is sent
 /// to a `login_url` that carries only a `request_uri`.
+///
+/// 401 `invalid_client` when the app's credentials are missing or wrong (a
+/// push always needs them); 422 when a parameter breaks a login's rules,
+/// named in `field`: a `redirect_uri` that is not one of the app's callback
+/// URLs, `state` or `subject` over their byte limits, `code_challenge`
+/// without `code_challenge_method` or the reverse, or no `code_challenge`
+/// for a public app.
 #[utoipa::path(
-    post, path = "/v1/logins", tag = "logins",
+    post, path = "/v1/logins", tag = "logins", operation_id = "push_login",
     request_body = PushLoginRequest,
     responses(
-        (status = 201, body = PushedLoginResponse),
-        (status = 401, description = "`invalid_client`: bad app credentials", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid field, named in `field` (e.g. a redirect_uri that is not registered)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 201, description = "The pushed login: send the browser to `login_url`", body = PushedLoginResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = UnprocessableEntity),
+        (status = 500, response = InternalError),
+        (status = 503, response = ServiceUnavailable),
     ),
     security(("client_basic" = []))
 )]

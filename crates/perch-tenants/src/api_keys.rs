@@ -13,7 +13,7 @@ pub use store::{AuthRow, decode_live_key, live_key_sql};
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use perch_core::audit::{self, AuditEvent, RequestMeta};
 use perch_core::ids::{ApiKeyId, TenantId};
@@ -23,9 +23,15 @@ use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use crate::extract::{AppJson, TenantAuth};
-use crate::openapi::ProblemDoc;
-use crate::pagination::{self, ListParams};
+use crate::extract::{AppJson, PathText, TenantAuth};
+use crate::openapi::responses::{
+    BadRequest, Conflict, Forbidden, InternalError, NotFound, PayloadTooLarge, ServiceUnavailable,
+    TooManyRequests, Unauthorized, UnprocessableEntity, UnsupportedMediaType,
+};
+use crate::openapi::schemas::{
+    ApiKeyIdSchema, ApiKeysCursorSchema, NameSchema, ScopeListSchema, ScopeSchema,
+};
+use crate::pagination::{self, ListParams, PageQuery};
 use crate::scopes::{Scope, Scoped, Scopes, need};
 use crate::{Error, TenantsState, validate_name};
 
@@ -128,10 +134,11 @@ pub async fn accept(
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKey {
     /// A name for the key, unique among the tenant's live keys (1-100 characters).
+    #[schema(value_type = NameSchema)]
     pub label: String,
     /// What the key may do; omitted means every scope. At least one.
     #[serde(default)]
-    #[schema(value_type = Option<Vec<String>>, example = json!(["accounts:read"]))]
+    #[schema(value_type = Option<ScopeListSchema>, example = json!(["accounts:read"]))]
     pub scopes: Option<Vec<String>>,
 }
 
@@ -168,18 +175,19 @@ pub fn parse_scopes(requested: Option<&[String]>) -> Result<Scopes, Error> {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ApiKeyView {
     /// The key id.
-    #[schema(value_type = String, example = "key_01jq3v6y8x2k4m5n6p7q8r9s0t")]
+    #[schema(value_type = ApiKeyIdSchema)]
     pub id: ApiKeyId,
     /// Its label.
     pub label: String,
     /// What it may do.
-    #[schema(value_type = Vec<String>, example = json!(["apps:read", "accounts:read"]))]
+    #[schema(value_type = Vec<ScopeSchema>, example = json!(["apps:read", "accounts:read"]))]
     pub scopes: Vec<&'static str>,
     /// When it was created.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     /// When it last authenticated a request (to the minute); null if never.
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(required = true)]
     pub last_used_at: Option<OffsetDateTime>,
 }
 
@@ -187,15 +195,15 @@ pub struct ApiKeyView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CreatedApiKey {
     /// The key id.
-    #[schema(value_type = String, example = "key_01jq3v6y8x2k4m5n6p7q8r9s0t")]
+    #[schema(value_type = ApiKeyIdSchema)]
     pub id: ApiKeyId,
     /// Its label.
     pub label: String,
     /// The secret: `Authorization: Bearer <secret>`. Shown once.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^perch_sk_[0-7][0-9a-hjkmnp-tv-z]{25}[0-9A-Za-z]{32}$")]
     pub secret: perch_core::secret::ShownOnce,
     /// What it may do.
-    #[schema(value_type = Vec<String>, example = json!(["apps:read", "accounts:read"]))]
+    #[schema(value_type = Vec<ScopeSchema>, example = json!(["apps:read", "accounts:read"]))]
     pub scopes: Vec<&'static str>,
     /// When it was created.
     #[serde(with = "time::serde::rfc3339")]
@@ -208,6 +216,7 @@ pub struct ApiKeyList {
     /// The keys.
     pub data: Vec<ApiKeyView>,
     /// Pass as `cursor` for the next page; null on the last page.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
@@ -254,15 +263,25 @@ pub async fn create(
 }
 
 /// Create an API key.
+///
+/// 409 when a live key of the tenant has this label.
 #[utoipa::path(
-    post, path = "/v1/api-keys", tag = "api-keys",
+    post, path = "/v1/api-keys", tag = "api-keys", operation_id = "create_api_key",
     request_body = CreateApiKey,
     responses(
-        (status = 201, description = "The key; its secret is shown only here", body = CreatedApiKey),
-        (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "`insufficient_scope`: only a key with every scope manages keys", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 409, description = "A live key has this label", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid field", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 201, description = "The key; its secret is shown only here", body = CreatedApiKey, links(
+            ("RevokeApiKey" = (operation_id = "revoke_api_key", parameters(("id" = "$response.body#/id")))),
+        )),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = UnprocessableEntity),
+        (status = 429, response = TooManyRequests),
+        (status = 500, response = InternalError),
+        (status = 503, response = ServiceUnavailable),
     ),
     security(("api_key" = []))
 )]
@@ -289,14 +308,21 @@ pub(crate) async fn create_handler(
 }
 
 /// List the tenant's live API keys.
+///
+/// 400 when a query parameter is given twice; 422 for an invalid `limit` or
+/// `cursor`.
 #[utoipa::path(
-    get, path = "/v1/api-keys", tag = "api-keys",
-    params(ListParams),
+    get, path = "/v1/api-keys", tag = "api-keys", operation_id = "list_api_keys",
+    params(PageQuery<ApiKeysCursorSchema>),
     responses(
         (status = 200, description = "A page of keys, oldest first", body = ApiKeyList),
-        (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "`insufficient_scope`: only a key with every scope manages keys", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid limit or cursor", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 422, response = UnprocessableEntity),
+        (status = 429, response = TooManyRequests),
+        (status = 500, response = InternalError),
+        (status = 503, response = ServiceUnavailable),
     ),
     security(("api_key" = []))
 )]
@@ -315,15 +341,21 @@ pub(crate) async fn list_handler(
 }
 
 /// Revoke an API key, effective on the next request.
+///
+/// 404 when the tenant has no such live key; 409 `last_api_key` when it is
+/// the tenant's last live key.
 #[utoipa::path(
-    delete, path = "/v1/api-keys/{id}", tag = "api-keys",
-    params(("id" = String, Path, description = "The key id (key_...)")),
+    delete, path = "/v1/api-keys/{id}", tag = "api-keys", operation_id = "revoke_api_key",
+    params(("id" = ApiKeyIdSchema, Path, description = "The key id (key_...)")),
     responses(
         (status = 204, description = "Revoked"),
-        (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "`insufficient_scope`: only a key with every scope manages keys", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such live key for this tenant", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 409, description = "It is the tenant's last live key (`last_api_key`)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 429, response = TooManyRequests),
+        (status = 500, response = InternalError),
+        (status = 503, response = ServiceUnavailable),
     ),
     security(("api_key" = []))
 )]
@@ -331,7 +363,7 @@ pub(crate) async fn revoke_handler(
     State(state): State<TenantsState>,
     Scoped(auth, _): Scoped<need::AllScopes>,
     meta: RequestMeta,
-    Path(id): Path<String>,
+    PathText(id): PathText,
 ) -> Result<StatusCode, Error> {
     let key_id = ApiKeyId::parse(&id).map_err(|_| Error::NotFound("API key"))?;
     let now = crate::db_now(state.clock());

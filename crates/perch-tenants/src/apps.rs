@@ -10,7 +10,7 @@ mod store;
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use perch_core::audit::{self, AuditEvent, RequestMeta};
 use perch_core::ids::{AppId, TenantId};
@@ -22,9 +22,15 @@ use url::Url;
 use utoipa::ToSchema;
 
 use crate::callback::CallbackUrls;
-use crate::extract::AppJson;
-use crate::openapi::ProblemDoc;
-use crate::pagination::{self, ListParams};
+use crate::extract::{AppJson, PathText};
+use crate::openapi::responses::{
+    BadRequest, Conflict, Forbidden, InternalError, NotFound, PayloadTooLarge, ServiceUnavailable,
+    TooManyRequests, Unauthorized, UnprocessableEntity, UnsupportedMediaType,
+};
+use crate::openapi::schemas::{
+    AppIdSchema, AppsCursorSchema, CallbackUrlsSchema, NameSchema, ProviderInputSchema,
+};
+use crate::pagination::{self, ListParams, PageQuery};
 use crate::provider::{ProviderInput, ProviderKind, ProviderView, ValidProvider};
 use crate::sandbox::SandboxConsumer;
 use crate::scopes::{Scoped, need};
@@ -177,12 +183,16 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 pub struct CreateApp {
     /// The app's name, unique within the tenant (1-100 characters).
+    #[schema(value_type = NameSchema)]
     pub name: String,
     /// 1 to 10 callback URLs: https, http for loopback only, or a
     /// reverse-domain private-use scheme; no fragment, userinfo or wildcard;
     /// in canonical form.
+    #[schema(value_type = CallbackUrlsSchema)]
     pub callback_urls: Vec<String>,
     /// The upstream provider.
+    #[serde(deserialize_with = "perch_core::json::object")]
+    #[schema(value_type = ProviderInputSchema)]
     pub provider: ProviderInput,
     /// Use "Sign in with Twitter" (`oauth/authenticate`): returning users
     /// who already approved the app skip the consent page. Default true.
@@ -204,20 +214,23 @@ fn confidential() -> ClientType {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateApp {
-    /// A new name.
+    /// A new name (null: unchanged).
     #[serde(default)]
+    #[schema(value_type = Option<NameSchema>)]
     pub name: Option<String>,
-    /// A new list of callback URLs (replaces the old list).
+    /// A new list of callback URLs, replacing the old list (null: unchanged).
     #[serde(default)]
+    #[schema(value_type = Option<CallbackUrlsSchema>)]
     pub callback_urls: Option<Vec<String>>,
-    /// New provider settings (new keys, or another kind).
-    #[serde(default)]
+    /// New provider settings: new keys, or another kind (null: unchanged).
+    #[serde(default, deserialize_with = "perch_core::json::optional_object")]
+    #[schema(value_type = Option<ProviderInputSchema>)]
     pub provider: Option<ProviderInput>,
-    /// Use "Sign in with Twitter".
+    /// Use "Sign in with Twitter" (null: unchanged).
     #[serde(default)]
     pub sign_in_with_twitter: Option<bool>,
     /// A new client type, applied from the next request on (an exchange
-    /// follows the app's type at the time of the exchange).
+    /// follows the app's type at the time of the exchange; null: unchanged).
     #[serde(default)]
     pub client_type: Option<ClientType>,
 }
@@ -226,7 +239,7 @@ pub struct UpdateApp {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AppView {
     /// The app id.
-    #[schema(value_type = String, example = "app_01jq3v6y8x2k4m5n6p7q8r9s0t")]
+    #[schema(value_type = AppIdSchema)]
     pub id: AppId,
     /// Its name.
     pub name: String,
@@ -239,9 +252,11 @@ pub struct AppView {
     /// `confidential` or `public`.
     pub client_type: ClientType,
     /// Where to send users to log in: `{PUBLIC_URL}/login/{id}`.
+    #[schema(format = "uri")]
     pub login_url: String,
     /// What to register as the callback URL of the upstream (Twitter) app:
     /// `{PUBLIC_URL}/callback`.
+    #[schema(format = "uri")]
     pub upstream_callback_url: String,
     /// Creation time.
     #[serde(with = "time::serde::rfc3339")]
@@ -258,7 +273,7 @@ pub struct CreatedApp {
     #[serde(flatten)]
     pub app: AppView,
     /// The client secret for `POST /v1/logins/exchange`. Shown once.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^perch_cs_[0-9A-Za-z]{32}$")]
     pub client_secret: perch_core::secret::ShownOnce,
 }
 
@@ -266,7 +281,7 @@ pub struct CreatedApp {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RotatedSecret {
     /// The new client secret; the old one stops working at once. Shown once.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^perch_cs_[0-9A-Za-z]{32}$")]
     pub client_secret: perch_core::secret::ShownOnce,
 }
 
@@ -276,6 +291,7 @@ pub struct AppList {
     /// The apps.
     pub data: Vec<AppView>,
     /// Pass as `cursor` for the next page; null on the last page.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
@@ -361,17 +377,29 @@ async fn provision(
 }
 
 /// Register an app.
+///
+/// 409 when the tenant has an app with this name.
 #[utoipa::path(
-    post, path = "/v1/apps", tag = "apps",
+    post, path = "/v1/apps", tag = "apps", operation_id = "create_app",
     request_body = CreateApp,
     responses(
-        (status = 201, description = "The app; its client_secret is shown only here", body = CreatedApp),
-        (status = 400, description = "Malformed JSON", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "`insufficient_scope`: the key lacks `apps:write`", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 409, description = "The tenant has an app with this name", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid, unknown or missing field (named in `field`)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 201, description = "The app; its client_secret is shown only here", body = CreatedApp, links(
+            ("GetApp" = (operation_id = "get_app", parameters(("id" = "$response.body#/id")))),
+            ("UpdateApp" = (operation_id = "update_app", parameters(("id" = "$response.body#/id")))),
+            ("RotateAppSecret" = (operation_id = "rotate_app_secret", parameters(("id" = "$response.body#/id")))),
+            ("DeleteApp" = (operation_id = "delete_app", parameters(("id" = "$response.body#/id")))),
+            ("ListAppAccounts" = (operation_id = "list_app_accounts", parameters(("id" = "$response.body#/id")))),
+        )),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = UnprocessableEntity),
+        (status = 429, response = TooManyRequests),
+        (status = 500, response = InternalError),
+        (status = 503, response = ServiceUnavailable),
     ),
     security(("api_key" = []))
 )]
@@ -443,14 +471,25 @@ pub(crate) async fn create_handler(
 }
 
 /// List the tenant's apps.
+///
+/// 400 when a query parameter is given twice; 422 for an invalid `limit` or
+/// `cursor`.
 #[utoipa::path(
-    get, path = "/v1/apps", tag = "apps",
-    params(ListParams),
+    get, path = "/v1/apps", tag = "apps", operation_id = "list_apps",
+    params(PageQuery<AppsCursorSchema>),
     responses(
-        (status = 200, description = "A page of apps, oldest first", body = AppList),
-        (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "`insufficient_scope`: the key lacks `apps:read`", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid limit or cursor", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 200, description = "A page of apps, oldest first", body = AppList, links(
+            ("GetApp" = (operation_id = "get_app", parameters(("id" = "$response.body#/data/0/id")))),
+            ("UpdateApp" = (operation_id = "update_app", parameters(("id" = "$response.body#/data/0/id")))),
+            ("ListAppAccounts" = (operation_id = "list_app_accounts", parameters(("id" = "$response.body#/data/0/id")))),
+        )),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 422, response = UnprocessableEntity),
+        (status = 429, response = TooManyRequests),
+        (status = 500, response = InternalError),
+        (status = 503, response = ServiceUnavailable),
     ),
     security(("api_key" = []))
 )]
@@ -473,21 +512,26 @@ fn parse_app_id(id: &str) -> Result<AppId, Error> {
 }
 
 /// Read an app.
+///
+/// 404 when the tenant has no such app.
 #[utoipa::path(
-    get, path = "/v1/apps/{id}", tag = "apps",
-    params(("id" = String, Path, description = "The app id (app_...)")),
+    get, path = "/v1/apps/{id}", tag = "apps", operation_id = "get_app",
+    params(("id" = AppIdSchema, Path, description = "The app id (app_...)")),
     responses(
         (status = 200, description = "The app", body = AppView),
-        (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "`insufficient_scope`: the key lacks `apps:read`", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such app for this tenant", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 429, response = TooManyRequests),
+        (status = 500, response = InternalError),
+        (status = 503, response = ServiceUnavailable),
     ),
     security(("api_key" = []))
 )]
 pub(crate) async fn get_handler(
     State(state): State<TenantsState>,
     Scoped(auth, _): Scoped<need::AppsRead>,
-    Path(id): Path<String>,
+    PathText(id): PathText,
 ) -> Result<Json<AppView>, Error> {
     let app_id = parse_app_id(&id)?;
     let app = store::find(state.pool(), auth.tenant_id, app_id)
@@ -497,19 +541,26 @@ pub(crate) async fn get_handler(
 }
 
 /// Change an app.
+///
+/// 404 when the tenant has no such app; 409 when it has another app with
+/// this name.
 #[utoipa::path(
-    patch, path = "/v1/apps/{id}", tag = "apps",
-    params(("id" = String, Path, description = "The app id (app_...)")),
+    patch, path = "/v1/apps/{id}", tag = "apps", operation_id = "update_app",
+    params(("id" = AppIdSchema, Path, description = "The app id (app_...)")),
     request_body = UpdateApp,
     responses(
         (status = 200, description = "The changed app", body = AppView),
-        (status = 400, description = "Malformed JSON", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "`insufficient_scope`: the key lacks `apps:write`", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such app for this tenant", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 409, description = "The tenant has another app with this name", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid, unknown or missing field (named in `field`)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = UnprocessableEntity),
+        (status = 429, response = TooManyRequests),
+        (status = 500, response = InternalError),
+        (status = 503, response = ServiceUnavailable),
     ),
     security(("api_key" = []))
 )]
@@ -517,7 +568,7 @@ pub(crate) async fn update_handler(
     State(state): State<TenantsState>,
     Scoped(auth, _): Scoped<need::AppsWrite>,
     meta: RequestMeta,
-    Path(id): Path<String>,
+    PathText(id): PathText,
     AppJson(body): AppJson<UpdateApp>,
 ) -> Result<Json<AppView>, Error> {
     let app_id = parse_app_id(&id)?;
@@ -607,14 +658,19 @@ pub(crate) async fn update_handler(
 }
 
 /// Delete an app. Its stored secrets go with it.
+///
+/// 404 when the tenant has no such app.
 #[utoipa::path(
-    delete, path = "/v1/apps/{id}", tag = "apps",
-    params(("id" = String, Path, description = "The app id (app_...)")),
+    delete, path = "/v1/apps/{id}", tag = "apps", operation_id = "delete_app",
+    params(("id" = AppIdSchema, Path, description = "The app id (app_...)")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "`insufficient_scope`: the key lacks `apps:write`", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such app for this tenant", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 429, response = TooManyRequests),
+        (status = 500, response = InternalError),
+        (status = 503, response = ServiceUnavailable),
     ),
     security(("api_key" = []))
 )]
@@ -622,7 +678,7 @@ pub(crate) async fn delete_handler(
     State(state): State<TenantsState>,
     Scoped(auth, _): Scoped<need::AppsWrite>,
     meta: RequestMeta,
-    Path(id): Path<String>,
+    PathText(id): PathText,
 ) -> Result<StatusCode, Error> {
     let app_id = parse_app_id(&id)?;
     let now = crate::db_now(state.clock());
@@ -645,14 +701,19 @@ pub(crate) async fn delete_handler(
 }
 
 /// Replace an app's client secret; the old one stops working at once.
+///
+/// 404 when the tenant has no such app.
 #[utoipa::path(
-    post, path = "/v1/apps/{id}/rotate-secret", tag = "apps",
-    params(("id" = String, Path, description = "The app id (app_...)")),
+    post, path = "/v1/apps/{id}/rotate-secret", tag = "apps", operation_id = "rotate_app_secret",
+    params(("id" = AppIdSchema, Path, description = "The app id (app_...)")),
     responses(
         (status = 200, description = "The new client secret, shown only here", body = RotatedSecret),
-        (status = 401, description = "Missing or bad API key", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "`insufficient_scope`: the key lacks `apps:write`", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such app for this tenant", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 429, response = TooManyRequests),
+        (status = 500, response = InternalError),
+        (status = 503, response = ServiceUnavailable),
     ),
     security(("api_key" = []))
 )]
@@ -660,7 +721,7 @@ pub(crate) async fn rotate_secret_handler(
     State(state): State<TenantsState>,
     Scoped(auth, _): Scoped<need::AppsWrite>,
     meta: RequestMeta,
-    Path(id): Path<String>,
+    PathText(id): PathText,
 ) -> Result<Json<RotatedSecret>, Error> {
     let app_id = parse_app_id(&id)?;
     let now = crate::db_now(state.clock());

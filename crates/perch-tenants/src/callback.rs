@@ -207,6 +207,131 @@ fn loopback_parts(url: &str) -> Option<(&'static str, &str)> {
     None
 }
 
+/// A regular expression for the API document whose every match
+/// [`CallbackUrl::parse`] accepts. It spells out the canonical forms of:
+/// - `https://` + a lower-case DNS name (labels of `a-z 0-9 _` joined by
+///   single hyphens, the last starting with a letter or `_`) or a dotted
+///   IPv4 address without leading zeros, a port other than 443;
+/// - `http://` + `127.0.0.1`, `[::1]` or `localhost`, a port other than 80;
+/// - a reverse-domain private-use scheme + `:/path`, `://host/path` or an
+///   opaque path;
+///
+/// each with a path free of `.` and `..` segments (also spelled `%2e`)
+/// and of the characters URL serialisation would escape, and an optional
+/// query. The parser also accepts a few canonical URLs outside it:
+/// internationalised (`xn--`) host names, IPv6 hosts for https, and host
+/// names with `--` or other punctuation.
+pub fn pattern() -> String {
+    let printable =
+        |except: &[u8]| -> Vec<u8> { (b'!'..=b'~').filter(|b| !except.contains(b)).collect() };
+    // Never allowed: white space and controls (outside the range), `*` and
+    // `#`, and what the serialiser would percent-encode (`"<>` and `` ` ``,
+    // and `{}` in paths) or treat as a delimiter.
+    let special_path = printable(b"\"#<>?`{}\\*/");
+    let other_path = printable(b"\"#<>?`{}*/");
+    let special_query = printable(b"\"#<>'*");
+    let other_query = printable(b"\"#<>*");
+    let opaque = printable(b"#?*");
+    let opaque_first = printable(b"#?*/");
+
+    let domain = "(?:[a-z0-9_]+(?:-[a-z0-9_]+)*\\.)*[a-z_][a-z0-9_]*(?:-[a-z0-9_]+)*";
+    let octet = "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])";
+    let ipv4 = format!("(?:{octet}\\.){{3}}{octet}");
+    // Canonical ports (no leading zero, at most 65535), less the default.
+    let large_ports =
+        "[1-9][0-9]{3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]";
+    let port_not_443 = format!(
+        "(?:0|[1-9]|[1-9][0-9]|[1-35-9][0-9]{{2}}|4[0-35-9][0-9]|44[0-24-9]|{large_ports})"
+    );
+    let port_not_80 = format!("(?:0|[1-9]|[1-7][0-9]|8[1-9]|9[0-9]|[1-9][0-9]{{2}}|{large_ports})");
+    let any_port = format!("(?:0|[1-9][0-9]{{0,2}}|{large_ports})");
+    let scheme = "[a-z][a-z0-9+\\-]*(?:\\.[a-z0-9+\\-]+)+";
+
+    let special_segment = segment(&special_path, false);
+    let other_segment = segment(&other_path, false);
+    let other_first_segment = segment(&other_path, true);
+    let special_query = format!("(?:\\?{}*)?", class(&special_query));
+    let other_query = format!("(?:\\?{}*)?", class(&other_query));
+
+    let https = format!(
+        "https://(?:{domain}|{ipv4})(?::{port_not_443})?(?:/{special_segment})+{special_query}"
+    );
+    let http = format!(
+        "http://(?:127\\.0\\.0\\.1|\\[::1\\]|localhost)(?::{port_not_80})?(?:/{special_segment})+{special_query}"
+    );
+    let private = format!(
+        "{scheme}:(?://{domain}(?::{any_port})?(?:/{other_segment})*|/(?:{other_first_segment}(?:/{other_segment})*)?|{}{}*){other_query}",
+        class(&opaque_first),
+        class(&opaque),
+    );
+    format!("^(?:{https}|{http}|{private})$")
+}
+
+/// One path segment over the characters `allowed` (which hold `.` and
+/// `%`), except the dot segments `.` and `..` (each dot also spelled
+/// `%2e` or `%2E`), which the parser removes; empty too unless `non_empty`.
+fn segment(allowed: &[u8], non_empty: bool) -> String {
+    let all = class(allowed);
+    let except = |gone: &[u8]| -> String {
+        let rest: Vec<u8> = allowed
+            .iter()
+            .copied()
+            .filter(|b| !gone.contains(b))
+            .collect();
+        class(&rest)
+    };
+    let other = except(b".%");
+    let not_2 = except(b"2");
+    let not_e = except(b"eE");
+    // After one dot (`.` or `%2e`), something must follow that is not a
+    // second one ending the segment.
+    let after_dot =
+        format!("(?:{other}{all}*|%(?:{not_2}{all}*|2(?:{not_e}{all}*|[eE]{all}+)?)?|\\.{all}+)");
+    let segment = format!(
+        "(?:{other}{all}*|%(?:{not_2}{all}*|2(?:{not_e}{all}*|[eE]{after_dot})?)?|\\.{after_dot})"
+    );
+    if non_empty {
+        segment
+    } else {
+        format!("{segment}?")
+    }
+}
+
+/// A regex character class of the ASCII bytes `bytes`, with runs as ranges
+/// and the class's own metacharacters escaped for every dialect.
+fn class(bytes: &[u8]) -> String {
+    let mut sorted = bytes.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let literal = |b: u8| -> String {
+        if matches!(b, b'\\' | b']' | b'[' | b'^' | b'-') {
+            format!("\\{}", char::from(b))
+        } else {
+            char::from(b).to_string()
+        }
+    };
+    let mut out = String::from("[");
+    let mut index = 0;
+    while index < sorted.len() {
+        let mut end = index;
+        while end + 1 < sorted.len() && sorted[end + 1] == sorted[end] + 1 {
+            end += 1;
+        }
+        if end >= index + 2 {
+            out.push_str(&literal(sorted[index]));
+            out.push('-');
+            out.push_str(&literal(sorted[end]));
+        } else {
+            for b in &sorted[index..=end] {
+                out.push_str(&literal(*b));
+            }
+        }
+        index = end + 1;
+    }
+    out.push(']');
+    out
+}
+
 /// Why a list of callback URLs was refused; `index` names the element.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallbackUrlsError {
@@ -394,6 +519,100 @@ mod tests {
         ];
         for (url, expected) in cases {
             assert_eq!(CallbackUrl::parse(url), Err(expected), "{url:?}");
+        }
+    }
+
+    fn compiled_pattern() -> &'static regex::Regex {
+        static PATTERN: std::sync::LazyLock<regex::Regex> =
+            std::sync::LazyLock::new(|| regex::Regex::new(&pattern()).unwrap());
+        &PATTERN
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+        #[test]
+        fn every_url_the_pattern_generates_is_accepted(
+            url in proptest::string::string_regex(
+                pattern().trim_start_matches('^').trim_end_matches('$'),
+            ).unwrap(),
+        ) {
+            // The document's maxLength bounds what the pattern alone does not.
+            let expected = if url.len() <= MAX_URL_LEN {
+                Ok(url.clone())
+            } else {
+                Err(CallbackUrlError::TooLong)
+            };
+            proptest::prop_assert_eq!(CallbackUrl::parse(&url).map(|u| u.0), expected);
+        }
+    }
+
+    #[test]
+    fn the_pattern_refuses_every_refused_example_and_matches_the_usual_ones() {
+        let pattern = compiled_pattern();
+        for url in [
+            "https://good.example.com/cb",
+            "https://good.example.com/auth/done?next=%2Fhome&x=1",
+            "https://good.example.com:8443/cb",
+            "https://good.example.com/",
+            "https://good.example.com/caf%C3%A9/CB",
+            "https://192.0.2.7/cb",
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:8080/cb",
+            "http://[::1]:3000/cb",
+            "http://localhost:3000/cb",
+            "com.example.app:/cb",
+            "com.example.app:/oauth2redirect/example-provider",
+            "com.example.app://cb",
+            "https://a.example/...",
+            "https://a.example/.x/%2ex/.%2e.",
+            "https://a.example/?",
+        ] {
+            assert!(pattern.is_match(url), "{url}");
+            assert!(CallbackUrl::parse(url).is_ok(), "{url}");
+        }
+        for url in [
+            "",
+            "/cb",
+            "//evil.example",
+            "good.example.com/cb",
+            "javascript:alert(1)",
+            "data:text/html,hi",
+            "file:///etc/passwd",
+            "ftp://good.example.com/cb",
+            "myapp:/cb",
+            "Com.Example.App:/cb",
+            "https://good.example.com/cb#frag",
+            "https://*.example.com/cb",
+            "https://good.example.com/*",
+            "https://good.example.com@evil.example/cb",
+            "https://user:pw@good.example.com/cb",
+            "com.example.app://user@cb",
+            "http://good.example.com/cb",
+            "http://127.0.0.2/cb",
+            "http://good.example.com./cb",
+            "https://good.example.com./cb",
+            "HTTPS://good.example.com/cb",
+            "https://GOOD.example.com/cb",
+            "https://good.example.com",
+            "https://good.example.com:443/cb",
+            "http://127.0.0.1:80/cb",
+            "https://good.example.com:08443/cb",
+            "https://good.example.com/a/../cb",
+            "https://good.example.com/a/./cb",
+            "https://good.example.com/a/%2E%2e/cb",
+            "https://good.example.com/a/.%2e",
+            "https://good.example.com/café",
+            "https://good.example.com/cb ",
+            "https://good.example.com/c\tb",
+            "https://",
+            "https://1.2.3.04/",
+            "https://good.example.123/",
+            "https://a.example/a{b}",
+            "https://a.example/a\\b",
+            "https://a.example/?it's",
+        ] {
+            assert!(!pattern.is_match(url), "{url}");
+            assert!(CallbackUrl::parse(url).is_err(), "{url}");
         }
     }
 

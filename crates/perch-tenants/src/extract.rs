@@ -17,6 +17,27 @@ use sqlx::PgPool;
 pub use perch_core::auth::{OperatorAuth, OperatorToken, Unauthorized, bearer_token};
 pub use perch_core::json::{AppJson, MAX_BODY_BYTES, parse_json, payload_too_large};
 
+/// The one path parameter of a route (an id), as text.
+///
+/// A segment that is not UTF-8 cannot name anything, so it arrives as the
+/// empty string, which no id parses: the handler answers it 404
+/// `not_found` like any unknown id. (axum's own rejection would be a
+/// plain-text 400, outside the API's problem+json.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathText(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathText {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let text = axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(text)| text)
+            .unwrap_or_default();
+        Ok(Self(text))
+    }
+}
+
 /// What [`TenantAuth`] needs from the router state.
 #[derive(Debug, Clone)]
 pub struct Authenticator {

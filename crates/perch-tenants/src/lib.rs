@@ -39,7 +39,8 @@ pub use apps::{App, ClientType, load_for_login};
 pub use callback::{CallbackUrl, CallbackUrls};
 pub use error::Error;
 pub use extract::{
-    AppJson, Authenticator, OperatorAuth, OperatorToken, PresentedKey, TenantAuth, Unauthorized,
+    AppJson, Authenticator, OperatorAuth, OperatorToken, PathText, PresentedKey, TenantAuth,
+    Unauthorized,
 };
 pub use openapi::openapi;
 pub use perch_core::ids::{ApiKeyId, AppId, TenantId};
@@ -173,6 +174,31 @@ pub(crate) fn db_now(clock: &dyn Clock) -> time::OffsetDateTime {
     now.replace_nanosecond(micros).unwrap_or(now)
 }
 
+/// White space above U+00A0 (`char::is_whitespace`), for [`NAME_PATTERN`].
+macro_rules! high_white_space {
+    () => {
+        r"\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+    };
+}
+
+/// What [`validate_name`] accepts, as a regular expression for the API
+/// document: optional leading and trailing white space (`char::is_whitespace`,
+/// which trimming removes), then 1-100 characters without a control
+/// character (`char::is_control`), neither starting nor ending with white
+/// space. Written with explicit code points so that JSON Schema (ECMA-262),
+/// Python and Rust read it alike.
+pub const NAME_PATTERN: &str = concat!(
+    r"^[\u0009-\u000d\u0020\u0085\u00a0",
+    high_white_space!(),
+    r"]*[^\u0000-\u0020\u007f-\u00a0",
+    high_white_space!(),
+    r"](?:[^\u0000-\u001f\u007f-\u009f]{0,98}[^\u0000-\u0020\u007f-\u00a0",
+    high_white_space!(),
+    r"])?[\u0009-\u000d\u0020\u0085\u00a0",
+    high_white_space!(),
+    r"]*$",
+);
+
 /// Validates a name or label: trimmed, 1-100 characters, no control characters.
 pub(crate) fn validate_name(field: &str, value: &str) -> Result<String, Error> {
     let trimmed = value.trim();
@@ -202,3 +228,56 @@ pub const SEALED_COLUMNS: &[SealedColumn] = &[SealedColumn {
     row_columns: &["tenant_id", "id"],
     associated_data: app_consumer_secret_aad,
 }];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Characters on every edge of the rule: white space that is and is not
+    /// a control character, controls that are not white space, and the
+    /// code points other regex dialects call white space (U+001C, U+FEFF).
+    fn tricky_char() -> impl Strategy<Value = char> {
+        prop::sample::select(vec![
+            'a', 'Z', ' ', '\t', '\n', '\r', '\u{b}', '\u{c}', '\u{1}', '\u{1c}', '\u{1f}',
+            '\u{7f}', '\u{85}', '\u{9f}', '\u{a0}', '\u{1680}', '\u{2000}', '\u{200a}', '\u{200b}',
+            '\u{2028}', '\u{202f}', '\u{205f}', '\u{3000}', '\u{feff}', 'é', '😀',
+        ])
+    }
+
+    proptest! {
+        #[test]
+        fn name_pattern_is_exactly_validate_name(
+            chars in prop::collection::vec(tricky_char(), 0..=104),
+        ) {
+            let pattern = regex::Regex::new(NAME_PATTERN).unwrap();
+            let text: String = chars.into_iter().collect();
+            prop_assert_eq!(pattern.is_match(&text), validate_name("name", &text).is_ok(), "{:?}", text);
+        }
+
+        #[test]
+        fn every_name_the_pattern_generates_is_valid(
+            text in proptest::string::string_regex(&NAME_PATTERN[1..NAME_PATTERN.len() - 1]).unwrap(),
+        ) {
+            prop_assert!(validate_name("name", &text).is_ok(), "{:?}", text);
+        }
+    }
+
+    #[test]
+    fn name_lengths_count_characters_after_trimming() {
+        let pattern = regex::Regex::new(NAME_PATTERN).unwrap();
+        for (text, ok) in [
+            ("a".repeat(100), true),
+            ("é".repeat(100), true),
+            ("a".repeat(101), false),
+            (format!("  {}\t\n", "a".repeat(100)), true),
+            (format!("a{}a", " ".repeat(98)), true),
+            (format!("a{}a", " ".repeat(99)), false),
+            (String::new(), false),
+            (" \u{3000} ".to_owned(), false),
+        ] {
+            assert_eq!(pattern.is_match(&text), ok, "{text:?}");
+            assert_eq!(validate_name("name", &text).is_ok(), ok, "{text:?}");
+        }
+    }
+}

@@ -2,8 +2,20 @@
 //!
 //! [`openapi()`] returns this crate's part; the binary merges other crates'
 //! documents into it (`doc.merge(other)`) and serves the whole at
-//! `GET /openapi.json`. Other crates can refer to the shared `Problem`
-//! schema by name, and to the `api_key` / `operator_token` security schemes.
+//! `GET /openapi.json`. Other crates refer to what it declares once: the
+//! `Problem` schema, the problem [`responses`] (`response = NotFound`), the
+//! rule-carrying [`schemas`] (names, ids, cursors) and the `api_key` /
+//! `operator_token` security schemes.
+//!
+//! The document is exact: every status an operation can answer is listed,
+//! and every rule the server checks is in the schema (lengths, patterns,
+//! item counts, `additionalProperties: false` where unknown fields are
+//! refused). Where a rule depends on the server's configuration (the
+//! sandbox, allowed provider hosts) the schema says what every server
+//! accepts and the description says the rest.
+
+pub mod responses;
+pub mod schemas;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -28,7 +40,9 @@ pub struct ProblemDoc {
     /// `unsupported_media_type`, `payload_too_large`, `unauthorized`,
     /// `not_found`, `conflict`, `last_api_key`, `internal`, ...
     pub code: String,
-    /// The request field at fault, e.g. `callback_urls[2]` or `provider.kind`.
+    /// The request field at fault, e.g. `callback_urls[2]` or `provider.kind`
+    /// (absent when no one field is).
+    #[schema(value_type = String, required = false)]
     pub field: Option<String>,
 }
 
@@ -81,7 +95,35 @@ impl Modify for SecuritySchemes {
         crate::apps::delete_handler,
         crate::apps::rotate_secret_handler,
     ),
-    components(schemas(ProblemDoc)),
+    components(
+        schemas(
+            ProblemDoc,
+            schemas::NameSchema,
+            schemas::CallbackUrlSchema,
+            schemas::CallbackUrlsSchema,
+            schemas::ProviderInputSchema,
+            schemas::TenantIdSchema,
+            schemas::ApiKeyIdSchema,
+            schemas::AppIdSchema,
+            schemas::AppsCursorSchema,
+            schemas::ApiKeysCursorSchema,
+            schemas::ScopeSchema,
+            schemas::ScopeListSchema,
+        ),
+        responses(
+            responses::BadRequest,
+            responses::Unauthorized,
+            responses::Forbidden,
+            responses::NotFound,
+            responses::Conflict,
+            responses::PayloadTooLarge,
+            responses::UnsupportedMediaType,
+            responses::UnprocessableEntity,
+            responses::TooManyRequests,
+            responses::InternalError,
+            responses::ServiceUnavailable,
+        )
+    ),
     modifiers(&SecuritySchemes),
     tags(
         (name = "operator", description = "Operator endpoints (Authorization: Bearer $PERCH_OPERATOR_TOKEN); 404 when the operator API is off"),

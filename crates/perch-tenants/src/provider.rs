@@ -42,8 +42,9 @@ impl ProviderKind {
     }
 }
 
-/// The `provider` object of a create or update request.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+/// The `provider` object of a create or update request. (Its schema,
+/// one variant per kind, is [`crate::openapi::schemas::ProviderInputSchema`].)
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderInput {
     /// `twitter` or `sandbox`.
@@ -55,7 +56,6 @@ pub struct ProviderInput {
     /// The consumer secret. Required for `twitter`; not allowed for
     /// `sandbox`. Stored encrypted; never returned.
     #[serde(default)]
-    #[schema(value_type = Option<String>, write_only)]
     pub consumer_secret: Option<SecretString>,
     /// The provider's API base URL (`twitter` only). Default
     /// `https://api.twitter.com`; another host only if the operator allowed
@@ -101,6 +101,15 @@ pub enum ValidProvider {
     /// A sandbox consumer, provisioned by Perch.
     Sandbox,
 }
+
+/// What [`check_key`] accepts (consumer keys and secrets), for the API
+/// document: 1 to 200 printable ASCII characters, no space.
+pub const KEY_PATTERN: &str = "^[!-~]{1,200}$";
+
+/// The `base_url` every server accepts, for the API document: Twitter's,
+/// with or without the trailing slash. The sandbox's and the operator's
+/// allowed hosts depend on the server's configuration.
+pub const TWITTER_BASE_URL_PATTERN: &str = r"^https://api\.twitter\.com/?$";
 
 fn check_key(field: &str, value: &str) -> Result<(), Error> {
     if value.is_empty() || value.len() > 200 {
@@ -463,6 +472,42 @@ mod tests {
                 "{given:?}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn documented_patterns_match_the_checks() {
+        let key = regex::Regex::new(KEY_PATTERN).unwrap();
+        let long = "k".repeat(200);
+        let too_long = "k".repeat(201);
+        for candidate in [
+            "k",
+            "ck-123_ABC",
+            "!~",
+            &long,
+            &too_long,
+            "",
+            "a b",
+            "a\tb",
+            "caf\u{e9}",
+            "\u{7f}",
+        ] {
+            assert_eq!(
+                key.is_match(candidate),
+                check_key("provider.consumer_key", candidate).is_ok(),
+                "{candidate:?}"
+            );
+        }
+        let twitter_pattern = regex::Regex::new(TWITTER_BASE_URL_PATTERN).unwrap();
+        let p = policy();
+        for candidate in ["https://api.twitter.com", "https://api.twitter.com/"] {
+            assert!(twitter_pattern.is_match(candidate));
+            assert_eq!(
+                base(p.validate(twitter(Some(candidate)), "provider").await),
+                Ok(TWITTER_BASE_URL.to_owned())
+            );
+        }
+        assert!(!twitter_pattern.is_match("https://api.twitter.com.evil.example"));
+        assert!(!twitter_pattern.is_match("https://apiXtwitter.com"));
     }
 
     #[tokio::test]

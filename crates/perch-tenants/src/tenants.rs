@@ -16,7 +16,11 @@ use utoipa::ToSchema;
 
 use crate::api_keys::{self, CreatedApiKey};
 use crate::extract::{AppJson, OperatorAuth};
-use crate::openapi::ProblemDoc;
+use crate::openapi::responses::{
+    BadRequest, Conflict, InternalError, NotFound, PayloadTooLarge, ServiceUnavailable,
+    TooManyRequests, Unauthorized, UnprocessableEntity, UnsupportedMediaType,
+};
+use crate::openapi::schemas::{NameSchema, TenantIdSchema};
 use crate::{Error, TenantsState, validate_name};
 
 /// The label of the API key every tenant starts with.
@@ -27,6 +31,7 @@ pub const FIRST_KEY_LABEL: &str = "default";
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
     /// The tenant's name, unique (1-100 characters).
+    #[schema(value_type = NameSchema)]
     pub name: String,
 }
 
@@ -34,7 +39,7 @@ pub struct CreateTenant {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TenantView {
     /// The tenant id.
-    #[schema(value_type = String, example = "ten_01jq3v6y8x2k4m5n6p7q8r9s0t")]
+    #[schema(value_type = TenantIdSchema)]
     pub id: TenantId,
     /// Its name.
     pub name: String,
@@ -96,15 +101,24 @@ pub async fn create(
 }
 
 /// Create a tenant (operator).
+///
+/// 401 when the operator token is missing or wrong; 404 when the operator
+/// API is off (no PERCH_OPERATOR_TOKEN); 409 when a tenant has this name.
 #[utoipa::path(
-    post, path = "/v1/tenants", tag = "operator",
+    post, path = "/v1/tenants", tag = "operator", operation_id = "create_tenant",
     request_body = CreateTenant,
     responses(
         (status = 201, description = "The tenant and its first API key; the secret is shown only here", body = CreatedTenant),
-        (status = 401, description = "Missing or wrong operator token", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "The operator API is off (no PERCH_OPERATOR_TOKEN)", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 409, description = "A tenant has this name", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid field", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = UnprocessableEntity),
+        (status = 429, response = TooManyRequests),
+        (status = 500, response = InternalError),
+        (status = 503, response = ServiceUnavailable),
     ),
     security(("operator_token" = []))
 )]

@@ -149,7 +149,7 @@ pub fn router_with(
         ))),
     })?;
     app = app.merge(perch_flow::router(flow));
-    let openapi_document = openapi();
+    let openapi_document = serde_json::to_value(openapi())?;
     app = app.route(
         "/openapi.json",
         get(move || std::future::ready(axum::Json(openapi_document.clone()))),
@@ -359,11 +359,60 @@ impl<B> OnResponse<B> for RecordResponse {
 
 /// The OpenAPI 3.1 document of the whole API, served at `GET /openapi.json`:
 /// each service crate's document merged into the tenant API's.
-pub fn openapi() -> utoipa::openapi::OpenApi {
+pub fn openapi() -> ApiDocument {
     // Other crates' documents are merged here: `doc.merge(perch_x::openapi())`.
     let mut doc = perch_tenants::openapi();
     doc.merge(perch_flow::openapi());
-    doc
+    ApiDocument(doc)
+}
+
+/// The whole API document. It serialises as utoipa's, except that link
+/// objects get OpenAPI's field names: utoipa 5 writes `operation_id`,
+/// `operation_ref` and `request_body`, which no OpenAPI tool reads.
+#[derive(Clone)]
+pub struct ApiDocument(pub utoipa::openapi::OpenApi);
+
+impl std::fmt::Debug for ApiDocument {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiDocument").finish_non_exhaustive()
+    }
+}
+
+impl serde::Serialize for ApiDocument {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut value = serde_json::to_value(&self.0).map_err(serde::ser::Error::custom)?;
+        respell_links(&mut value);
+        value.serialize(serializer)
+    }
+}
+
+/// Renames the fields of every response link (`paths.*.*.responses.*.links.*`).
+fn respell_links(document: &mut serde_json::Value) {
+    const NAMES: [(&str, &str); 3] = [
+        ("operation_id", "operationId"),
+        ("operation_ref", "operationRef"),
+        ("request_body", "requestBody"),
+    ];
+    let Some(paths) = document.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    let operations = paths
+        .values_mut()
+        .filter_map(|item| item.as_object_mut())
+        .flat_map(|item| item.values_mut());
+    let links = operations
+        .filter_map(|operation| operation.get_mut("responses")?.as_object_mut())
+        .flat_map(|responses| responses.values_mut())
+        .filter_map(|response| response.get_mut("links")?.as_object_mut())
+        .flat_map(|links| links.values_mut())
+        .filter_map(|link| link.as_object_mut());
+    for link in links {
+        for (from, to) in NAMES {
+            if let Some(value) = link.remove(from) {
+                link.insert(to.to_owned(), value);
+            }
+        }
+    }
 }
 
 async fn healthz() -> &'static str {
@@ -744,5 +793,42 @@ async fn next(signal: Option<tokio::signal::unix::Signal>) {
             signal.recv().await;
         }
         None => std::future::pending::<()>().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_link_names_an_operation_of_the_document_as_openapi_spells_it() {
+        let document = serde_json::to_value(openapi()).unwrap();
+        let operations: Vec<&serde_json::Value> = document["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|item| item.as_object().unwrap().values())
+            .collect();
+        let ids: Vec<&str> = operations
+            .iter()
+            .filter_map(|operation| operation["operationId"].as_str())
+            .collect();
+        let mut links = 0;
+        for operation in &operations {
+            for response in operation["responses"].as_object().unwrap().values() {
+                for link in response["links"].as_object().into_iter().flatten() {
+                    let link = link.1;
+                    assert!(link.get("operation_id").is_none(), "{link}");
+                    let target = link["operationId"].as_str().unwrap();
+                    assert!(ids.contains(&target), "{target}");
+                    links += 1;
+                }
+            }
+        }
+        assert!(links > 0);
+        let mut unique = ids.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len(), "operationIds are unique");
     }
 }

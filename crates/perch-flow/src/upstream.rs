@@ -4,25 +4,24 @@
 //! One pooled client with connect and total timeouts, no redirects
 //! followed. The base URL is checked against the operator's allow list at
 //! every call, not only when the app was saved, so removing a host from
-//! `PERCH_ALLOWED_PROVIDER_HOSTS` takes effect at once; a custom host given
-//! by name is resolved again and refused if it now points at an internal
-//! address (`perch_tenants::provider::check_addresses`).
-//!
-//! The checked addresses are not pinned for the connection: reqwest pins
-//! addresses per client (`ClientBuilder::resolve`), and a client per call
-//! would give up the connection pool. A resolver that changes its answer
-//! between the check and the connect (within the TTL) is the gap left.
+//! `PERCH_ALLOWED_PROVIDER_HOSTS` takes effect at once. A custom host given
+//! by name is judged where the connection is made: the client's resolver
+//! ([`PublicResolver`]) refuses a name that now points at an internal
+//! address, and the connection goes to exactly the addresses it judged, so
+//! a resolver that changes its answer between a check and the connect
+//! (DNS rebinding) has no gap to use. Pooled connections keep the address
+//! they were judged with.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use perch_oauth1::client::{
-    AccessToken, Client, ClientConfig, ClientError, RequestHook, RequestToken,
+    AccessToken, Client, ClientConfig, ClientError, RequestHook, RequestToken, dns,
 };
 use perch_oauth1::{ConsumerSecret, Credentials, TokenSecret};
 use serde::Deserialize;
 
-use perch_tenants::provider::{Allowance, allowance, check_addresses};
+use perch_tenants::provider::{AddressError, Allowance, allowance, resolve_public};
 
 use crate::FlowError;
 
@@ -47,7 +46,13 @@ impl UpstreamFailure {
     fn from_client(error: &ClientError) -> Self {
         match error {
             ClientError::Timeout => Self::kind("timeout"),
-            ClientError::Connect(_) => Self::kind("connect"),
+            ClientError::Connect(e) => match refused_address(e) {
+                Some(refused) => Self {
+                    message: Some(refused.to_string()),
+                    ..Self::kind("not_allowed")
+                },
+                None => Self::kind("connect"),
+            },
             ClientError::Upstream { status, errors, .. } => Self {
                 kind: "status",
                 status: Some(*status),
@@ -80,6 +85,59 @@ impl UpstreamFailure {
             "upstream_status": self.status,
             "upstream_code": self.code,
             "upstream_message": self.message,
+        })
+    }
+}
+
+/// The resolver's refusal, when that is why a connection was not made.
+fn refused_address<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a AddressError> {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(refused) = e.downcast_ref::<AddressError>() {
+            return Some(refused);
+        }
+        cause = e.source();
+    }
+    None
+}
+
+/// Resolves provider host names for the pooled client. Twitter's and the
+/// sandbox's names are the operator's own and resolve as the system says;
+/// any other name (a tenant's custom provider, listed by the operator by
+/// name) must resolve to public addresses only
+/// ([`perch_tenants::provider::public_only`]). An operator who means an
+/// internal provider lists its address, which never reaches a resolver.
+#[derive(Debug)]
+pub struct PublicResolver {
+    trusted: Vec<String>,
+}
+
+impl PublicResolver {
+    /// A resolver that trusts the hosts of `trusted_urls`.
+    pub fn new<'a>(trusted_urls: impl IntoIterator<Item = &'a str>) -> Self {
+        let trusted = trusted_urls
+            .into_iter()
+            .filter_map(|u| url::Url::parse(u).ok())
+            .filter_map(|u| u.host_str().map(str::to_ascii_lowercase))
+            .collect();
+        Self { trusted }
+    }
+}
+
+impl dns::Resolve for PublicResolver {
+    fn resolve(&self, name: dns::Name) -> dns::Resolving {
+        let host = name.as_str().to_ascii_lowercase();
+        let trusted = self.trusted.contains(&host);
+        Box::pin(async move {
+            let addresses = if trusted {
+                tokio::net::lookup_host((host.as_str(), 0))
+                    .await?
+                    .collect::<Vec<_>>()
+            } else {
+                resolve_public(&host, 0).await?
+            };
+            let addresses: dns::Addrs = Box::new(addresses.into_iter());
+            Ok(addresses)
         })
     }
 }
@@ -146,10 +204,12 @@ impl Upstream {
         timeout: Duration,
         hook: Option<Arc<dyn RequestHook>>,
     ) -> Result<Self, FlowError> {
+        let resolver = PublicResolver::new([TWITTER_BASE_URL, sandbox_base_url]);
         let client = Client::new(&ClientConfig {
             connect_timeout,
             timeout,
             hook,
+            resolver: Some(Arc::new(resolver)),
             ..ClientConfig::default()
         })?;
         Ok(Self {
@@ -174,23 +234,14 @@ impl Upstream {
             && allowance(&self.allowed_hosts, &url) == Allowance::Allowed
     }
 
-    /// The call-time check: the allow list, then, for a custom host, where
-    /// its name resolves now.
-    async fn permitted(&self, base_url: &str) -> Result<(), UpstreamFailure> {
-        if !self.is_allowed(base_url) {
-            return Err(UpstreamFailure::kind("not_allowed"));
+    /// The call-time check of the allow list. Where a custom host's name
+    /// points is judged at connect time, by [`PublicResolver`].
+    fn permitted(&self, base_url: &str) -> Result<(), UpstreamFailure> {
+        if self.is_allowed(base_url) {
+            Ok(())
+        } else {
+            Err(UpstreamFailure::kind("not_allowed"))
         }
-        if base_url == TWITTER_BASE_URL || base_url == self.sandbox_base {
-            return Ok(());
-        }
-        let url = url::Url::parse(base_url).map_err(|_| UpstreamFailure::kind("not_allowed"))?;
-        check_addresses(&url)
-            .await
-            .map(drop)
-            .map_err(|e| UpstreamFailure {
-                message: Some(e.to_string()),
-                ..UpstreamFailure::kind("not_allowed")
-            })
     }
 
     /// The provider as a span attribute: `twitter`, `sandbox` or `custom`.
@@ -204,10 +255,10 @@ impl Upstream {
         }
     }
 
-    async fn check(&self, base_url: &str) -> Result<(), UpstreamFailure> {
+    fn check(&self, base_url: &str) -> Result<(), UpstreamFailure> {
         let span = tracing::Span::current();
         span.record("provider", self.provider(base_url));
-        let result = self.permitted(base_url).await;
+        let result = self.permitted(base_url);
         if let Err(failure) = &result {
             record_failure(failure);
         }
@@ -226,7 +277,7 @@ impl Upstream {
         callback: &str,
         now_unix: u64,
     ) -> Result<RequestToken, UpstreamFailure> {
-        self.check(keys.base_url).await?;
+        self.check(keys.base_url)?;
         let token = crate::timing::upstream(self.client.request_token(
             &format!("{}/oauth/request_token", keys.base_url),
             &keys.credentials(),
@@ -256,7 +307,7 @@ impl Upstream {
         verifier: &str,
         now_unix: u64,
     ) -> Result<AccessToken, UpstreamFailure> {
-        self.check(keys.base_url).await?;
+        self.check(keys.base_url)?;
         let credentials = keys
             .credentials()
             .with_token(request_token, TokenSecret::new(request_secret));
@@ -282,7 +333,7 @@ impl Upstream {
         credentials: &Credentials,
         now_unix: u64,
     ) -> Result<TwitterUser, UpstreamFailure> {
-        self.check(base_url).await?;
+        self.check(base_url)?;
         let response = crate::timing::upstream(self.client.send(
             perch_oauth1::client::Method::GET,
             &format!("{base_url}/1.1/account/verify_credentials.json"),
@@ -312,7 +363,7 @@ impl Upstream {
         credentials: &Credentials,
         now_unix: u64,
     ) -> Result<(), UpstreamFailure> {
-        self.check(base_url).await?;
+        self.check(base_url)?;
         self.client
             .send(
                 perch_oauth1::client::Method::POST,
@@ -371,37 +422,93 @@ mod tests {
         assert!(upstream.is_allowed("http://127.0.0.1:9000"));
     }
 
+    /// A listener that counts the connections it is offered and answers
+    /// each with a reply no client can use.
+    async fn counting_listener() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut head = [0u8; 4096];
+                let _ = socket.read(&mut head).await;
+                let _ = socket
+                    .write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        (port, seen)
+    }
+
+    async fn request_token(upstream: &Upstream, base_url: &str) -> UpstreamFailure {
+        let keys = ProviderKeys {
+            base_url,
+            consumer_key: "ck",
+            consumer_secret: "cs",
+        };
+        upstream
+            .request_token(keys, "https://app.test/cb", 1_700_000_000)
+            .await
+            .unwrap_err()
+    }
+
     #[tokio::test]
-    async fn a_custom_name_that_resolves_inside_is_refused_at_call_time() {
+    async fn a_custom_name_that_resolves_inside_is_refused_where_the_connection_is_made() {
+        let (port, seen) = counting_listener().await;
         let upstream = Upstream::new(
-            "http://127.0.0.1:8080/sandbox",
-            vec!["localhost:9001".to_owned(), "127.0.0.1:9002".to_owned()],
+            "http://127.0.0.1:1/sandbox",
+            vec![
+                format!("http://localhost:{port}"),
+                format!("http://127.0.0.1:{port}"),
+            ],
             Duration::from_secs(1),
-            Duration::from_secs(1),
+            Duration::from_secs(2),
             None,
         )
         .unwrap();
-        let refused = upstream
-            .permitted("https://localhost:9001")
-            .await
-            .unwrap_err();
-        assert_eq!(refused.kind, "not_allowed");
-        assert!(
-            refused
-                .message
-                .as_deref()
-                .unwrap_or_default()
-                .contains("loopback"),
-            "{refused:?}"
-        );
-        // Listed as the address itself: trusted as configured.
-        assert!(upstream.permitted("https://127.0.0.1:9002").await.is_ok());
-        assert!(
-            upstream
-                .permitted("http://127.0.0.1:8080/sandbox")
-                .await
-                .is_ok()
-        );
-        assert!(upstream.permitted("http://127.0.0.1:9002").await.is_err());
+
+        // Listed by name, but the name resolves to loopback: the resolver
+        // refuses it and no connection is offered.
+        let refused = request_token(&upstream, &format!("http://localhost:{port}")).await;
+        assert_eq!(refused.kind, "not_allowed", "{refused:?}");
+        let message = refused.message.unwrap_or_default();
+        assert!(message.contains("loopback"), "{message}");
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+        // Listed as the address itself: trusted as configured, and called.
+        let answered = request_token(&upstream, &format!("http://127.0.0.1:{port}")).await;
+        assert_eq!(answered.kind, "status", "{answered:?}");
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn the_sandbox_is_called_by_name_wherever_it_resolves() {
+        let (port, seen) = counting_listener().await;
+        let sandbox = format!("http://localhost:{port}/sandbox");
+        let upstream = Upstream::new(
+            &sandbox,
+            Vec::new(),
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+            None,
+        )
+        .unwrap();
+        let answered = request_token(&upstream, &sandbox).await;
+        assert_eq!(answered.kind, "status", "{answered:?}");
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn one_internal_address_in_an_answer_refuses_the_name() {
+        use perch_tenants::provider::public_only;
+        let public: std::net::SocketAddr = "203.0.113.7:443".parse().unwrap();
+        let inside: std::net::SocketAddr = "[::ffff:10.0.0.8]:443".parse().unwrap();
+        assert_eq!(public_only("p.test", vec![public]).unwrap(), vec![public]);
+        let refused = public_only("p.test", vec![public, inside]).unwrap_err();
+        assert!(refused.to_string().contains("private"), "{refused}");
+        assert!(public_only("p.test", Vec::new()).is_err());
     }
 }

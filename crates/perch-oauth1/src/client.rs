@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use reqwest::Method;
+/// The name-resolution interface [`ClientConfig::resolver`] takes.
+pub use reqwest::dns;
 use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue};
 use url::Url;
 
@@ -22,7 +24,7 @@ use crate::signature::SignatureMethod;
 const MAX_ERROR_BODY: usize = 2048;
 
 /// Client settings for the RFC 5849 §2 endpoints and §3 requests.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientConfig {
     /// Limit for establishing the TCP (and TLS) connection (RFC 5849 §3.5
     /// says nothing of time; a hung peer must not hang a login).
@@ -36,6 +38,23 @@ pub struct ClientConfig {
     /// Sees every request: adds headers before it is sent (e.g. W3C
     /// `traceparent`) and learns how it ended (metrics). `None`: no hook.
     pub hook: Option<Arc<dyn RequestHook>>,
+    /// Turns host names into the addresses connected to. The connection
+    /// goes to exactly the addresses it answers, so a resolver that judges
+    /// them (refusing internal ones, say) pins what it judged. `None`: the
+    /// system resolver.
+    pub resolver: Option<Arc<dyn dns::Resolve>>,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("timeout", &self.timeout)
+            .field("max_reply_bytes", &self.max_reply_bytes)
+            .field("hook", &self.hook)
+            .field("resolver", &self.resolver.as_ref().map(|_| "custom"))
+            .finish()
+    }
 }
 
 impl Default for ClientConfig {
@@ -45,6 +64,7 @@ impl Default for ClientConfig {
             timeout: Duration::from_secs(10),
             max_reply_bytes: 1 << 20,
             hook: None,
+            resolver: None,
         }
     }
 }
@@ -202,12 +222,14 @@ impl Client {
     /// Builds the client for RFC 5849 §2/§3 calls: rustls, no redirects, the
     /// configured timeouts.
     pub fn new(config: &ClientConfig) -> Result<Self, ClientError> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(config.connect_timeout)
-            .timeout(config.timeout)
-            .build()
-            .map_err(ClientError::Init)?;
+            .timeout(config.timeout);
+        if let Some(resolver) = &config.resolver {
+            builder = builder.dns_resolver2(resolver.clone());
+        }
+        let http = builder.build().map_err(ClientError::Init)?;
         Ok(Self {
             http,
             max_reply_bytes: config.max_reply_bytes,

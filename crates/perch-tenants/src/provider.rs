@@ -369,17 +369,37 @@ pub async fn check_addresses(url: &Url) -> Result<Vec<SocketAddr>, AddressError>
             });
         }
     };
-    let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+    resolve_public(&host, port).await
+}
+
+/// Resolves `host` and keeps the answer only if every address is public
+/// ([`public_only`]). What it returns is what a caller may connect to.
+pub async fn resolve_public(host: &str, port: u16) -> Result<Vec<SocketAddr>, AddressError> {
+    let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
-        .map_err(|_| AddressError::Unresolved { host: host.clone() })?
+        .map_err(|_| AddressError::Unresolved {
+            host: host.to_owned(),
+        })?
         .collect();
+    public_only(host, addresses)
+}
+
+/// The judgement on a resolver's answer for `host`: refused when empty or
+/// when any address is internal ([`internal_kind`]) — one internal address
+/// is enough, as the connection may pick any of them.
+pub fn public_only(
+    host: &str,
+    addresses: Vec<SocketAddr>,
+) -> Result<Vec<SocketAddr>, AddressError> {
     if addresses.is_empty() {
-        return Err(AddressError::Unresolved { host });
+        return Err(AddressError::Unresolved {
+            host: host.to_owned(),
+        });
     }
     for address in &addresses {
         if let Some(kind) = internal_kind(address.ip()) {
             return Err(AddressError::Internal {
-                host,
+                host: host.to_owned(),
                 address: address.ip(),
                 kind,
             });

@@ -8,7 +8,9 @@
 #      fresh database `perch_bench`): logins (with 1M linked accounts,
 #      then paced at half the rate reached), accounts-read (1M),
 #      accounts-list (10k, 1M; 10M with TEN_MILLION=1), sweep (1M expired
-#      logins), sign (criterion);
+#      logins), sign (criterion), and the limiter's cost: logins with
+#      every budget off, then at the shipped budgets (users from 2000
+#      addresses of their own over 32 apps, behind a trusted proxy);
 #   4. every figure of the targets table, as a ratio to the matching
 #      pgbench figure where there is one.
 #
@@ -87,6 +89,10 @@ run accounts-list accounts-list --concurrency "$CONCURRENCY" --duration "$DURATI
   --sizes 10000,1000000 "${LIST_FLAGS[@]}"
 run sweep sweep --concurrency "$CONCURRENCY" --duration "$DURATION" --users 2000 --rows 1000000
 run sign sign
+run logins-budgets-off logins --concurrency "$CONCURRENCY" --duration "$DURATION" --users 2000 \
+  --apps 32 --budgets off
+run logins-budgets-default logins --concurrency "$CONCURRENCY" --duration "$DURATION" --users 2000 \
+  --apps 32 --budgets default
 
 log "results (concurrency $CONCURRENCY; pgbench -S $TPS_S tps, -N $TPS_N tps)"
 j() { jq -r "$2" "$OUT/$1.json"; }
@@ -130,5 +136,16 @@ cmp() { awk -v a="$1" -v op="$2" -v b="$3" 'BEGIN { r = (op == ">=") ? a >= b : 
   # Parsing the request is not part of the target (see BENCHMARKS.md);
   # the whole server path is shown beside it for information.
   printf '%-48s %-14s %-12s %-10s %s\n' "  (collect + verify vs raw, for information)" "-" "$VERIFY_FULL" "-" "-"
+  # The limiter's cost: the shipped budgets against every budget off.
+  OFF_RATE="$(j logins-budgets-off '.max.logins_per_sec')"
+  ON_RATE="$(j logins-budgets-default '.max.logins_per_sec')"
+  r="$(ratio "$ON_RATE" "$OFF_RATE")"
+  printf '%-48s %-14s %-12s %-10s %s\n' "logins/s, default budgets vs off" "$ON_RATE" "$r" ">= 0.9" "$(verdict "$(cmp "$r" ">=" 0.9)")"
+  for hop in link callback exchange; do
+    off="$(j logins-budgets-off ".half_rate.perch_own.$hop.p99_ms")"
+    on="$(j logins-budgets-default ".half_rate.perch_own.$hop.p99_ms")"
+    r="$(ratio "$on" "$off")"
+    printf '%-48s %-14s %-12s %-10s %s\n' "own p99 $hop at half rate, default vs off" "$on ms" "$r" "<= 1.1" "$(verdict "$(cmp "$r" "<=" 1.1)")"
+  done
 } | tee "$OUT/summary.txt"
 echo "raw results: $OUT"

@@ -1,5 +1,6 @@
 //! A virtual user's browser: its own cookies over the shared HTTP client,
-//! and just enough HTML reading to submit the sandbox's sign-in form.
+//! the address a trusted proxy reports for it, and just enough HTML
+//! reading to submit the sandbox's sign-in form.
 
 use reqwest::Response;
 use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
@@ -9,9 +10,21 @@ use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
 #[derive(Debug, Clone, Default)]
 pub struct Jar {
     cookies: Vec<(String, String)>,
+    /// Sent as `X-Forwarded-For`, as a proxy in front of Perch would, so
+    /// that a run's users count against the per-address budgets as many
+    /// people rather than one (Perch believes it only from a trusted proxy).
+    forwarded_for: Option<String>,
 }
 
 impl Jar {
+    /// A browser that a proxy reports as coming from `address`.
+    pub fn behind_proxy_as(address: String) -> Self {
+        Self {
+            cookies: Vec::new(),
+            forwarded_for: Some(address),
+        }
+    }
+
     /// Takes the `Set-Cookie` headers of a response.
     pub fn store(&mut self, headers: &HeaderMap) {
         for value in headers.get_all(SET_COOKIE) {
@@ -45,8 +58,13 @@ impl Jar {
         )
     }
 
-    /// Adds the `Cookie` header to a request.
+    /// Adds the `Cookie` header (and the proxy's `X-Forwarded-For`) to a
+    /// request.
     pub fn apply(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let request = match &self.forwarded_for {
+            Some(address) => request.header("x-forwarded-for", address),
+            None => request,
+        };
         match self.header() {
             Some(value) => request.header(COOKIE, value),
             None => request,

@@ -1,7 +1,11 @@
-//! What every scenario runs against: a tenant with an API key, a sandbox app
+//! What every scenario runs against: a tenant with an API key, sandbox apps
 //! with `sign_in_with_twitter` on, and virtual users who have signed in at
-//! the sandbox and approved the app once, so that every measured login
+//! the sandbox and approved their app once, so that every measured login
 //! takes Twitter's instant path (`oauth/authenticate` answers 302 at once).
+//! With [`Fixture::spread_addresses`], each user comes from an address of
+//! its own and each app's server from another, as a trusted proxy reports
+//! them, so a run meets the per-address and per-app budgets as real
+//! traffic does.
 //! Also the bulk seeding of linked accounts and expired pending logins.
 
 use std::collections::VecDeque;
@@ -29,30 +33,65 @@ pub const SEED_ID_HIGH: u64 = 0x0190_0000_be4c_7000;
 /// First sandbox user id of the bench users (above 2^60, like the sandbox's own).
 const USER_ID_BASE: i64 = (1_i64 << 60) + 7_000_000_000;
 
-/// A virtual user: a sandbox screen name and a browser's cookies.
+/// A virtual user: a sandbox screen name, a browser's cookies, and the
+/// app it logs in to.
 #[derive(Debug, Clone)]
 pub struct VirtualUser {
     /// Sandbox screen name.
     pub screen_name: String,
     /// The browser's cookies (Perch's binding, the sandbox session).
     pub jar: Jar,
+    /// Index into [`Fixture::apps`].
+    pub app: usize,
 }
 
-/// A tenant, its sandbox app and the virtual users.
+/// One sandbox app of the bench tenant, as its server calls Perch.
+#[derive(Debug, Clone)]
+pub struct BenchApp {
+    /// `app_...`.
+    pub app_id: String,
+    /// `Basic base64(app_id:client_secret)`.
+    pub basic: String,
+    /// The address a proxy reports for the app's server (see
+    /// [`Fixture::spread_addresses`]).
+    pub server_address: Option<String>,
+}
+
+/// A tenant, its sandbox apps and the virtual users.
 #[derive(Debug)]
 pub struct Fixture {
     /// The tenant.
     pub tenant_id: TenantId,
-    /// The app (`app_id` is its public form).
+    /// The first app (`app_id` is its public form); accounts are seeded
+    /// under it.
     pub app: AppId,
-    /// `app_...`.
+    /// The first app's `app_...`.
     pub app_id: String,
     /// The tenant's API key.
     pub api_key: String,
-    /// `Basic base64(app_id:client_secret)`.
+    /// The first app's `Basic base64(app_id:client_secret)`.
     pub basic: String,
+    /// Every app, the first included; users are dealt round-robin.
+    pub apps: Vec<BenchApp>,
+    spread: bool,
     users: Mutex<VecDeque<VirtualUser>>,
     user_count: usize,
+}
+
+/// The address a proxy reports for virtual user `n` (one per user, in
+/// 10.0.0.0/8).
+fn user_address(n: usize) -> String {
+    format!("10.{}.{}.{}", (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff)
+}
+
+/// The address a proxy reports for app `n`'s server (in 172.16.0.0/12).
+fn server_address(n: usize) -> String {
+    format!(
+        "172.{}.{}.{}",
+        16 + ((n >> 16) & 0x0f),
+        (n >> 8) & 0xff,
+        n & 0xff
+    )
 }
 
 async fn json_call(
@@ -98,40 +137,50 @@ impl Fixture {
             bail!("POST /v1/tenants: {status} {tenant}");
         }
         let api_key = text(&tenant, "/api_key/secret")?;
-        let (status, app) = json_call(
-            target,
-            "/v1/apps",
-            &api_key,
-            &json!({
-                "name": format!("{name} app"),
-                "callback_urls": [REDIRECT_URI],
-                "provider": {"kind": "sandbox"},
-                "sign_in_with_twitter": true,
-            }),
-        )
-        .await?;
-        if status != StatusCode::CREATED {
-            bail!("POST /v1/apps: {status} {app}");
-        }
-        let app_id = text(&app, "/id")?;
-        let client_secret = text(&app, "/client_secret")?;
+        let first = create_app(target, &api_key, &format!("{name} app")).await?;
         let tenant_id = TenantId::parse(&text(&tenant, "/tenant/id")?)
             .map_err(|_| anyhow!("POST /v1/tenants answered a malformed tenant id"))?;
-        let app = AppId::parse(&app_id)
+        let app = AppId::parse(&first.app_id)
             .map_err(|_| anyhow!("POST /v1/apps answered a malformed app id"))?;
-        let basic = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("{app_id}:{client_secret}"))
-        );
         Ok(Self {
             tenant_id,
             app,
-            app_id,
+            app_id: first.app_id.clone(),
             api_key,
-            basic,
+            basic: first.basic.clone(),
+            apps: vec![first],
+            spread: false,
             users: Mutex::new(VecDeque::new()),
             user_count: 0,
         })
+    }
+
+    /// Adds apps until there are `count` (before any user is added, so
+    /// that users are dealt over all of them).
+    pub async fn add_apps(&mut self, target: &Target, count: usize) -> anyhow::Result<()> {
+        while self.apps.len() < count {
+            let mut app = create_app(
+                target,
+                &self.api_key,
+                &format!("Bench app {}", self.apps.len() + 1),
+            )
+            .await?;
+            if self.spread {
+                app.server_address = Some(server_address(self.apps.len()));
+            }
+            self.apps.push(app);
+        }
+        Ok(())
+    }
+
+    /// From now on, users and app servers added come from addresses of
+    /// their own, sent as `X-Forwarded-For` (Perch must trust the bench's
+    /// address as a proxy: `PERCH_TRUSTED_PROXIES`).
+    pub fn spread_addresses(&mut self) {
+        self.spread = true;
+        for (n, app) in self.apps.iter_mut().enumerate() {
+            app.server_address = Some(server_address(n));
+        }
     }
 
     /// Creates `count` sandbox users and signs each in once, approving the
@@ -174,20 +223,23 @@ impl Fixture {
         )
         .await
         .context("insert sandbox users")?;
-        let names: VecDeque<String> = (self.user_count..self.user_count + count)
-            .map(|n| format!("b{n}"))
-            .collect();
-        let queue = Mutex::new(names);
+        let numbers: VecDeque<usize> = (self.user_count..self.user_count + count).collect();
+        let queue = Mutex::new(numbers);
         let signed_in = Mutex::new(Vec::with_capacity(count));
         let worker = || async {
             loop {
                 let next = queue.lock().ok().and_then(|mut q| q.pop_front());
-                let Some(screen_name) = next else {
+                let Some(n) = next else {
                     return Ok::<(), anyhow::Error>(());
                 };
                 let mut user = VirtualUser {
-                    screen_name,
-                    jar: Jar::default(),
+                    screen_name: format!("b{n}"),
+                    jar: if self.spread {
+                        Jar::behind_proxy_as(user_address(n))
+                    } else {
+                        Jar::default()
+                    },
+                    app: n % self.apps.len(),
                 };
                 self.first_login(target, &mut user)
                     .await
@@ -229,11 +281,17 @@ impl Fixture {
         }
     }
 
-    /// The hosted login link.
+    /// The hosted login link of the first app.
     pub fn login_url(&self, target: &Target, state: &str) -> String {
+        self.login_url_of(target, 0, state)
+    }
+
+    /// The hosted login link of app `app` (index into [`Self::apps`]).
+    pub fn login_url_of(&self, target: &Target, app: usize, state: &str) -> String {
+        let app_id = self.apps.get(app).map_or(&self.app_id, |a| &a.app_id);
         format!(
             "{}?redirect_uri={}&state={state}",
-            target.url(&format!("/login/{}", self.app_id)),
+            target.url(&format!("/login/{app_id}")),
             urlencode(REDIRECT_URI)
         )
     }
@@ -243,7 +301,11 @@ impl Fixture {
     async fn first_login(&self, target: &Target, user: &mut VirtualUser) -> anyhow::Result<()> {
         let response = user
             .jar
-            .apply(target.http.get(self.login_url(target, "setup")))
+            .apply(
+                target
+                    .http
+                    .get(self.login_url_of(target, user.app, "setup")),
+            )
             .send()
             .await?;
         user.jar.store(response.headers());
@@ -281,7 +343,7 @@ impl Fixture {
         let landing = expect_redirect(landing, "callback").await?;
         let code = browser::query_param(&landing, "code")
             .ok_or_else(|| anyhow!("callback landed without a code: {landing}"))?;
-        let response = self.exchange(target, &code).await?;
+        let response = self.exchange(target, user.app, &code).await?;
         if response.status() != StatusCode::OK {
             bail!("exchange: {}", response.status());
         }
@@ -289,20 +351,30 @@ impl Fixture {
         Ok(())
     }
 
-    /// `POST /v1/logins/exchange` with the app's client secret.
+    /// `POST /v1/logins/exchange` from app `app`'s server, with its
+    /// client secret.
     pub(crate) async fn exchange(
         &self,
         target: &Target,
+        app: usize,
         code: &str,
     ) -> reqwest::Result<reqwest::Response> {
-        target
+        let (basic, address) = match self.apps.get(app) {
+            Some(app) => (&app.basic, app.server_address.as_deref()),
+            None => (&self.basic, None),
+        };
+        let request = target
             .http
             .post(target.url("/v1/logins/exchange"))
-            .header("authorization", &self.basic)
+            .header("authorization", basic)
             .header("content-type", "application/json")
-            .body(format!("{{\"code\":\"{code}\"}}"))
-            .send()
-            .await
+            .body(format!("{{\"code\":\"{code}\"}}"));
+        match address {
+            Some(address) => request.header("x-forwarded-for", address),
+            None => request,
+        }
+        .send()
+        .await
     }
 
     /// Seeded accounts so far (see [`Fixture::seed_accounts`]).
@@ -382,6 +454,36 @@ impl Fixture {
         let count = fixtures::count_expired_logins(&target.pool).await?;
         Ok(u64::try_from(count)?)
     }
+}
+
+/// Creates a sandbox app through the API.
+async fn create_app(target: &Target, api_key: &str, name: &str) -> anyhow::Result<BenchApp> {
+    let (status, app) = json_call(
+        target,
+        "/v1/apps",
+        api_key,
+        &json!({
+            "name": name,
+            "callback_urls": [REDIRECT_URI],
+            "provider": {"kind": "sandbox"},
+            "sign_in_with_twitter": true,
+        }),
+    )
+    .await?;
+    if status != StatusCode::CREATED {
+        bail!("POST /v1/apps: {status} {app}");
+    }
+    let app_id = text(&app, "/id")?;
+    let client_secret = text(&app, "/client_secret")?;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{app_id}:{client_secret}"))
+    );
+    Ok(BenchApp {
+        app_id,
+        basic,
+        server_address: None,
+    })
 }
 
 /// The public id of seeded account `n`.

@@ -114,6 +114,45 @@ struct LoginsArgs {
     /// Skip the second run paced at half the rate reached.
     #[arg(long)]
     no_half_rate: bool,
+    /// Perch's rate-limit budgets during the run: `unreachable` (on, at
+    /// limits no run reaches, all users from one address), `off` (every
+    /// budget 0), or `default` (the shipped budgets, with every user from
+    /// an address of its own and each app's server from another, reported
+    /// by the bench as a trusted proxy).
+    #[arg(long, value_enum, default_value_t = Budgets::Unreachable)]
+    budgets: Budgets,
+    /// Sandbox apps the users are dealt over (the per-app budget is
+    /// 1200 login starts a minute: at 20 logins/s per app a run meets it).
+    #[arg(long, default_value_t = 1)]
+    apps: usize,
+}
+
+/// How Perch's rate-limit budgets are set for a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Budgets {
+    Unreachable,
+    Off,
+    Default,
+}
+
+impl Budgets {
+    /// The environment that sets them (on top of [`Perch::start`]'s).
+    fn env(self) -> Vec<(&'static str, Option<String>)> {
+        const RATES: [&str; 3] = [
+            "PERCH_RATE_LOGIN_PER_IP",
+            "PERCH_RATE_LOGIN_PER_APP",
+            "PERCH_RATE_AUTH_FAILURES",
+        ];
+        match self {
+            Self::Unreachable => Vec::new(),
+            Self::Off => RATES.iter().map(|&name| (name, Some("0".into()))).collect(),
+            Self::Default => RATES
+                .iter()
+                .map(|&name| (name, None))
+                .chain([("PERCH_TRUSTED_PROXIES", Some("127.0.0.1/32".into()))])
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -228,6 +267,15 @@ impl Perch {
         extra_env: &[(&str, String)],
         concurrency: usize,
     ) -> anyhow::Result<Self> {
+        Self::start_with(global, extra_env, Budgets::Unreachable, concurrency).await
+    }
+
+    async fn start_with(
+        global: &Global,
+        extra_env: &[(&str, String)],
+        budgets: Budgets,
+        concurrency: usize,
+    ) -> anyhow::Result<Self> {
         let admin = PgConnectOptions::from_str(&global.database_url)
             .context("DATABASE_URL does not parse")?;
         let mut conn = admin.connect().await.context("connect to Postgres")?;
@@ -281,6 +329,12 @@ impl Perch {
         }
         for (name, value) in extra_env {
             command.env(name, value);
+        }
+        for (name, value) in budgets.env() {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
         }
         let child = command
             .spawn()
@@ -425,7 +479,24 @@ async fn fixture_with_users(
     concurrency: usize,
     progress: &Arc<Progress>,
 ) -> anyhow::Result<Arc<Fixture>> {
+    fixture_with(perch, users, 1, Budgets::Unreachable, concurrency, progress).await
+}
+
+/// A fixture with `apps` apps; under the default budgets its users and
+/// app servers come from addresses of their own.
+async fn fixture_with(
+    perch: &Perch,
+    users: usize,
+    apps: usize,
+    budgets: Budgets,
+    concurrency: usize,
+    progress: &Arc<Progress>,
+) -> anyhow::Result<Arc<Fixture>> {
     let mut fixture = Fixture::create(&perch.target, "Bench").await?;
+    if budgets == Budgets::Default {
+        fixture.spread_addresses();
+    }
+    fixture.add_apps(&perch.target, apps.max(1)).await?;
     with_live(
         progress,
         &format!("setting up {users} virtual users (sign in + approve)"),
@@ -503,9 +574,9 @@ fn print_rss(kib: u64) {
 
 async fn logins(global: &Global, args: &LoginsArgs) -> anyhow::Result<Value> {
     let load = &args.load;
-    let mut perch = Perch::start(global, &[], load.concurrency).await?;
+    let mut perch = Perch::start_with(global, &[], args.budgets, load.concurrency).await?;
     let progress = Arc::new(Progress::default());
-    let fixture = fixture_with_users(&perch, args.users, 4, &progress).await?;
+    let fixture = fixture_with(&perch, args.users, args.apps, args.budgets, 4, &progress).await?;
     if args.seed_accounts > 0 {
         seed_accounts(&perch, &fixture, 0, args.seed_accounts, &progress).await?;
     }
@@ -553,6 +624,8 @@ async fn logins(global: &Global, args: &LoginsArgs) -> anyhow::Result<Value> {
         "scenario": "logins",
         "concurrency": load.concurrency,
         "users": args.users,
+        "apps": args.apps.max(1),
+        "budgets": format!("{:?}", args.budgets).to_lowercase(),
         "seeded_accounts": args.seed_accounts,
         "max": max.to_json(),
         "commits_per_login": round3(commits_per_login),
@@ -873,10 +946,25 @@ async fn smoke(global: &Global) -> anyhow::Result<Value> {
             users: 40,
             seed_accounts: 100,
             no_half_rate: false,
+            budgets: Budgets::Unreachable,
+            apps: 1,
         },
     )
     .await?;
     results.push(login);
+    let spread = logins(
+        global,
+        &LoginsArgs {
+            load: quick(2),
+            users: 80,
+            seed_accounts: 0,
+            no_half_rate: true,
+            budgets: Budgets::Default,
+            apps: 2,
+        },
+    )
+    .await?;
+    results.push(spread);
     results.push(
         accounts_read(
             global,

@@ -206,10 +206,11 @@ async fn follow(
 async fn login_once(
     target: &Target,
     fixture: &Fixture,
-    link: &str,
+    links: &[String],
     user: &mut VirtualUser,
     times: &mut HopTimes,
 ) -> Result<(), String> {
+    let link = links.get(user.app).ok_or("a user of an unknown app")?;
     let provider = follow(target, user, link, 0, times).await?;
     let callback = follow(target, user, &provider, 1, times).await?;
     let landing = follow(target, user, &callback, 2, times).await?;
@@ -222,7 +223,7 @@ async fn login_once(
 
     let began = Instant::now();
     let response = fixture
-        .exchange(target, &code)
+        .exchange(target, user.app, &code)
         .await
         .map_err(|e| transport("exchange", &e))?;
     let status = response.status();
@@ -264,17 +265,21 @@ pub async fn logins(
             options.concurrency
         );
     }
-    let link = Arc::new(fixture.login_url(&target, "bench"));
+    let links: Arc<Vec<String>> = Arc::new(
+        (0..fixture.apps.len())
+            .map(|app| fixture.login_url_of(&target, app, "bench"))
+            .collect(),
+    );
     let start = Instant::now();
     let measure_from = start + options.warmup;
     let deadline = measure_from + options.duration;
     let slot = Arc::new(AtomicU64::new(0));
     let mut handles = Vec::new();
     for _ in 0..options.concurrency.max(1) {
-        let (target, fixture, link, progress, stop, slot) = (
+        let (target, fixture, links, progress, stop, slot) = (
             target.clone(),
             fixture.clone(),
-            link.clone(),
+            links.clone(),
             progress.clone(),
             stop.clone(),
             slot.clone(),
@@ -314,7 +319,7 @@ pub async fn logins(
                     continue;
                 };
                 let began = Instant::now();
-                let result = login_once(&target, &fixture, &link, &mut user, &mut times).await;
+                let result = login_once(&target, &fixture, &links, &mut user, &mut times).await;
                 fixture.give_back(user);
                 let ended = Instant::now();
                 let measured = scheduled >= measure_from;

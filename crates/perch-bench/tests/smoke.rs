@@ -161,3 +161,63 @@ async fn every_scenario_completes_without_errors() {
     sweeper.await.unwrap();
     server.shutdown().await;
 }
+
+/// The limiter-cost runs (`perch-bench logins --budgets default`): behind a
+/// trusted proxy, users dealt over several apps and addresses log in at
+/// the shipped budgets with no refusal, and Perch sees each user's own
+/// address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spread_users_log_in_under_the_default_budgets() {
+    let server = TestServer::start_with(perch_tests::TestServerOptions {
+        budgets: perch_core::limits::Budgets::new(30, 1200, 30),
+        trusted_proxies: "127.0.0.1/32".parse().unwrap(),
+        ..perch_tests::TestServerOptions::default()
+    })
+    .await;
+    let target = Arc::new(
+        Target::new(
+            &server.base,
+            OPERATOR_TOKEN,
+            "test1",
+            server.db.pool.clone(),
+            CONCURRENCY,
+        )
+        .unwrap(),
+    );
+    let progress = Arc::new(Progress::default());
+    let mut fixture = Fixture::create(&target, "Spread").await.unwrap();
+    fixture.spread_addresses();
+    fixture.add_apps(&target, 2).await.unwrap();
+    fixture.add_users(&target, 12, 2, &progress).await.unwrap();
+    let fixture = Arc::new(fixture);
+    assert_eq!(fixture.apps.len(), 2);
+
+    // About 60 logins in 2 s over 2 apps, the setup's 12 before them: more
+    // than one address may start at one app in a minute (30), so they pass
+    // only as the many people they stand for.
+    let report = scenarios::logins(
+        target.clone(),
+        fixture.clone(),
+        &LoginOptions {
+            rate: Some(30.0),
+            ..login_options()
+        },
+        progress.clone(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.errors.total(), 0, "{}", report.to_json());
+    assert!(report.completed > 0);
+
+    let (addresses, apps): (i64, i64) = sqlx::query_as(
+        "SELECT count(DISTINCT ip), count(DISTINCT app_id) FROM audit_events \
+         WHERE action = 'login.complete'",
+    )
+    .fetch_one(&server.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(addresses, 12, "one address per user");
+    assert_eq!(apps, 2);
+    server.shutdown().await;
+}

@@ -172,6 +172,35 @@ impl Limiter {
             })
     }
 
+    /// Spends one request of `first` for its key and, if that is allowed,
+    /// one of `second` for its key: `Err(Refused)` naming the first budget
+    /// that is over. The local guard answers first; what it lets through
+    /// costs one statement for both budgets. A request refused by `first`
+    /// spends nothing of `second` (a flood from one address does not eat
+    /// the budget it shares with everyone else).
+    pub async fn acquire_both(
+        &self,
+        first: (&Budget, &str),
+        second: (&Budget, &str),
+    ) -> Result<(), LimitError> {
+        match (first.0.is_on(), second.0.is_on()) {
+            (false, false) => return Ok(()),
+            (true, false) => return self.acquire(first.0, first.1).await,
+            (false, true) => return self.acquire(second.0, second.1).await,
+            (true, true) => {}
+        }
+        let now = self.clock.now();
+        self.spend_locally(first.0, first.1, now)
+            .and_then(|()| self.spend_locally(second.0, second.1, now))
+            .map_err(|refused| self.refused(refused))?;
+        self.spend_shared_both(first, second, now)
+            .await
+            .map_err(|error| match error {
+                LimitError::Refused(refused) => LimitError::Refused(self.refused(refused)),
+                other => other,
+            })
+    }
+
     /// Whether `key` is already over the failure budget `budget`, by this
     /// replica's guard alone (no database round trip): the check in front
     /// of a credential check.
@@ -257,16 +286,14 @@ impl Limiter {
         key: &str,
         now: OffsetDateTime,
     ) -> Result<(), LimitError> {
-        let (allowed, tat): (bool, OffsetDateTime) = sqlx::query_as(
+        let (spent, tat): (Option<OffsetDateTime>, Option<OffsetDateTime>) = sqlx::query_as(
             "WITH spent AS ( \
                INSERT INTO rate_limits AS r (key, tat) VALUES ($1, $2::timestamptz + $3::interval) \
                ON CONFLICT (key) DO UPDATE \
                  SET tat = GREATEST(r.tat, $2) + $3::interval \
                  WHERE GREATEST(r.tat, $2) + $3::interval <= $2::timestamptz + $4::interval \
                RETURNING tat) \
-             SELECT true, tat FROM spent \
-             UNION ALL \
-             SELECT false, tat FROM rate_limits WHERE key = $1 AND NOT EXISTS (SELECT 1 FROM spent)",
+             SELECT (SELECT tat FROM spent), (SELECT tat FROM rate_limits WHERE key = $1)",
         )
         .bind(row_key(budget, key))
         .bind(now)
@@ -274,22 +301,86 @@ impl Limiter {
         .bind(budget.period())
         .fetch_one(&self.pool)
         .await?;
-        if allowed {
-            return Ok(());
+        match spent {
+            Some(_) => Ok(()),
+            None => Err(self.shared_refusal(budget, key, tat, now)),
         }
-        // Refused: keep the local guard at the shared count, so the next
-        // requests from this key stop here without a round trip.
-        if let Ok(mut local) = self.local.lock() {
+    }
+
+    /// The shared GCRA step for two keys in one statement: the second row
+    /// is written only when the first moved (data-modifying `WITH` parts
+    /// see each other only through `RETURNING`), each under its own row
+    /// lock, so both decisions are exact however many replicas ask.
+    async fn spend_shared_both(
+        &self,
+        (first, first_key): (&Budget, &str),
+        (second, second_key): (&Budget, &str),
+        now: OffsetDateTime,
+    ) -> Result<(), LimitError> {
+        type Outcome = (
+            Option<OffsetDateTime>,
+            Option<OffsetDateTime>,
+            Option<OffsetDateTime>,
+            Option<OffsetDateTime>,
+        );
+        let (first_spent, first_tat, second_spent, second_tat): Outcome = sqlx::query_as(
+            "WITH first AS ( \
+               INSERT INTO rate_limits AS r (key, tat) VALUES ($1, $3::timestamptz + $4::interval) \
+               ON CONFLICT (key) DO UPDATE \
+                 SET tat = GREATEST(r.tat, $3) + $4::interval \
+                 WHERE GREATEST(r.tat, $3) + $4::interval <= $3::timestamptz + $5::interval \
+               RETURNING tat), \
+             second AS ( \
+               INSERT INTO rate_limits AS r (key, tat) \
+                 SELECT $2, $3::timestamptz + $6::interval WHERE EXISTS (SELECT 1 FROM first) \
+               ON CONFLICT (key) DO UPDATE \
+                 SET tat = GREATEST(r.tat, $3) + $6::interval \
+                 WHERE GREATEST(r.tat, $3) + $6::interval <= $3::timestamptz + $7::interval \
+               RETURNING tat) \
+             SELECT (SELECT tat FROM first), (SELECT tat FROM rate_limits WHERE key = $1), \
+                    (SELECT tat FROM second), (SELECT tat FROM rate_limits WHERE key = $2)",
+        )
+        .bind(row_key(first, first_key))
+        .bind(row_key(second, second_key))
+        .bind(now)
+        .bind(first.interval())
+        .bind(first.period())
+        .bind(second.interval())
+        .bind(second.period())
+        .fetch_one(&self.pool)
+        .await?;
+        if first_spent.is_none() {
+            return Err(self.shared_refusal(first, first_key, first_tat, now));
+        }
+        if second_spent.is_none() {
+            return Err(self.shared_refusal(second, second_key, second_tat, now));
+        }
+        Ok(())
+    }
+
+    /// A refusal by the shared store: the local guard is brought up to the
+    /// shared count (the next requests from this key stop here without a
+    /// round trip), and the wait is the row's. A row this statement could
+    /// not see (written by another replica at the same instant) says
+    /// nothing of the wait: one second.
+    fn shared_refusal(
+        &self,
+        budget: &Budget,
+        key: &str,
+        tat: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> LimitError {
+        if let (Some(tat), Ok(mut local)) = (tat, self.local.lock()) {
             local.insert((budget.name, key.to_owned()), tat);
         }
-        let retry_after = match gcra(budget, Some(tat), now) {
-            Err(wait) => wait,
-            Ok(_) => Duration::from_secs(1),
+        let retry_after = match gcra(budget, tat, now) {
+            Err(wait) if tat.is_some() => wait,
+            _ => Duration::from_secs(1),
         };
-        Err(LimitError::Refused(Refused {
+        LimitError::Refused(Refused {
             budget: budget.name,
             retry_after,
-        }))
+        })
     }
 
     /// Charges one unit unconditionally (failures happened whether or not
@@ -489,20 +580,28 @@ impl Limits {
 
     /// One login start of `app` from `client`: the per-IP budget first (a
     /// flood from one address stops there, without touching the app's),
-    /// then the app's.
+    /// then the app's, in one statement.
     pub async fn login_start(
         &self,
         app: impl std::fmt::Display,
         client: Option<std::net::IpAddr>,
     ) -> Result<(), LimitError> {
-        if let Some(client) = client {
-            self.limiter
-                .acquire(&self.budgets.login_per_ip, &format!("{app}:{client}"))
-                .await?;
+        let app = app.to_string();
+        match client {
+            Some(client) => {
+                self.limiter
+                    .acquire_both(
+                        (&self.budgets.login_per_ip, &format!("{app}:{client}")),
+                        (&self.budgets.login_per_app, &app),
+                    )
+                    .await
+            }
+            None => {
+                self.limiter
+                    .acquire(&self.budgets.login_per_app, &app)
+                    .await
+            }
         }
-        self.limiter
-            .acquire(&self.budgets.login_per_app, &app.to_string())
-            .await
     }
 
     /// Whether `client` may present a credential at all: refused once it

@@ -127,6 +127,38 @@ async fn the_per_app_budget_holds_across_addresses_and_a_zero_turns_budgets_off(
 }
 
 #[tokio::test]
+async fn starts_refused_for_their_address_spend_nothing_of_the_app_budget() {
+    // Two replicas, so that each one's local guard lets its share through
+    // and the shared statement decides.
+    let options = || TestServerOptions {
+        budgets: Budgets::new(4, 10, 30),
+        trusted_proxies: "127.0.0.1".parse().unwrap(),
+        ..TestServerOptions::default()
+    };
+    let fx = Fixture::new(options()).await;
+    let replica = fx.server.replica(options()).await;
+    let bases = [fx.server.base.as_str(), replica.base.as_str()];
+    let mut flooder = Vec::new();
+    for n in 0..8 {
+        flooder.extend(flood(&fx, bases[n % 2], 1, Some("203.0.113.9")).await);
+    }
+    assert_eq!(
+        flooder.iter().filter(|s| **s != 429).count(),
+        4,
+        "{flooder:?}"
+    );
+    // The app spent 4 of its 10: six other people still get in (a seventh
+    // only if the app's window refilled by one meanwhile); had the
+    // refused starts been charged to the app, two would.
+    let mut others = Vec::new();
+    for n in 0..9 {
+        others.extend(flood(&fx, bases[n % 2], 1, Some(&format!("198.51.100.{n}"))).await);
+    }
+    let through = others.iter().filter(|s| **s != 429).count();
+    assert!((6..=7).contains(&through), "{others:?}");
+}
+
+#[tokio::test]
 async fn the_address_behind_a_trusted_proxy_is_counted_and_audited() {
     let fx = Fixture::new(TestServerOptions {
         budgets: Budgets::new(3, 1200, 30),

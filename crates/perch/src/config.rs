@@ -154,7 +154,8 @@ pub fn search_path(env: &impl Env) -> Vec<std::path::PathBuf> {
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 impl DatabaseConfig {
-    /// Reads `DATABASE_URL` (required) and `PERCH_DB_MAX_CONNECTIONS`.
+    /// Reads `DATABASE_URL` (required), `PERCH_DB_MAX_CONNECTIONS` and
+    /// `PERCH_DB_ACQUIRE_TIMEOUT_SECS`.
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         let url = non_empty(env, "DATABASE_URL").ok_or(ConfigError::Missing("DATABASE_URL"))?;
         validate_database_url(&url)?;
@@ -166,10 +167,14 @@ impl DatabaseConfig {
                 .filter(|n| (1..=1000).contains(n))
                 .ok_or_else(|| invalid("PERCH_DB_MAX_CONNECTIONS", "expected 1..=1000"))?,
         };
+        let acquire_timeout = seconds(env, "PERCH_DB_ACQUIRE_TIMEOUT_SECS", 5)?;
+        if acquire_timeout.is_zero() || acquire_timeout > Duration::from_secs(60) {
+            return Err(invalid("PERCH_DB_ACQUIRE_TIMEOUT_SECS", "expected 1..=60"));
+        }
         Ok(Self {
             url: SecretString::new(url),
             max_connections,
-            acquire_timeout: Duration::from_secs(5),
+            acquire_timeout,
         })
     }
 }

@@ -1,0 +1,356 @@
+//! Faults under login load, with real processes: Postgres restarted and
+//! crashed under a running `perch serve`, `perch serve` killed with
+//! SIGKILL, two replicas behind HAProxy (one killed, then a rolling
+//! restart). Virtual users walk complete logins through the sandbox the
+//! whole time; every hop's outcome is recorded and checked against what
+//! the operator's guide promises, and the database is checked afterwards
+//! for every login whose exchange answered 200.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use perch_tests::TestDb;
+use perch_tests::faults::{
+    self, Haproxy, Load, Outcome, PerchChild, PerchSpec, PgCluster, Record, Scratch, Site,
+};
+
+fn spec(database_url: &str, public_url: &str, env: &[(&str, &str)]) -> PerchSpec {
+    PerchSpec {
+        binary: env!("CARGO_BIN_EXE_perch-child").into(),
+        database_url: database_url.to_owned(),
+        public_url: public_url.to_owned(),
+        env: env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    }
+}
+
+fn summary(records: &[Record]) -> String {
+    let mut counts = std::collections::BTreeMap::new();
+    for record in records {
+        let key = match &record.outcome {
+            Outcome::Ok => "ok".to_owned(),
+            Outcome::Unavailable => "503".to_owned(),
+            Outcome::Refused(status) => format!("refused {status}"),
+            Outcome::NoAnswer(_) => "no answer".to_owned(),
+            Outcome::Bad(why) => format!("bad: {}", why.chars().take(60).collect::<String>()),
+        };
+        *counts.entry(key).or_insert(0) += 1;
+    }
+    format!("{counts:?}")
+}
+
+/// Postgres stopped with `mode` under load, kept down 4 s, started again.
+async fn postgres_outage(mode: &str) {
+    let scratch = Scratch::new("fault-pg");
+    let Some(pg) = PgCluster::start(&scratch.0.join("pg"), "") else {
+        return;
+    };
+    pg.create_database("perch").await;
+    let port = faults::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let spec = spec(
+        &pg.url("perch"),
+        &base,
+        &[("PERCH_DB_MAX_CONNECTIONS", "4")],
+    );
+    let _perch = PerchChild::start(&spec, port, &scratch.0).await;
+    let site = Site::create(&base, 4).await;
+    let load = Load::start(&site);
+    load.wait_for_more(4, Duration::from_secs(60)).await;
+
+    let stop_probes = Arc::new(AtomicBool::new(false));
+    let probes = faults::probe_until(&site, Duration::from_millis(100), stop_probes.clone());
+    let stopping = Instant::now();
+    let pg = Arc::new(pg);
+    let stopper = pg.clone();
+    let mode_owned = mode.to_owned();
+    tokio::task::spawn_blocking(move || stopper.stop(&mode_owned))
+        .await
+        .unwrap();
+    let down = Instant::now();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let starting = Instant::now();
+    let starter = pg.clone();
+    tokio::task::spawn_blocking(move || starter.pg_ctl_start())
+        .await
+        .unwrap();
+    let up = Instant::now();
+    eprintln!(
+        "{mode}: stop took {:?}, down {:?}, start took {:?}",
+        down - stopping,
+        starting - down,
+        up - starting
+    );
+    load.wait_for_more(8, Duration::from_secs(30)).await;
+    while up.elapsed() < Duration::from_secs(7) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (records, completed) = load.stop().await;
+    stop_probes.store(true, Ordering::SeqCst);
+    let probes = probes.await.unwrap();
+    eprintln!("{mode}: hops {}", summary(&records));
+
+    let bad = faults::bad(&records);
+    assert!(
+        bad.is_empty(),
+        "never a 500, never a broken answer: {bad:#?}"
+    );
+    let no_answer: Vec<_> = records
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::NoAnswer(_)))
+        .collect();
+    assert!(no_answer.is_empty(), "Perch kept answering: {no_answer:#?}");
+    // While the database was down, every surface said so. (A request sent
+    // in the last 2 s of the outage, the acquire timeout, may instead wait
+    // for the database to come back and succeed.)
+    let while_down: Vec<_> = probes
+        .iter()
+        .filter(|p| p.sent >= down && p.sent + Duration::from_millis(2500) < starting)
+        .collect();
+    assert!(!while_down.is_empty(), "probed while down");
+    for probe in &while_down {
+        assert_eq!(probe.readyz, 503, "{probe:?}");
+        assert_eq!(probe.api, Outcome::Unavailable, "{probe:?}");
+        assert_eq!(probe.browser, Outcome::Unavailable, "{probe:?}");
+    }
+    let unavailable = records
+        .iter()
+        .filter(|r| r.outcome == Outcome::Unavailable)
+        .count();
+    assert!(unavailable > 0, "the load met the outage");
+    // After Postgres accepted connections again: what failed, and when.
+    let after_up = faults::failed_since(&records, up);
+    let last = after_up.iter().map(|r| r.sent - up).max();
+    eprintln!(
+        "{mode}: {} hops sent after Postgres was up failed (last sent {last:?} after); \
+         {unavailable} answered 503 in all",
+        after_up.len()
+    );
+    let late = faults::failed_since(&records, up + Duration::from_secs(5));
+    assert!(
+        late.is_empty(),
+        "within 5 s every request succeeds: {late:#?}"
+    );
+    assert!(
+        after_up.is_empty(),
+        "the pool hands out no dead connection after recovery: {after_up:#?}"
+    );
+    for probe in probes.iter().filter(|p| p.sent >= up) {
+        assert_eq!(probe.readyz, 200, "{probe:?}");
+        assert_eq!(probe.api, Outcome::Ok, "{probe:?}");
+        assert_eq!(probe.browser, Outcome::Ok, "{probe:?}");
+    }
+    assert!(
+        completed.iter().filter(|c| c.started >= up).count() >= 4,
+        "logins complete again"
+    );
+    faults::assert_nothing_lost(&pg.url("perch"), &completed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_fast_restart_answers_503_then_every_request_succeeds() {
+    postgres_outage("fast").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_crash_answers_503_then_every_request_succeeds() {
+    postgres_outage("immediate").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_perch_loses_no_completed_login() {
+    let db = TestDb::new().await;
+    let scratch = Scratch::new("fault-kill");
+    let port = faults::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let spec = spec(&db.url, &base, &[]);
+    let mut perch = PerchChild::start(&spec, port, &scratch.0).await;
+    let site = Site::create(&base, 4).await;
+    let load = Load::start(&site);
+    load.wait_for_more(6, Duration::from_secs(60)).await;
+
+    let killed = Instant::now();
+    perch.kill9();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _perch = PerchChild::start(&spec, port, &scratch.0).await;
+    let back = Instant::now();
+    eprintln!("kill -9: back after {:?}", back - killed);
+    load.wait_for_more(8, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (records, completed) = load.stop().await;
+    eprintln!("kill -9: hops {}", summary(&records));
+
+    let bad = faults::bad(&records);
+    assert!(
+        bad.is_empty(),
+        "never a 500, never a broken answer: {bad:#?}"
+    );
+    let late_silence: Vec<_> = records
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::NoAnswer(_)) && r.sent >= back)
+        .collect();
+    assert!(late_silence.is_empty(), "{late_silence:#?}");
+    // In-flight logins continued after the restart: their next hop either
+    // went on (the pending login is in the database) or was refused with
+    // a page; either way the user then started again and got in.
+    let refused = records
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Refused(_)))
+        .count();
+    eprintln!("kill -9: {refused} hops refused cleanly after the restart");
+    for user in &site.users {
+        assert!(
+            completed
+                .iter()
+                .any(|c| &c.user == user && c.started >= back),
+            "{user} logged in again after the restart"
+        );
+    }
+    let accounts = faults::assert_nothing_lost(&db.url, &completed).await;
+    assert_eq!(accounts, 4);
+}
+
+/// Two replicas (`a`, `b`) on one database behind HAProxy.
+struct Pair {
+    _scratch: Scratch,
+    db: TestDb,
+    spec: PerchSpec,
+    a: PerchChild,
+    b: PerchChild,
+    proxy: Haproxy,
+}
+
+async fn pair(env: &[(&str, &str)]) -> Option<Pair> {
+    perch_tests::tools::haproxy()?;
+    let db = TestDb::new().await;
+    let scratch = Scratch::new("fault-lb");
+    let proxy_port = faults::free_port();
+    let base = format!("http://127.0.0.1:{proxy_port}");
+    let spec = spec(&db.url, &base, env);
+    let a = PerchChild::start(&spec, faults::free_port(), &scratch.0).await;
+    let b = PerchChild::start(&spec, faults::free_port(), &scratch.0).await;
+    let proxy = Haproxy::start(&scratch.0, proxy_port, &[("a", a.port), ("b", b.port)]).await?;
+    Some(Pair {
+        _scratch: scratch,
+        db,
+        spec,
+        a,
+        b,
+        proxy,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_behind_haproxy_share_logins_and_survive_a_kill() {
+    let Some(mut pair) = pair(&[]).await else {
+        return;
+    };
+    let site = Site::create(&pair.proxy.url(), 4).await;
+    let load = Load::start(&site);
+    load.wait_for_more(6, Duration::from_secs(60)).await;
+
+    let killed = Instant::now();
+    pair.a.kill9();
+    load.wait_for_more(8, Duration::from_secs(30)).await;
+    while killed.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (records, completed) = load.stop().await;
+    eprintln!("replica kill: hops {}", summary(&records));
+
+    let mixed = completed
+        .iter()
+        .filter(|c| c.served_by.iter().any(|s| s == "a") && c.served_by.iter().any(|s| s == "b"))
+        .count();
+    assert!(mixed > 0, "some logins had hops on both replicas");
+    // Answered before the kill: all good. (A callback's upstream call goes
+    // through HAProxy to the sandbox too, so a login may also be sent back
+    // with `temporarily_unavailable` around the kill: a clean refusal.)
+    let before: Vec<_> = records
+        .iter()
+        .filter(|r| r.sent + r.took < killed)
+        .cloned()
+        .collect();
+    assert!(
+        before.iter().all(|r| r.outcome == Outcome::Ok),
+        "before the kill everything succeeded: {}",
+        summary(&before)
+    );
+    // A request in flight on the killed replica may get HAProxy's own 502
+    // (the replica never answered it); nothing else is allowed.
+    let unclean: Vec<_> = records
+        .iter()
+        .filter(|r| match &r.outcome {
+            Outcome::Bad(why) => {
+                !(r.sent < killed + Duration::from_secs(1) && why.starts_with("502"))
+            }
+            _ => false,
+        })
+        .collect();
+    assert!(
+        unclean.is_empty(),
+        "no 500 and no broken answer: {unclean:#?}"
+    );
+    let during = faults::failed_since(&records, killed);
+    eprintln!(
+        "replica kill: {} hops failed (in flight on the killed replica or before HAProxy \
+         marked it down)",
+        during.len()
+    );
+    let late = faults::failed_since(&records, killed + Duration::from_secs(1));
+    assert!(
+        late.is_empty(),
+        "the other replica keeps serving: {late:#?}"
+    );
+    assert!(
+        records
+            .iter()
+            .filter(|r| r.sent >= killed + Duration::from_secs(1))
+            .all(|r| r.served_by.as_deref() == Some("b")),
+        "only b serves after the kill"
+    );
+    faults::assert_nothing_lost(&pair.db.url, &completed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_restart_behind_haproxy_fails_no_request() {
+    let Some(mut pair) = pair(&[("PERCH_DRAIN_DELAY_SECS", "1")]).await else {
+        return;
+    };
+    let site = Site::create(&pair.proxy.url(), 4).await;
+    let load = Load::start(&site);
+    load.wait_for_more(4, Duration::from_secs(60)).await;
+    let scratch = pair._scratch.0.clone();
+    for name in ["a", "b"] {
+        let replica = if name == "a" {
+            &mut pair.a
+        } else {
+            &mut pair.b
+        };
+        let port = replica.port;
+        assert!(replica.terminate().await, "{name} exits 0 after its drain");
+        let restarted = PerchChild::start(&pair.spec, port, &scratch).await;
+        restarted.wait_ready().await;
+        *replica = restarted;
+        // HAProxy marks it up after two good checks (200 ms apart).
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        load.wait_for_more(2, Duration::from_secs(30)).await;
+    }
+    let (records, completed) = load.stop().await;
+    eprintln!("rolling restart: hops {}", summary(&records));
+    let failed: Vec<_> = records
+        .iter()
+        .filter(|r| r.outcome != Outcome::Ok)
+        .collect();
+    assert!(failed.is_empty(), "zero failed requests: {failed:#?}");
+    for name in ["a", "b"] {
+        assert!(
+            records.iter().any(|r| r.served_by.as_deref() == Some(name)),
+            "{name} served"
+        );
+    }
+    faults::assert_nothing_lost(&pair.db.url, &completed).await;
+}

@@ -57,7 +57,12 @@ impl Scratch {
 }
 
 impl Drop for Scratch {
+    /// Removed, unless `PERCH_TEST_KEEP_SCRATCH` is set (to read the logs).
     fn drop(&mut self) {
+        if std::env::var_os("PERCH_TEST_KEEP_SCRATCH").is_some() {
+            eprintln!("kept {}", self.0.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
@@ -180,6 +185,12 @@ impl Drop for PgCluster {
             .cluster
             .pg_ctl("stop", &["-m", "immediate", "-w", "-t", "30"]);
     }
+}
+
+/// Prepares (creates nothing, starts nothing) a cluster directory at `dir`,
+/// e.g. for `pg_basebackup` to fill.
+pub fn open_cluster(dir: &Path) -> Cluster {
+    Cluster::open(&search_path(), dir, "perch-fault-pg").unwrap()
 }
 
 /// Appends `text` to the file at `path` (keeping its owner).
@@ -366,6 +377,33 @@ pub struct Haproxy {
 }
 
 impl Haproxy {
+    /// Starts HAProxy with `config` (its whole configuration) and waits
+    /// until `port` accepts connections. `None` (the caller skips) without
+    /// `haproxy`; under CI that fails instead.
+    pub async fn start_with(dir: &Path, port: u16, config: &str) -> Option<Self> {
+        let binary = crate::tools::haproxy()?;
+        let path = dir.join(format!("haproxy-{port}.cfg"));
+        std::fs::write(&path, config).unwrap();
+        let log = std::fs::File::create(dir.join(format!("haproxy-{port}.log"))).unwrap();
+        let child = Command::new(binary)
+            .args(["-db", "-f"])
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "HAProxy did not listen");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Some(Self { child, port })
+    }
+
     /// Starts HAProxy on `port` in front of `replicas` (name, port); each
     /// answer carries `x-served-by: <name>`. `None` (the caller skips)
     /// without `haproxy`; under CI that fails instead.
@@ -422,6 +460,74 @@ impl Drop for Haproxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// What HAProxy asks to find the writable Postgres, as Patroni's REST API
+/// answers it: `GET /primary` on a port of its own is 200 when the node
+/// answers `pg_is_in_recovery()` with false, else 503 (a standby, or down).
+#[derive(Debug)]
+pub struct PrimaryCheck {
+    /// The port HAProxy checks.
+    pub port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PrimaryCheck {
+    /// Serves the check for the Postgres on `pg_port`.
+    pub async fn start(pg_port: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let url = format!("postgres://postgres@127.0.0.1:{pg_port}/postgres?connect_timeout=1");
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let url = url.clone();
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                    let mut buf = [0u8; 1024];
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf)).await;
+                    let primary = tokio::time::timeout(Duration::from_millis(800), async {
+                        let mut conn = sqlx::PgConnection::connect(&url).await.ok()?;
+                        let recovering: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+                            .fetch_one(&mut conn)
+                            .await
+                            .ok()?;
+                        let _ = conn.close().await;
+                        Some(!recovering)
+                    })
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or(false);
+                    let status = if primary {
+                        "200 OK"
+                    } else {
+                        "503 Service Unavailable"
+                    };
+                    let _ = stream
+                        .write_all(
+                            format!(
+                                "HTTP/1.0 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            )
+                            .as_bytes(),
+                        )
+                        .await;
+                });
+            }
+        });
+        Self { port, task }
+    }
+}
+
+impl Drop for PrimaryCheck {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

@@ -16,14 +16,19 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(2);
 
 /// Whether `error` says the database could not be reached or stopped
 /// serving this connection (a restart, a crash, a failover, no connection
-/// within the acquire timeout), rather than refusing this statement.
+/// within the acquire timeout, a connection cut mid-answer), rather than
+/// refusing this statement.
 pub fn is_unavailable(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed
         | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_) => true,
+        | sqlx::Error::Tls(_)
+        // A connection cut where the server's answer should be: a proxy in
+        // front of Postgres (HAProxy, PgBouncer) that accepted the
+        // connection but had no server for it.
+        | sqlx::Error::Protocol(_) => true,
         sqlx::Error::Database(db) => db.code().is_some_and(|code| is_unavailable_code(&code)),
         _ => false,
     }
@@ -44,6 +49,9 @@ mod tests {
     #[test]
     fn connection_failures_are_unavailable() {
         assert!(is_unavailable(&sqlx::Error::PoolTimedOut));
+        assert!(is_unavailable(&sqlx::Error::Protocol(
+            "unexpected response from SSLRequest: 0x00".into()
+        )));
         assert!(is_unavailable(&sqlx::Error::Io(std::io::Error::from(
             std::io::ErrorKind::ConnectionRefused
         ))));

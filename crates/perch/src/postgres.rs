@@ -684,11 +684,14 @@ impl Cluster {
     /// Runs another program of the same installation (`pg_basebackup`,
     /// `psql`, ...) with `args`, as `pg_ctl` is run; its stdout.
     pub fn tool(&self, program: &str, args: &[&str]) -> Result<String, PgError> {
-        let path = self
-            .binaries
-            .pg_ctl
-            .parent()
-            .map(|dir| dir.join(program))
+        // Beside pg_ctl, or beside what it links to (a /usr/local/bin link
+        // into the installation's own bin/).
+        let real = std::fs::canonicalize(&self.binaries.pg_ctl).ok();
+        let path = [Some(self.binaries.pg_ctl.clone()), real]
+            .into_iter()
+            .flatten()
+            .filter_map(|pg_ctl| pg_ctl.parent().map(|dir| dir.join(program)))
+            .find(|path| path.is_file())
             .ok_or(PgError::NotInstalled)?;
         let all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         let command = self.run_as.command(&path, &all, &self.dir);

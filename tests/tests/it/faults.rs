@@ -14,6 +14,7 @@ use perch_tests::TestDb;
 use perch_tests::faults::{
     self, Haproxy, Load, Outcome, PerchChild, PerchSpec, PgCluster, Record, Scratch, Site,
 };
+use sqlx::Connection as _;
 
 fn spec(database_url: &str, public_url: &str, env: &[(&str, &str)]) -> PerchSpec {
     PerchSpec {
@@ -353,4 +354,174 @@ async fn rolling_restart_behind_haproxy_fails_no_request() {
         );
     }
     faults::assert_nothing_lost(&pair.db.url, &completed).await;
+}
+
+/// A primary with a synchronous streaming standby (`pg_basebackup`), and
+/// HAProxy in TCP mode in front sending connections to whichever node
+/// answers `pg_is_in_recovery()` with false (the check Patroni's REST API
+/// offers, served here by the test). The primary crashes under login load,
+/// the standby is promoted, and Perch, never restarted, carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standby_promoted_behind_haproxy_loses_no_acknowledged_login() {
+    if perch_tests::tools::haproxy().is_none() {
+        return;
+    }
+    let scratch = Scratch::new("fault-failover");
+    let Some(primary) = PgCluster::start(&scratch.0.join("primary"), "") else {
+        return;
+    };
+    primary.create_database("perch").await;
+    let standby_cluster = faults::open_cluster(&scratch.0.join("standby"));
+    let standby_data = standby_cluster.data_dir().display().to_string();
+    standby_cluster
+        .tool(
+            "pg_basebackup",
+            &[
+                "-d",
+                &format!(
+                    "host=127.0.0.1 port={} user=postgres application_name=standby1",
+                    primary.port
+                ),
+                "-D",
+                &standby_data,
+                "-X",
+                "stream",
+                "-R",
+                "-c",
+                "fast",
+            ],
+        )
+        .unwrap();
+    let standby =
+        PgCluster::configure_and_start(standby_cluster, "synchronous_standby_names = ''\n");
+    // Synchronous replication from here on: a commit is acknowledged only
+    // once the standby has it on disk.
+    faults::append(
+        &primary.cluster.data_dir().join("postgresql.conf"),
+        "\nsynchronous_standby_names = 'standby1'\nsynchronous_commit = on\n",
+    );
+    primary.cluster.pg_ctl("reload", &[]).unwrap();
+    let mut admin = sqlx::PgConnection::connect(&primary.url("postgres"))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let state: Option<String> = sqlx::query_scalar(
+            "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'standby1'",
+        )
+        .fetch_optional(&mut admin)
+        .await
+        .unwrap();
+        if state.as_deref() == Some("sync") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the standby never became synchronous"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(admin);
+
+    let check_primary = faults::PrimaryCheck::start(primary.port).await;
+    let check_standby = faults::PrimaryCheck::start(standby.port).await;
+    let proxy_port = faults::free_port();
+    let config = format!(
+        "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 1h\n  timeout server 1h\n  \
+         timeout check 1s\n\
+         frontend postgres\n  bind 127.0.0.1:{proxy_port}\n  default_backend writable\n\
+         backend writable\n  option httpchk GET /primary\n  http-check expect status 200\n  \
+         default-server inter 200ms fall 1 rise 1 on-marked-down shutdown-sessions\n  \
+         server primary 127.0.0.1:{} check port {}\n  server standby 127.0.0.1:{} check port {}\n",
+        primary.port, check_primary.port, standby.port, check_standby.port
+    );
+    let Some(_proxy) = Haproxy::start_with(&scratch.0, proxy_port, &config).await else {
+        return;
+    };
+    let database_url = format!("postgres://postgres@127.0.0.1:{proxy_port}/perch");
+    // HAProxy counts a server up until its first check: wait until ten
+    // connections in a row reach the primary.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut in_a_row = 0;
+    while in_a_row < 10 {
+        let mut conn = sqlx::PgConnection::connect(&database_url).await.unwrap();
+        let recovering: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        in_a_row = if recovering { 0 } else { in_a_row + 1 };
+        assert!(
+            Instant::now() < deadline,
+            "HAProxy kept sending to the standby"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let port = faults::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let spec = spec(&database_url, &base, &[("PERCH_DB_MAX_CONNECTIONS", "4")]);
+    let _perch = PerchChild::start(&spec, port, &scratch.0).await;
+    let site = Site::create(&base, 4).await;
+    let load = Load::start(&site);
+    load.wait_for_more(6, Duration::from_secs(60)).await;
+
+    // The primary crashes; a second later (what a failover manager takes
+    // at the very least) the standby is promoted.
+    let crashed = Instant::now();
+    let stopper = Arc::new(primary);
+    let crash = stopper.clone();
+    tokio::task::spawn_blocking(move || crash.stop("immediate"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let promoting = Instant::now();
+    let standby = Arc::new(standby);
+    let promote = standby.clone();
+    tokio::task::spawn_blocking(move || promote.cluster.pg_ctl("promote", &["-w"]).unwrap())
+        .await
+        .unwrap();
+    let promoted = Instant::now();
+    load.wait_for_more(8, Duration::from_secs(30)).await;
+    while promoted.elapsed() < Duration::from_secs(8) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (records, completed) = load.stop().await;
+    eprintln!(
+        "failover: hops {}; promote took {:?}",
+        summary(&records),
+        promoted - promoting
+    );
+
+    let bad = faults::bad(&records);
+    assert!(
+        bad.is_empty(),
+        "never a 500, never a broken answer: {bad:#?}"
+    );
+    let after = faults::failed_since(&records, promoted);
+    let last = after.iter().map(|r| r.sent - promoted).max();
+    let first_ok = records
+        .iter()
+        .filter(|r| r.sent >= promoted && r.outcome == Outcome::Ok)
+        .map(|r| r.sent + r.took - promoted)
+        .min();
+    eprintln!(
+        "failover: {} hops failed during the outage ({:?} from crash to promoted); after the \
+         promotion {} failed, the last sent {last:?} after it; first success {first_ok:?} after it",
+        faults::failed_since(&records, crashed).len(),
+        promoted - crashed,
+        after.len()
+    );
+    let late = faults::failed_since(&records, promoted + Duration::from_secs(5));
+    assert!(
+        late.is_empty(),
+        "recovered within 5 s of the promotion: {late:#?}"
+    );
+    // Every login acknowledged before the crash is on the new primary.
+    let before_crash: Vec<_> = completed
+        .iter()
+        .filter(|c| c.started < crashed)
+        .cloned()
+        .collect();
+    assert!(!before_crash.is_empty());
+    faults::assert_nothing_lost(&standby.url("perch"), &completed).await;
+    drop(stopper);
 }

@@ -413,14 +413,28 @@ impl Haproxy {
             "global\n  maxconn 4096\n\
              defaults\n  mode http\n  timeout connect 2s\n  timeout client 60s\n  \
              timeout server 60s\n  timeout queue 10s\n  retries 3\n  option redispatch\n  \
-             retry-on conn-failure\n  option http-server-close\n\
-             frontend perch\n  bind 127.0.0.1:{port}\n  default_backend replicas\n\
-             backend replicas\n  balance roundrobin\n  option httpchk GET /readyz\n  \
+             retry-on conn-failure empty-response\n  option http-server-close\n\
+             frontend perch\n  bind 127.0.0.1:{port}\n  \
+             use_backend unready if {{ nbsrv(replicas) eq 0 }}\n  default_backend replicas\n\
+             backend replicas\n  balance roundrobin\n  http-request disable-l7-retry if METH_POST\n  \
+             option httpchk GET /readyz\n  \
              http-check expect status 200\n  http-response set-header x-served-by %s\n"
         );
         for (name, replica_port) in replicas {
             config.push_str(&format!(
                 "  server {name} 127.0.0.1:{replica_port} check inter 200ms fall 1 rise 2\n"
+            ));
+        }
+        // When no replica is ready (the database is down), still send
+        // requests to the live ones, so clients get Perch's own 503 with
+        // Retry-After (problem+json or a page) rather than HAProxy's.
+        config.push_str(
+            "backend unready\n  balance roundrobin\n  option httpchk GET /healthz\n  \
+             http-response set-header x-served-by %s\n",
+        );
+        for (name, replica_port) in replicas {
+            config.push_str(&format!(
+                "  server {name} 127.0.0.1:{replica_port} check inter 200ms fall 1 rise 1\n"
             ));
         }
         let path = dir.join("haproxy.cfg");
@@ -694,13 +708,26 @@ pub struct Load {
 impl Load {
     /// Starts one worker per user of `site`.
     pub fn start(site: &Site) -> Self {
+        Self::start_with(site, site.users.len())
+    }
+
+    /// Starts `workers` workers, each taking its share of `site`'s users in
+    /// turn (one browser per user), so that no user meets the sandbox's
+    /// Twitter-like budget of 75 logins per 15 minutes in a long run.
+    pub fn start_with(site: &Site, workers: usize) -> Self {
         let shared = Arc::new(Shared::default());
         let mut tasks = tokio::task::JoinSet::new();
-        for user in &site.users {
+        for w in 0..workers {
             let site = site.clone();
-            let user = user.clone();
+            let users: Vec<String> = site
+                .users
+                .iter()
+                .skip(w)
+                .step_by(workers)
+                .cloned()
+                .collect();
             let shared = shared.clone();
-            tasks.spawn(async move { worker(site, user, shared).await });
+            tasks.spawn(async move { worker(site, users, shared).await });
         }
         Self { shared, tasks }
     }
@@ -749,16 +776,24 @@ enum Next {
     None,
 }
 
-async fn worker(site: Site, user: String, shared: Arc<Shared>) {
-    let browser = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
+async fn worker(site: Site, users: Vec<String>, shared: Arc<Shared>) {
+    let browsers: Vec<(String, reqwest::Client)> = users
+        .into_iter()
+        .map(|user| {
+            let browser = reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(20))
+                .build()
+                .unwrap();
+            (user, browser)
+        })
+        .collect();
     let mut n = 0u64;
     while !shared.stop.load(Ordering::SeqCst) {
         n += 1;
+        let (user, browser) = &browsers[usize::try_from(n).unwrap_or(0) % browsers.len()];
+        let (user, browser) = (user.clone(), browser.clone());
         shared.started_logins.fetch_add(1, Ordering::SeqCst);
         let mut served_by = Vec::new();
         let started = Instant::now();

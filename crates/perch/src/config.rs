@@ -528,6 +528,25 @@ mod tests {
     }
 
     #[test]
+    fn the_acquire_timeout_is_whole_seconds_from_one_to_sixty() {
+        let read = |value: &'static str| {
+            let env = [
+                ("DATABASE_URL", "postgres://postgres@127.0.0.1/perch"),
+                ("PERCH_DB_ACQUIRE_TIMEOUT_SECS", value),
+            ];
+            DatabaseConfig::from_env(&VecEnv(env.to_vec())).map(|c| c.acquire_timeout)
+        };
+        let default = DatabaseConfig::from_env(&[("DATABASE_URL", "postgres://h/db")]).unwrap();
+        assert_eq!(default.acquire_timeout, Duration::from_secs(5));
+        assert_eq!(read("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(read("60").unwrap(), Duration::from_secs(60));
+        for bad in ["0", "61", "-1", "1.5", "soon"] {
+            let error = read(bad).unwrap_err().to_string();
+            assert!(error.contains("PERCH_DB_ACQUIRE_TIMEOUT_SECS"), "{error}");
+        }
+    }
+
+    #[test]
     fn audit_retention_is_in_days_and_zero_keeps_forever() {
         let base = [
             ("DATABASE_URL", "postgres://postgres@127.0.0.1/perch"),

@@ -113,3 +113,28 @@ pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
         .await
         .map_err(|e| DbError::Migrate(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io(message: &str) -> sqlx::Error {
+        sqlx::Error::Io(std::io::Error::other(message.to_owned()))
+    }
+
+    #[test]
+    fn tls_refusals_are_explained() {
+        let reason = "invalid peer certificate: UnknownIssuer";
+        assert!(
+            explain(&io(reason), reason).starts_with("the server's TLS certificate is not signed")
+        );
+        let reason = r#"invalid peer certificate: certificate not valid for name "10.0.0.5""#;
+        assert!(explain(&io(reason), reason).contains("not valid for the host name"));
+        let reason = "connection refused";
+        assert_eq!(explain(&io(reason), reason), reason);
+        assert_eq!(
+            explain(&sqlx::Error::PoolTimedOut, "pool timed out"),
+            "pool timed out"
+        );
+    }
+}

@@ -216,6 +216,7 @@ pub fn database_url(base: &str, name: &str) -> String {
 }
 
 pub mod browser;
+pub mod faults;
 pub mod flow;
 pub mod sandbox;
 mod server;

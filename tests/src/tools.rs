@@ -1,6 +1,7 @@
 //! The programs outside Rust that some suites drive: Python with
 //! requests-oauthlib (the third-party client run) and Chromium with
-//! Playwright on Node (the page and real-browser runs). `scripts/test.sh`
+//! Playwright on Node (the page and real-browser runs), Postgres's own
+//! programs and HAProxy (the fault runs). `scripts/test.sh`
 //! installs the Python and Node parts; `.ci/run` installs the system
 //! packages.
 //!
@@ -24,15 +25,24 @@ pub fn in_ci() -> bool {
 enum Suite {
     ThirdPartyClient,
     Browser,
+    Postgres,
+    Haproxy,
+    Openssl,
 }
 
 impl Suite {
     fn once(self) -> &'static Once {
         static THIRD_PARTY_CLIENT: Once = Once::new();
         static BROWSER: Once = Once::new();
+        static POSTGRES: Once = Once::new();
+        static HAPROXY: Once = Once::new();
+        static OPENSSL: Once = Once::new();
         match self {
             Suite::ThirdPartyClient => &THIRD_PARTY_CLIENT,
             Suite::Browser => &BROWSER,
+            Suite::Postgres => &POSTGRES,
+            Suite::Haproxy => &HAPROXY,
+            Suite::Openssl => &OPENSSL,
         }
     }
 
@@ -45,6 +55,18 @@ impl Suite {
             Suite::Browser => format!(
                 "skipping the browser tests ({missing}): install chromium and node \
                  (Debian/Ubuntu: apt-get install chromium nodejs npm), then run scripts/test.sh"
+            ),
+            Suite::Postgres => format!(
+                "skipping the fault tests that run a Postgres cluster of their own ({missing}): \
+                 install the PostgreSQL server (Debian/Ubuntu: apt-get install postgresql)"
+            ),
+            Suite::Haproxy => format!(
+                "skipping the load-balancer fault tests ({missing}): install HAProxy \
+                 (Debian/Ubuntu: apt-get install haproxy)"
+            ),
+            Suite::Openssl => format!(
+                "skipping the TLS-to-Postgres tests ({missing}): install OpenSSL \
+                 (Debian/Ubuntu: apt-get install openssl)"
             ),
         }
     }
@@ -82,6 +104,35 @@ pub fn python() -> Option<String> {
             None
         }
     }
+}
+
+/// No `initdb`/`pg_ctl` for a cluster of the test's own: skip (fail under CI).
+pub fn missing_postgres() {
+    missing(Suite::Postgres, "no initdb/pg_ctl");
+}
+
+/// The `haproxy` binary; `None` skips the caller.
+pub fn haproxy() -> Option<String> {
+    if on_path("haproxy") {
+        return Some("haproxy".to_owned());
+    }
+    for candidate in ["/usr/sbin/haproxy", "/usr/local/sbin/haproxy"] {
+        if Path::new(candidate).is_file() {
+            return Some(candidate.to_owned());
+        }
+    }
+    missing(Suite::Haproxy, "no haproxy on PATH");
+    None
+}
+
+/// Whether the `openssl` command is there (it makes the test CAs); `false`
+/// skips the caller.
+pub fn openssl() -> bool {
+    let found = on_path("openssl");
+    if !found {
+        missing(Suite::Openssl, "no openssl on PATH");
+    }
+    found
 }
 
 /// The first Chromium on `PATH`, without skipping or failing.

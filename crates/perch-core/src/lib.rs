@@ -14,6 +14,7 @@
 //! - [`limits`]: rate limits shared by every replica (Postgres), with a
 //!   local guard in front.
 //! - [`rotation`]: re-sealing stored secrets under the newest key.
+//! - [`unavailable`]: which database failures answer 503 rather than 500.
 //! - [`problem`]: the RFC 9457 `application/problem+json` error every JSON API
 //!   answers with.
 
@@ -33,6 +34,7 @@ pub mod rotation;
 pub mod secret;
 pub mod state_enum;
 pub mod token;
+pub mod unavailable;
 
 pub use clock::{Clock, SystemClock};
 pub use keyring::{Keyring, KeyringError, Sealed};

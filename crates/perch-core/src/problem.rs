@@ -28,6 +28,9 @@ pub struct Problem {
     /// The request field at fault, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// Sent as `Retry-After` (whole seconds), not in the body.
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -40,6 +43,7 @@ impl Problem {
             detail: detail.into(),
             code: code.to_owned(),
             field: None,
+            retry_after: None,
         }
     }
 
@@ -92,6 +96,28 @@ impl Problem {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
     }
 
+    /// 503 `database_unavailable` with `Retry-After`: the database cannot be
+    /// reached right now (see [`crate::unavailable`]). Log the cause first.
+    pub fn database_unavailable() -> Self {
+        let mut problem = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "the database is unavailable right now; retry after the time in Retry-After",
+        );
+        problem.retry_after = Some(crate::unavailable::RETRY_AFTER.as_secs());
+        problem
+    }
+
+    /// The 5xx problem for a database failure: 503 `database_unavailable`
+    /// when the database is unavailable, else 500 `internal`.
+    pub fn for_database(error: &sqlx::Error) -> Self {
+        if crate::unavailable::is_unavailable(error) {
+            Self::database_unavailable()
+        } else {
+            Self::internal()
+        }
+    }
+
     /// The status as an HTTP status code.
     pub fn status_code(&self) -> StatusCode {
         StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
@@ -114,6 +140,11 @@ impl IntoResponse for Problem {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
 }

@@ -69,6 +69,15 @@ impl FlowError {
         )
     }
 
+    /// Whether this is the database being unavailable (503, not 500).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Database(error) => perch_core::unavailable::is_unavailable(error),
+            Self::Tenants(error) => error.is_unavailable(),
+            _ => false,
+        }
+    }
+
     /// An invalid field.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Invalid {
@@ -106,6 +115,10 @@ impl From<FlowError> for Problem {
                 "insufficient_scope",
                 refusal.to_string(),
             ),
+            unavailable @ FlowError::Database(_) if unavailable.is_unavailable() => {
+                tracing::warn!(error = %unavailable, "flow request: database unavailable");
+                Problem::database_unavailable()
+            }
             internal @ (FlowError::Database(_)
             | FlowError::Keyring(_)
             | FlowError::Client(_)
@@ -272,6 +285,10 @@ impl IntoResponse for HopError {
                     .headers_mut()
                     .insert(axum::http::header::RETRY_AFTER, retry_after(&refused));
                 response
+            }
+            Self::Internal { context, source } if source.is_unavailable() => {
+                tracing::warn!(error = %source, context, "a browser hop: database unavailable");
+                pages::unavailable()
             }
             Self::Internal { context, source } => {
                 tracing::error!(error = %source, context, "a browser hop failed");

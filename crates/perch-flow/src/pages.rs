@@ -60,6 +60,23 @@ pub(crate) fn internal() -> Response {
     )
 }
 
+/// The 503 page while the database is unavailable (a restart, a
+/// failover), with `Retry-After`. Callers log the cause first.
+pub(crate) fn unavailable() -> Response {
+    let mut response = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Sign-in is briefly unavailable",
+        "Perch cannot reach its database for a moment, so this step could not be completed. \
+         Nothing was half-done: wait a few seconds and try again.",
+        None,
+    );
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from(perch_core::unavailable::RETRY_AFTER.as_secs()),
+    );
+    response
+}
+
 /// A 302 to `redirect_uri` with `params` appended to whatever query it has.
 pub(crate) fn redirect_with(redirect_uri: &str, params: &[(&str, &str)]) -> Response {
     match url::Url::parse(redirect_uri) {

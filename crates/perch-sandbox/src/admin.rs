@@ -23,6 +23,10 @@ fn problem(error: SandboxError) -> Problem {
         SandboxError::Conflict(detail) => Problem::conflict(detail),
         SandboxError::NotFound(what) => Problem::not_found(what),
         SandboxError::Busy => Problem::unavailable("password hashing is busy; retry shortly"),
+        unavailable if unavailable.is_unavailable() => {
+            tracing::warn!(error = %unavailable, "sandbox admin: database unavailable");
+            Problem::database_unavailable()
+        }
         other => {
             tracing::error!(error = %other, "sandbox admin: internal error");
             Problem::internal()

@@ -33,6 +33,11 @@ pub enum SandboxError {
 }
 
 impl SandboxError {
+    /// Whether this is the database being unavailable (503, not 500).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Database(error) if perch_core::unavailable::is_unavailable(error))
+    }
+
     pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Invalid {
             field: field.into(),

@@ -99,6 +99,23 @@ fn whoa(status: StatusCode) -> Response {
 }
 
 fn internal(error: &SandboxError) -> Response {
+    if error.is_unavailable() {
+        tracing::warn!(%error, "sandbox page: database unavailable");
+        let mut response = html_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            html::page(
+                "Perch Sandbox — briefly unavailable",
+                "<h1>Briefly unavailable</h1><p>The sandbox cannot reach its database for a \
+                 moment. Please wait a few seconds and try again.</p>",
+            ),
+            &[],
+        );
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(perch_core::unavailable::RETRY_AFTER.as_secs()),
+        );
+        return response;
+    }
     tracing::error!(%error, "sandbox page: internal error");
     html_response(
         StatusCode::INTERNAL_SERVER_ERROR,

@@ -92,6 +92,20 @@ impl ApiError {
                 response.headers_mut().extend(headers.clone());
                 return response;
             }
+            Self::Internal(error) if error.is_unavailable() => {
+                tracing::warn!(%error, "sandbox: database unavailable");
+                let mut response = (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::CONTENT_TYPE, JSON)],
+                    error_body(130, "Over capacity"),
+                )
+                    .into_response();
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(perch_core::unavailable::RETRY_AFTER.as_secs()),
+                );
+                return response;
+            }
             Self::Internal(error) => {
                 tracing::error!(%error, "sandbox: internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, 131, "Internal error")

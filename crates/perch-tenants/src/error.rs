@@ -39,6 +39,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether this is the database being unavailable (503, not 500).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Database(error) if perch_core::unavailable::is_unavailable(error))
+    }
+
     /// An invalid field.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Invalid {
@@ -74,6 +79,10 @@ impl From<Error> for Problem {
                 "last_api_key",
                 Error::LastApiKey.to_string(),
             ),
+            unavailable @ Error::Database(_) if unavailable.is_unavailable() => {
+                tracing::warn!(error = %unavailable, "tenant API request: database unavailable");
+                Problem::database_unavailable()
+            }
             internal @ (Error::Database(_) | Error::Keyring(_) | Error::Sandbox(_)) => {
                 tracing::error!(error = %internal, "tenant API request failed");
                 Problem::internal()

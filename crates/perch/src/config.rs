@@ -154,7 +154,8 @@ pub fn search_path(env: &impl Env) -> Vec<std::path::PathBuf> {
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 impl DatabaseConfig {
-    /// Reads `DATABASE_URL` (required) and `PERCH_DB_MAX_CONNECTIONS`.
+    /// Reads `DATABASE_URL` (required), `PERCH_DB_MAX_CONNECTIONS` and
+    /// `PERCH_DB_ACQUIRE_TIMEOUT_SECS`.
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         let url = non_empty(env, "DATABASE_URL").ok_or(ConfigError::Missing("DATABASE_URL"))?;
         validate_database_url(&url)?;
@@ -166,10 +167,14 @@ impl DatabaseConfig {
                 .filter(|n| (1..=1000).contains(n))
                 .ok_or_else(|| invalid("PERCH_DB_MAX_CONNECTIONS", "expected 1..=1000"))?,
         };
+        let acquire_timeout = seconds(env, "PERCH_DB_ACQUIRE_TIMEOUT_SECS", 5)?;
+        if acquire_timeout.is_zero() || acquire_timeout > Duration::from_secs(60) {
+            return Err(invalid("PERCH_DB_ACQUIRE_TIMEOUT_SECS", "expected 1..=60"));
+        }
         Ok(Self {
             url: SecretString::new(url),
             max_connections,
-            acquire_timeout: Duration::from_secs(5),
+            acquire_timeout,
         })
     }
 }
@@ -520,6 +525,25 @@ mod tests {
             config.audit_retention,
             Some(Duration::from_secs(400 * 86_400))
         );
+    }
+
+    #[test]
+    fn the_acquire_timeout_is_whole_seconds_from_one_to_sixty() {
+        let read = |value: &'static str| {
+            let env = [
+                ("DATABASE_URL", "postgres://postgres@127.0.0.1/perch"),
+                ("PERCH_DB_ACQUIRE_TIMEOUT_SECS", value),
+            ];
+            DatabaseConfig::from_env(&VecEnv(env.to_vec())).map(|c| c.acquire_timeout)
+        };
+        let default = DatabaseConfig::from_env(&[("DATABASE_URL", "postgres://h/db")]).unwrap();
+        assert_eq!(default.acquire_timeout, Duration::from_secs(5));
+        assert_eq!(read("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(read("60").unwrap(), Duration::from_secs(60));
+        for bad in ["0", "61", "-1", "1.5", "soon"] {
+            let error = read(bad).unwrap_err().to_string();
+            assert!(error.contains("PERCH_DB_ACQUIRE_TIMEOUT_SECS"), "{error}");
+        }
     }
 
     #[test]

@@ -2,10 +2,8 @@
 
 use std::str::FromStr;
 
-use std::time::Duration;
-
+use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgPool};
 
 use crate::config::DatabaseConfig;
 
@@ -51,35 +49,61 @@ fn target(options: &PgConnectOptions) -> String {
     )
 }
 
-/// A pooled connection idle for less than this is handed out without a
-/// ping: sqlx already pings every connection when it goes back to the pool,
-/// so one released this recently was alive a moment ago. Pinging on every
-/// acquire too would add a round trip to each of a request's statements.
-const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
-
 /// Opens a pool and proves the server answers.
+///
+/// Every connection is tested (a `Sync` round trip) before it is handed
+/// out: one that Postgres closed while it sat in the pool (a restart, a
+/// crash, a failover, a terminated backend) fails the test, is discarded,
+/// and the acquire goes on with another or a new one, up to the acquire
+/// timeout. So no statement is ever sent on a connection already known
+/// dead, and none needs retrying (ARCHITECTURE.md, "Connection loss").
 pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, DbError> {
     let options = connect_options(config)?;
     let target = target(&options);
     let pool = PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(config.acquire_timeout)
-        .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for >= PING_IF_IDLE_FOR {
-                    conn.ping().await?;
-                }
-                Ok(true)
-            })
-        })
+        .test_before_acquire(true)
         .connect_with(options)
         .await
         .map_err(|e| DbError::Unreachable {
             target,
-            reason: strip_url(&e.to_string(), config.url.expose()),
+            reason: explain(&e, &strip_url(&e.to_string(), config.url.expose())),
         })?;
     Ok(pool)
+}
+
+/// The driver's reason, led by what it means for the operator when it is
+/// a TLS failure (`sslmode`, `sslrootcert`).
+fn explain(error: &sqlx::Error, reason: &str) -> String {
+    // rustls's verdicts reach us as I/O errors (the handshake runs inside
+    // the stream) or as TLS errors (setting it up).
+    let tls = matches!(error, sqlx::Error::Tls(_) | sqlx::Error::Io(_));
+    let hint = if !tls {
+        None
+    } else if reason.contains("UnknownIssuer") {
+        Some(
+            "the server's TLS certificate is not signed by a trusted CA (the one in \
+             sslrootcert, or a public root without it)",
+        )
+    } else if reason.contains("NotValidForName") || reason.contains("not valid for name") {
+        Some(
+            "the server's TLS certificate is not valid for the host name in DATABASE_URL \
+             (sslmode=verify-full and verify-ca check it)",
+        )
+    } else if reason.contains("Expired") {
+        Some("the server's TLS certificate has expired")
+    } else if reason.contains("does not support TLS") {
+        Some("the server does not accept TLS, and sslmode requires it")
+    } else if matches!(error, sqlx::Error::Tls(_)) {
+        Some("the TLS connection to the server failed")
+    } else {
+        None
+    };
+    match hint {
+        Some(hint) => format!("{hint}: {reason}"),
+        None => reason.to_owned(),
+    }
 }
 
 /// Applies every pending migration.
@@ -88,4 +112,29 @@ pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
         .run(pool)
         .await
         .map_err(|e| DbError::Migrate(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io(message: &str) -> sqlx::Error {
+        sqlx::Error::Io(std::io::Error::other(message.to_owned()))
+    }
+
+    #[test]
+    fn tls_refusals_are_explained() {
+        let reason = "invalid peer certificate: UnknownIssuer";
+        assert!(
+            explain(&io(reason), reason).starts_with("the server's TLS certificate is not signed")
+        );
+        let reason = r#"invalid peer certificate: certificate not valid for name "10.0.0.5""#;
+        assert!(explain(&io(reason), reason).contains("not valid for the host name"));
+        let reason = "connection refused";
+        assert_eq!(explain(&io(reason), reason), reason);
+        assert_eq!(
+            explain(&sqlx::Error::PoolTimedOut, "pool timed out"),
+            "pool timed out"
+        );
+    }
 }

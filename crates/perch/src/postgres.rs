@@ -663,6 +663,41 @@ impl Cluster {
         }
     }
 
+    /// The data directory (`dir()/data`), for the settings files.
+    pub fn data_dir(&self) -> &Path {
+        &self.pgdata
+    }
+
+    /// Runs `pg_ctl ACTION -D <data> ARGS...` (as `postgres` when root), e.g.
+    /// `restart -m immediate` or `promote`; its stdout.
+    pub fn pg_ctl(&self, action: &str, args: &[&str]) -> Result<String, PgError> {
+        let mut all = vec![
+            action.to_owned(),
+            "-D".to_owned(),
+            self.pgdata.display().to_string(),
+        ];
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        let command = self.run_as.command(&self.binaries.pg_ctl, &all, &self.dir);
+        run(&format!("pg_ctl {action}"), command)
+    }
+
+    /// Runs another program of the same installation (`pg_basebackup`,
+    /// `psql`, ...) with `args`, as `pg_ctl` is run; its stdout.
+    pub fn tool(&self, program: &str, args: &[&str]) -> Result<String, PgError> {
+        // Beside pg_ctl, or beside what it links to (a /usr/local/bin link
+        // into the installation's own bin/).
+        let real = std::fs::canonicalize(&self.binaries.pg_ctl).ok();
+        let path = [Some(self.binaries.pg_ctl.clone()), real]
+            .into_iter()
+            .flatten()
+            .filter_map(|pg_ctl| pg_ctl.parent().map(|dir| dir.join(program)))
+            .find(|path| path.is_file())
+            .ok_or(PgError::NotInstalled)?;
+        let all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        let command = self.run_as.command(&path, &all, &self.dir);
+        run(program, command)
+    }
+
     /// Leaves the server running after this value is gone (for the next
     /// process to find with [`Cluster::running_port`]); its port.
     pub fn leave_running(mut self) -> u16 {

@@ -20,6 +20,7 @@ mod flow_replay;
 mod flow_upstream;
 mod foundation;
 mod observability;
+mod oidc;
 mod pages;
 mod pushed_logins;
 mod rate_limits;

@@ -1025,3 +1025,62 @@ async fn authlib_signs_in_and_follows_a_key_rotation() {
     assert_eq!(second["claims"]["sub"], first["claims"]["sub"]);
     assert_eq!(second["userinfo"]["sub"], first["claims"]["sub"]);
 }
+
+#[tokio::test]
+async fn signing_keys_are_sealed_and_follow_an_encryption_key_rotation() {
+    let old_entry = perch_core::Keyring::generate_entry("old");
+    let new_entry = perch_core::Keyring::generate_entry("new");
+    let fixture = Fixture::new(TestServerOptions {
+        encryption_keys: format!("{old_entry},{new_entry}"),
+        ..TestServerOptions::default()
+    })
+    .await;
+    // The first JWKS request makes the tenant's keys, sealed under "old".
+    let jwks = reqwest::get(format!("{}/jwks.json", issuer(&fixture)))
+        .await
+        .unwrap();
+    assert_eq!(jwks.status(), 200);
+    let pool = &fixture.server.db.pool;
+    let stored: Vec<(String, Vec<u8>)> =
+        sqlx::query_as("SELECT private_key_key_id, private_key_sealed FROM oidc_signing_keys")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    assert_eq!(stored.len(), 4);
+    assert!(stored.iter().all(|(key_id, _)| key_id == "old"));
+    // Sealed: no PKCS#8 header in sight.
+    let pkcs8_rsa = [0x30, 0x82];
+    assert!(
+        stored
+            .iter()
+            .all(|(_, sealed)| !sealed.starts_with(&pkcs8_rsa))
+    );
+
+    let rotation = perch_core::Keyring::parse(&format!("{new_entry},{old_entry}")).unwrap();
+    let done =
+        perch_core::rotation::rotate_batch(pool, &rotation, &perch_flow::oidc::SEALED_COLUMN, 10)
+            .await
+            .unwrap();
+    assert_eq!(done, 4);
+    // The server opens the re-sealed keys: a token is still signed and verifies.
+    let browser = fixture.server.browser();
+    let url = authorize_url(&fixture, "&response_type=code&scope=openid&state=s");
+    let code = query_param(&sign_in(&fixture, &browser, &url, "alice").await, "code").unwrap();
+    let (status, body, _) = token(
+        &fixture,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT_URI),
+        ],
+        true,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    verify(&fixture, body["id_token"].as_str().unwrap()).await;
+    assert!(
+        perch::cli::sealed_columns()
+            .iter()
+            .any(|c| c.table == "oidc_signing_keys")
+    );
+}

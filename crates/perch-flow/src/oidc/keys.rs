@@ -142,6 +142,23 @@ pub(crate) async fn signing_key(
     Ok((key.kid, PrivateKey::from_der(der)))
 }
 
+/// 409 `rotation_too_soon` while `next` has been published for less than
+/// the JWKS cache lifetime.
+fn too_soon(next: &KeyRow, now: OffsetDateTime) -> Result<(), FlowError> {
+    if next.created_at + JWKS_MAX_AGE > now {
+        return Err(FlowError::Conflict {
+            code: "rotation_too_soon",
+            detail: format!(
+                "the next {} key has been published for less than {} seconds; relying \
+                 parties may not have fetched it yet",
+                next.alg.as_str(),
+                JWKS_MAX_AGE.whole_seconds()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// A signing key, as the tenant API shows it (public parts only).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct KeyView {
@@ -252,6 +269,13 @@ pub async fn rotate_handler(
         ensure(&state, tenant_id, alg).await?;
     }
     let now = state.clock().now();
+    // Refused before any key is generated, so a refused rotation costs no
+    // RSA work; checked again under the row locks below.
+    for alg in ALGS {
+        if let Some(next) = store::next_key(state.pool(), tenant_id, alg).await? {
+            too_soon(&next, now)?;
+        }
+    }
     // Generated before the transaction: no row lock waits on RSA.
     let mut fresh = Vec::new();
     for alg in ALGS {
@@ -274,17 +298,7 @@ pub async fn rotate_handler(
         let next = store::key_in_state_for_update(&mut tx, tenant_id, alg, KeyState::Next)
             .await?
             .ok_or(FlowError::Oidc("no next signing key".to_owned()))?;
-        if next.created_at + JWKS_MAX_AGE > now {
-            return Err(FlowError::Conflict {
-                code: "rotation_too_soon",
-                detail: format!(
-                    "the next {} key has been published for less than {} seconds; relying \
-                     parties may not have fetched it yet",
-                    alg.as_str(),
-                    JWKS_MAX_AGE.whole_seconds()
-                ),
-            });
-        }
+        too_soon(&next, now)?;
         store::retire_key(
             &mut tx,
             tenant_id,

@@ -103,6 +103,22 @@ pub async fn current_key(
     .await
 }
 
+/// The tenant's next key for `alg` (published, not signing yet).
+pub async fn next_key(
+    exec: impl PgExecutor<'_>,
+    tenant_id: TenantId,
+    alg: IdTokenAlg,
+) -> Result<Option<KeyRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT * FROM oidc_signing_keys WHERE tenant_id = $1 AND alg = $2 AND state = $3",
+    )
+    .bind(tenant_id)
+    .bind(alg)
+    .bind(KeyState::Next)
+    .fetch_optional(exec)
+    .await
+}
+
 /// The tenant's key of `alg` in `state` (`next` or `current`), locked
 /// until the transaction ends.
 pub async fn key_in_state_for_update(

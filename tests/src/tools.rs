@@ -1,7 +1,8 @@
 //! The programs outside Rust that some suites drive: Python with
-//! requests-oauthlib (the third-party client run) and Chromium with
-//! Playwright on Node (the page and real-browser runs), Postgres's own
-//! programs and HAProxy (the fault runs). `scripts/test.sh`
+//! requests-oauthlib and authlib (the third-party client runs), Chromium
+//! with Playwright on Node (the page and real-browser runs), openid-client
+//! on Node (the OpenID Connect relying-party run), Postgres's own programs
+//! and HAProxy (the fault runs). `scripts/test.sh`
 //! installs the Python and Node parts; `.ci/run` installs the system
 //! packages.
 //!
@@ -133,6 +134,24 @@ pub fn openssl() -> bool {
         missing(Suite::Openssl, "no openssl on PATH");
     }
     found
+}
+
+/// `tests/browser`, where `oidc_client.mjs` runs openid-client, once Node
+/// and openid-client are there; `None` skips the caller.
+pub fn openid_client() -> Option<PathBuf> {
+    if !on_path("node") {
+        missing(Suite::ThirdPartyClient, "no node on PATH");
+        return None;
+    }
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
+    if !scripts.join("node_modules/openid-client").exists() {
+        missing(
+            Suite::ThirdPartyClient,
+            "openid-client is not installed in tests/browser; scripts/test.sh installs it",
+        );
+        return None;
+    }
+    Some(scripts)
 }
 
 /// The first Chromium on `PATH`, without skipping or failing.

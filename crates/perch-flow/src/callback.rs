@@ -206,6 +206,7 @@ async fn denied(state: &FlowState, app: &App, flow: LoginFlow, meta: &RequestMet
         tracing::error!(%error, "auditing a denied login");
     }
     HopError::SendBack {
+        iss: oidc_issuer(state, &flow),
         redirect_uri: flow.redirect_uri,
         state: flow.state,
         error: "access_denied",
@@ -292,9 +293,10 @@ async fn approved(
     {
         Ok(code) => {
             state.metrics().completed();
+            let iss = oidc_issuer(state, &flow).unwrap_or_default();
             Ok(pages::redirect_with(
                 &flow.redirect_uri,
-                &[("code", &code), ("state", &flow.state)],
+                &[("code", &code), ("state", &flow.state), ("iss", &iss)],
             ))
         }
         Err(error) => {
@@ -302,6 +304,7 @@ async fn approved(
             // (with `server_error`) rather than to a dead end.
             tracing::error!(%error, "linking an account");
             Err(HopError::SendBack {
+                iss: oidc_issuer(state, &flow),
                 redirect_uri: flow.redirect_uri,
                 state: flow.state,
                 error: "server_error",
@@ -309,6 +312,14 @@ async fn approved(
             })
         }
     }
+}
+
+/// The issuer an OIDC login answers with (RFC 9207 `iss`); `None` for a
+/// native login.
+fn oidc_issuer(state: &FlowState, flow: &LoginFlow) -> Option<String> {
+    flow.oidc_scope
+        .as_ref()
+        .map(|_| crate::oidc::issuer(state, flow.tenant_id))
 }
 
 /// The upstream call of the callback hop that failed.
@@ -380,6 +391,7 @@ async fn failed(
         tracing::error!(%error, "auditing a failed login");
     }
     HopError::SendBack {
+        iss: oidc_issuer(state, &flow),
         redirect_uri: flow.redirect_uri,
         state: flow.state,
         error,
@@ -456,6 +468,12 @@ async fn link(
             account_id: account.id,
             subject: flow.subject.clone(),
             code_challenge: flow.code_challenge.clone(),
+            oidc: flow.oidc_scope.as_ref().map(|scope| store::OidcGrant {
+                scope: scope.clone(),
+                nonce: flow.oidc_nonce.clone(),
+                redirect_uri: flow.redirect_uri.clone(),
+                auth_time: now,
+            }),
         },
         now + CODE_TTL,
         &event,

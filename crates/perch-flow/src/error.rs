@@ -44,6 +44,17 @@ pub enum FlowError {
     /// The tenant crate refused or failed (it converts its own errors).
     #[error(transparent)]
     Tenants(#[from] perch_tenants::Error),
+    /// A conflict with the object's state (409, with its own `code`).
+    #[error("{code}: {detail}")]
+    Conflict {
+        /// The stable machine code.
+        code: &'static str,
+        /// What conflicts.
+        detail: String,
+    },
+    /// The OpenID Provider's keys or tokens failed (an opaque 500).
+    #[error("oidc: {0}")]
+    Oidc(String),
     /// The database failed.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
@@ -97,6 +108,9 @@ impl From<FlowError> for Problem {
                 "the query string does not parse",
             ),
             FlowError::NotFound(what) => Problem::not_found(what),
+            FlowError::Conflict { code, detail } => {
+                Problem::new(StatusCode::CONFLICT, code, detail)
+            }
             FlowError::InvalidGrant(detail) => {
                 Problem::new(StatusCode::BAD_REQUEST, "invalid_grant", detail)
             }
@@ -120,6 +134,7 @@ impl From<FlowError> for Problem {
                 Problem::database_unavailable()
             }
             internal @ (FlowError::Database(_)
+            | FlowError::Oidc(_)
             | FlowError::Keyring(_)
             | FlowError::Client(_)
             | FlowError::ProviderUrl(_)) => {
@@ -188,6 +203,8 @@ pub enum HopError {
         error: &'static str,
         /// How it is counted; `None` when the user cancelled (a denial).
         reason: Option<FailReason>,
+        /// The issuer, for an OpenID Connect login (RFC 9207 `iss`).
+        iss: Option<String>,
     },
     /// Over a rate-limit budget: a 429 page with `Retry-After`; nothing
     /// was stored and nothing sent upstream.
@@ -268,8 +285,16 @@ impl IntoResponse for HopError {
                 redirect_uri,
                 state,
                 error,
+                iss,
                 ..
-            } => pages::redirect_with(&redirect_uri, &[("error", error), ("state", &state)]),
+            } => pages::redirect_with(
+                &redirect_uri,
+                &[
+                    ("error", error),
+                    ("state", &state),
+                    ("iss", iss.as_deref().unwrap_or("")),
+                ],
+            ),
             Self::RateLimited(refused) => {
                 let mut response = pages::error(
                     StatusCode::TOO_MANY_REQUESTS,

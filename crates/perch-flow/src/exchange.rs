@@ -68,7 +68,7 @@ pub struct ExchangeResponse {
 pub const VERIFIER_PATTERN: &str = "^[A-Za-z0-9._~-]{43,128}$";
 
 /// RFC 7636 §4.1: 43 to 128 characters from the unreserved set.
-fn is_valid_verifier(verifier: &str) -> bool {
+pub(crate) fn is_valid_verifier(verifier: &str) -> bool {
     (43..=128).contains(&verifier.len())
         && verifier
             .bytes()
@@ -260,6 +260,7 @@ async fn exchange(
         client_authenticated,
         public_client: app.client_type == ClientType::Public && !wrong_secret,
         computed_challenge: computed_challenge.as_deref(),
+        oidc_redirect_uri: None,
     };
 
     tracing::Span::current().record("app_id", tracing::field::display(app_id));

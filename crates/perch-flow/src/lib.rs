@@ -25,6 +25,7 @@ pub mod exchange;
 pub mod fixtures;
 pub mod login;
 pub mod metrics;
+pub mod oidc;
 mod openapi;
 mod pages;
 pub mod pushed;
@@ -222,6 +223,7 @@ pub const SEALED_COLUMNS: &[SealedColumn] = &[
         row_columns: &["tenant_id", "app_id", "provider_user_id"],
         associated_data: |row| account_aad(row, "access_token_secret"),
     },
+    oidc::SEALED_COLUMN,
 ];
 
 /// `HEAD` on the two browser hops: 405 with `Allow: GET`, touching nothing.
@@ -270,6 +272,23 @@ pub fn router(state: FlowState) -> Router {
             get(accounts::credentials_handler),
         )
         .route("/v1/audit-events", get(audit_events::list_handler))
+        .route("/v1/oidc/keys", get(oidc::keys::list_handler))
+        .route("/v1/oidc/keys/rotate", post(oidc::keys::rotate_handler))
+        .route(
+            "/oidc/{tenant_id}/.well-known/openid-configuration",
+            get(oidc::discovery_handler),
+        )
+        .route("/oidc/{tenant_id}/jwks.json", get(oidc::jwks_handler))
+        .route(
+            "/oidc/{tenant_id}/authorize",
+            get(oidc::authorize::handler).head(head_refused),
+        )
+        .route("/oidc/{tenant_id}/par", post(oidc::authorize::par_handler))
+        .route("/oidc/{tenant_id}/token", post(oidc::token::token_handler))
+        .route(
+            "/oidc/{tenant_id}/userinfo",
+            get(oidc::token::userinfo_handler).post(oidc::token::userinfo_handler),
+        )
         .layer(DefaultBodyLimit::max(
             perch_tenants::extract::MAX_BODY_BYTES,
         ))

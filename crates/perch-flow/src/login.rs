@@ -37,6 +37,18 @@ pub(crate) struct LoginParams {
     pub(crate) force_login: bool,
     pub(crate) screen_name: Option<String>,
     pub(crate) code_challenge: Option<String>,
+    /// The OpenID Connect request, when the login came through an issuer's
+    /// authorization endpoint.
+    pub(crate) oidc: Option<OidcParams>,
+}
+
+/// What an OpenID Connect authorization request adds to a login.
+#[derive(Debug, Clone)]
+pub(crate) struct OidcParams {
+    /// The granted scope (`openid`, and `profile` / `email` if asked).
+    pub(crate) scope: String,
+    /// The relying party's nonce, echoed in the ID token.
+    pub(crate) nonce: Option<String>,
 }
 
 /// Parses a query string, refusing repeated parameters (which one would
@@ -254,6 +266,7 @@ pub(crate) fn check_login_for(
         force_login,
         screen_name,
         code_challenge,
+        oidc: None,
     })
 }
 
@@ -345,8 +358,22 @@ async fn start(
     let now = state.clock().now();
     let params = match pushed_request_uri(&pairs)? {
         None => validate(&app, &pairs)?,
-        Some(request_uri) => crate::pushed::consume(state, &app, &request_uri, now).await?,
+        Some(request_uri) => crate::pushed::consume(state, &app, &request_uri, now, false).await?,
     };
+    begin(state, &app, params, headers, meta, now).await
+}
+
+/// Step 1 for checked parameters (a link's, a pushed login's or an OIDC
+/// authorization request's): the request token, the pending login, the
+/// redirect to the provider.
+pub(crate) async fn begin(
+    state: &FlowState,
+    app: &App,
+    params: LoginParams,
+    headers: &HeaderMap,
+    meta: &RequestMeta,
+    now: time::OffsetDateTime,
+) -> Result<Response, HopError> {
     let consumer_secret = app
         .consumer_secret(state.keyring())
         .map_err(HopError::internal("opening the consumer secret"))?;
@@ -366,7 +393,7 @@ async fn start(
         .await
     {
         Ok(token) => token,
-        Err(failure) => return Err(upstream_failed(state, &app, params, meta, &failure).await),
+        Err(failure) => return Err(upstream_failed(state, app, params, meta, &failure).await),
     };
 
     let login_id = LoginId::new(now);
@@ -390,6 +417,8 @@ async fn start(
         state: params.state.clone(),
         subject: params.subject.clone(),
         code_challenge: params.code_challenge.clone(),
+        oidc_scope: params.oidc.as_ref().map(|o| o.scope.clone()),
+        oidc_nonce: params.oidc.as_ref().and_then(|o| o.nonce.clone()),
         browser_digest: token::digest(&binding).to_vec(),
         status: LoginStatus::Pending,
         created_at: now,
@@ -460,6 +489,10 @@ async fn upstream_failed(
         tracing::error!(%error, "auditing a failed login start");
     }
     HopError::SendBack {
+        iss: params
+            .oidc
+            .as_ref()
+            .map(|_| crate::oidc::issuer(state, app.tenant_id)),
         redirect_uri: params.redirect_uri,
         state: params.state,
         error: "temporarily_unavailable",

@@ -70,6 +70,8 @@ impl Modify for ClientBasic {
         crate::accounts::delete_handler,
         crate::accounts::credentials_handler,
         crate::audit_events::list_handler,
+        crate::oidc::keys::list_handler,
+        crate::oidc::keys::rotate_handler,
     ),
     components(schemas(
         AccountIdSchema,
@@ -84,6 +86,7 @@ impl Modify for ClientBasic {
         (name = "logins", description = "Completing a hosted login on the tenant's server"),
         (name = "accounts", description = "Linked Twitter accounts"),
         (name = "audit", description = "The tenant's audit trail"),
+        (name = "oidc", description = "The tenant's OpenID Connect issuer, `{PUBLIC_URL}/oidc/{tenant_id}`: its signing keys"),
     )
 )]
 struct FlowApi;

@@ -134,10 +134,7 @@ pub async fn handler(
     .map_err(|e| FlowError::invalid(e.field, e.message))?;
 
     let now = state.clock().now();
-    let request_uri = format!(
-        "{REQUEST_URI_PREFIX}{}",
-        token::random_alphanumeric(REQUEST_URI_RANDOM_LEN)
-    );
+    let request_uri = mint_request_uri();
     let pushed = store::PushedLogin {
         tenant_id: app.tenant_id,
         app_id: app.id,
@@ -147,6 +144,8 @@ pub async fn handler(
         force_login: params.force_login,
         screen_name: params.screen_name,
         code_challenge: params.code_challenge,
+        oidc_scope: None,
+        oidc_nonce: None,
         created_at: now,
         expires_at: now + PUSHED_LOGIN_TTL,
     };
@@ -178,6 +177,14 @@ pub async fn handler(
     ))
 }
 
+/// A fresh `request_uri` (RFC 9126 §2.2's URN form).
+pub(crate) fn mint_request_uri() -> String {
+    format!(
+        "{REQUEST_URI_PREFIX}{}",
+        token::random_alphanumeric(REQUEST_URI_RANDOM_LEN)
+    )
+}
+
 /// The app named and proved by HTTP Basic `app_id:client_secret`: a push
 /// always needs the secret (only the tenant's server pushes).
 async fn authenticate_app(state: &FlowState, headers: &HeaderMap) -> Result<App, FlowError> {
@@ -194,24 +201,36 @@ async fn authenticate_app(state: &FlowState, headers: &HeaderMap) -> Result<App,
 
 /// Takes the pushed login `request_uri` names for `app` (single use) and
 /// checks its parameters again against the app as it is now (a callback
-/// URL removed since the push no longer receives anyone).
+/// URL removed since the push no longer receives anyone). A login pushed
+/// to an issuer's PAR endpoint is taken only by its authorization endpoint
+/// (`oidc`), and a native push only by the login link.
 pub(crate) async fn consume(
     state: &FlowState,
     app: &App,
     request_uri: &str,
     now: OffsetDateTime,
+    oidc: bool,
 ) -> Result<LoginParams, HopError> {
+    let unusable = || {
+        HopError::bad_link(
+            "This sign-in link was already used, has expired, or is for another app. \
+             Start again from the site you were signing in to.",
+        )
+    };
     let pushed =
         store::consume_pushed_login(state.pool(), &token::digest(request_uri), app.id, now)
             .await
             .map_err(HopError::internal("taking a pushed login"))?
-            .ok_or_else(|| {
-                HopError::bad_link(
-                    "This sign-in link was already used, has expired, or is for another app. \
-                 Start again from the site you were signing in to.",
-                )
-            })?;
-    check_login(
+            .filter(|pushed| pushed.oidc_scope.is_some() == oidc)
+            .ok_or_else(unusable)?;
+    let oidc = pushed
+        .oidc_scope
+        .clone()
+        .map(|scope| crate::login::OidcParams {
+            scope,
+            nonce: pushed.oidc_nonce.clone(),
+        });
+    let mut params = check_login(
         app,
         RawLogin {
             redirect_uri: Some(pushed.redirect_uri),
@@ -224,5 +243,7 @@ pub(crate) async fn consume(
         },
         false,
     )
-    .map_err(|e| HopError::bad_link(e.message))
+    .map_err(|e| HopError::bad_link(e.message))?;
+    params.oidc = oidc;
+    Ok(params)
 }

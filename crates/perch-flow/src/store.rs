@@ -46,6 +46,10 @@ pub struct LoginFlow {
     pub subject: Option<String>,
     /// PKCE S256 challenge, if any.
     pub code_challenge: Option<String>,
+    /// The OpenID Connect scope (an OIDC login; `None` for a native one).
+    pub oidc_scope: Option<String>,
+    /// The OpenID Connect nonce.
+    pub oidc_nonce: Option<String>,
     /// SHA-256 of the browser-binding cookie.
     pub browser_digest: Vec<u8>,
     /// Pending or claimed.
@@ -80,8 +84,8 @@ pub async fn insert_login(exec: impl PgExecutor<'_>, flow: &LoginFlow) -> Result
     sqlx::query(
         "INSERT INTO login_flows (request_token, id, tenant_id, app_id, token_secret_key_id, \
          token_secret_sealed, redirect_uri, state, subject, code_challenge, browser_digest, \
-         status, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+         status, created_at, expires_at, oidc_scope, oidc_nonce) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
     )
     .bind(&flow.request_token)
     .bind(flow.id)
@@ -97,6 +101,8 @@ pub async fn insert_login(exec: impl PgExecutor<'_>, flow: &LoginFlow) -> Result
     .bind(flow.status)
     .bind(flow.created_at)
     .bind(flow.expires_at)
+    .bind(&flow.oidc_scope)
+    .bind(&flow.oidc_nonce)
     .execute(exec)
     .await?;
     Ok(())
@@ -452,6 +458,63 @@ pub struct CodeRow {
     pub subject: Option<String>,
     /// PKCE S256 challenge, if the login had one.
     pub code_challenge: Option<String>,
+    /// The OpenID Connect grant, for a code minted by an OIDC login.
+    pub oidc: Option<OidcGrant>,
+}
+
+/// What an OpenID Connect code carries to the token endpoint.
+#[derive(Debug, Clone)]
+pub struct OidcGrant {
+    /// The granted scope.
+    pub scope: String,
+    /// The relying party's nonce.
+    pub nonce: Option<String>,
+    /// The authorization request's `redirect_uri`, which the token
+    /// request must repeat.
+    pub redirect_uri: String,
+    /// When the user signed in.
+    pub auth_time: OffsetDateTime,
+}
+
+impl CodeRow {
+    fn oidc_columns(
+        &self,
+    ) -> (
+        Option<&str>,
+        Option<&str>,
+        Option<&str>,
+        Option<OffsetDateTime>,
+    ) {
+        match &self.oidc {
+            Some(grant) => (
+                Some(grant.scope.as_str()),
+                grant.nonce.as_deref(),
+                Some(grant.redirect_uri.as_str()),
+                Some(grant.auth_time),
+            ),
+            None => (None, None, None, None),
+        }
+    }
+}
+
+fn decode_grant(row: &PgRow) -> Result<Option<OidcGrant>, sqlx::Error> {
+    let scope: Option<String> = row.try_get("oidc_scope")?;
+    let Some(scope) = scope else {
+        return Ok(None);
+    };
+    let redirect_uri: Option<String> = row.try_get("oidc_redirect_uri")?;
+    let auth_time: Option<OffsetDateTime> = row.try_get("auth_time")?;
+    match (redirect_uri, auth_time) {
+        (Some(redirect_uri), Some(auth_time)) => Ok(Some(OidcGrant {
+            scope,
+            nonce: row.try_get("oidc_nonce")?,
+            redirect_uri,
+            auth_time,
+        })),
+        _ => Err(sqlx::Error::Decode(
+            "an OIDC code without its redirect_uri or auth_time".into(),
+        )),
+    }
 }
 
 /// Stores a new code's digest and the audit event of the login it ends,
@@ -468,10 +531,12 @@ pub async fn insert_code(
         format!(
             "WITH audit AS ({}) \
              INSERT INTO login_codes (code_digest, login_id, tenant_id, app_id, account_id, \
-               subject, code_challenge, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            perch_core::audit::insert_sql(9)
+               subject, code_challenge, expires_at, oidc_scope, oidc_nonce, oidc_redirect_uri, \
+               auth_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            perch_core::audit::insert_sql(13)
         )
     });
+    let (scope, nonce, redirect_uri, auth_time) = code.oidc_columns();
     let query = sqlx::query(SQL.as_str())
         .bind(digest)
         .bind(code.login_id)
@@ -480,7 +545,11 @@ pub async fn insert_code(
         .bind(code.account_id)
         .bind(&code.subject)
         .bind(&code.code_challenge)
-        .bind(expires_at);
+        .bind(expires_at)
+        .bind(scope)
+        .bind(nonce)
+        .bind(redirect_uri)
+        .bind(auth_time);
     perch_core::audit::bind(query, event).execute(exec).await?;
     Ok(())
 }
@@ -507,6 +576,10 @@ pub struct CodeProof<'a> {
     pub public_client: bool,
     /// S256 of the presented `code_verifier`, if one was presented.
     pub computed_challenge: Option<&'a str>,
+    /// Which exchange is claiming: the native one takes only native codes,
+    /// the OIDC token endpoint only OIDC codes, whose `redirect_uri` it
+    /// presents here (RFC 6749 §4.1.3).
+    pub oidc_redirect_uri: Option<&'a str>,
 }
 
 /// How a claim attempt ended.
@@ -535,7 +608,8 @@ pub const MAX_FAILED_EXCHANGES: i32 = 3;
 /// public app. The challenge is compared in SQL: it is no secret (it
 /// travelled in the login link), and only a preimage of it would help.
 const PROOF_HOLDS: &str = "(app_id = $2 AND ($4 OR $5) AND CASE WHEN code_challenge IS NULL \
-     THEN NOT $5 ELSE (code_challenge = $6) IS TRUE END)";
+     THEN NOT $5 ELSE (code_challenge = $6) IS TRUE END \
+     AND oidc_redirect_uri IS NOT DISTINCT FROM $7)";
 
 /// Tries to claim a live code (unused, unexpired, fewer than
 /// [`MAX_FAILED_EXCHANGES`] failed attempts) with `proof`, in one
@@ -560,9 +634,11 @@ pub async fn claim_code(
                  failed_attempts = failed_attempts + CASE WHEN {PROOF_HOLDS} THEN 0 ELSE 1 END \
                WHERE code_digest = $1 AND used_at IS NULL AND expires_at > $3 \
                  AND failed_attempts < {MAX_FAILED_EXCHANGES} \
+                 AND (oidc_scope IS NOT NULL) = ($7::text IS NOT NULL) \
                RETURNING used_at IS NOT NULL AS claimed, failed_attempts, login_id, \
                          tenant_id AS code_tenant_id, app_id AS code_app_id, \
-                         account_id, subject AS code_subject, code_challenge) \
+                         account_id, subject AS code_subject, code_challenge, \
+                         oidc_scope, oidc_nonce, oidc_redirect_uri, auth_time) \
              SELECT c.*, a.* FROM claimed c \
              LEFT JOIN linked_accounts a \
                ON c.claimed AND a.tenant_id = c.code_tenant_id AND a.id = c.account_id"
@@ -575,6 +651,7 @@ pub async fn claim_code(
         .bind(proof.client_authenticated)
         .bind(proof.public_client)
         .bind(proof.computed_challenge)
+        .bind(proof.oidc_redirect_uri)
         .fetch_optional(exec)
         .await?;
     let Some(row) = row else {
@@ -587,6 +664,7 @@ pub async fn claim_code(
         account_id: row.try_get("account_id")?,
         subject: row.try_get("code_subject")?,
         code_challenge: row.try_get("code_challenge")?,
+        oidc: decode_grant(&row)?,
     };
     if row.try_get("claimed")? {
         Ok(CodeClaim::Claimed(ClaimedCode {
@@ -662,6 +740,10 @@ pub struct PushedLogin {
     pub screen_name: Option<String>,
     /// PKCE S256 challenge.
     pub code_challenge: Option<String>,
+    /// The OpenID Connect scope (pushed to an issuer's PAR endpoint).
+    pub oidc_scope: Option<String>,
+    /// The OpenID Connect nonce.
+    pub oidc_nonce: Option<String>,
     /// When it was pushed.
     pub created_at: OffsetDateTime,
     /// When it stops being usable.
@@ -677,8 +759,9 @@ pub async fn insert_pushed_login(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO pushed_logins (request_digest, tenant_id, app_id, redirect_uri, state, \
-           subject, force_login, screen_name, code_challenge, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+           subject, force_login, screen_name, code_challenge, created_at, expires_at, \
+           oidc_scope, oidc_nonce) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(digest)
     .bind(pushed.tenant_id)
@@ -691,6 +774,8 @@ pub async fn insert_pushed_login(
     .bind(&pushed.code_challenge)
     .bind(pushed.created_at)
     .bind(pushed.expires_at)
+    .bind(&pushed.oidc_scope)
+    .bind(&pushed.oidc_nonce)
     .execute(exec)
     .await?;
     Ok(())
@@ -710,7 +795,7 @@ pub async fn consume_pushed_login(
         "DELETE FROM pushed_logins \
          WHERE request_digest = $1 AND app_id = $2 AND expires_at > $3 \
          RETURNING tenant_id, app_id, redirect_uri, state, subject, force_login, \
-                   screen_name, code_challenge, created_at, expires_at",
+                   screen_name, code_challenge, created_at, expires_at, oidc_scope, oidc_nonce",
     )
     .bind(digest)
     .bind(app_id)

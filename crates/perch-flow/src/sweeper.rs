@@ -55,7 +55,7 @@ pub type ExtraSweep = Box<
 pub struct SweepReport {
     /// Expired pending and pushed logins.
     pub logins: u64,
-    /// Expired codes.
+    /// Expired codes (and OIDC access tokens).
     pub codes: u64,
     /// Rows of the extra sweeps.
     pub other: u64,
@@ -83,7 +83,9 @@ pub async fn sweep_once(
         // Pushed logins are logins not yet started: counted with them.
         let logins = store::sweep_expired(pool, Expiring::Logins, now, batch).await?
             + store::sweep_expired(pool, Expiring::PushedLogins, now, batch).await?;
-        let codes = store::sweep_expired(pool, Expiring::Codes, now, batch).await?;
+        // OIDC access tokens live about as long as codes: counted with them.
+        let codes = store::sweep_expired(pool, Expiring::Codes, now, batch).await?
+            + crate::oidc::sweep_access_tokens(pool, now, batch).await?;
         let mut other = 0;
         for sweep in extra {
             other += sweep(pool.clone(), now, batch).await?;

@@ -62,6 +62,21 @@ perch_core::state_enum! {
     }
 }
 
+perch_core::state_enum! {
+    /// Which algorithm signs an app's OpenID Connect ID tokens (OIDC
+    /// Dynamic Client Registration's `id_token_signed_response_alg`).
+    #[derive(Serialize, Deserialize, ToSchema)]
+    pub enum IdTokenAlg {
+        /// RSASSA-PKCS1-v1_5 with SHA-256, the algorithm every relying
+        /// party must support (OIDC Core §15.1). The default.
+        #[serde(rename = "RS256")]
+        Rs256 = "RS256",
+        /// ECDSA P-256 with SHA-256.
+        #[serde(rename = "ES256")]
+        Es256 = "ES256",
+    }
+}
+
 /// An app as stored. This is what the hosted login reads
 /// ([`load_for_login`]): the tenant, the callback URLs, the provider and
 /// its keys (the consumer secret still sealed).
@@ -94,6 +109,8 @@ pub struct App {
     pub updated_at: OffsetDateTime,
     /// Confidential (the default) or public.
     pub client_type: ClientType,
+    /// What signs its ID tokens.
+    pub id_token_signed_response_alg: IdTokenAlg,
 }
 
 impl App {
@@ -122,6 +139,7 @@ impl App {
             },
             sign_in_with_twitter: self.sign_in_with_twitter,
             client_type: self.client_type,
+            id_token_signed_response_alg: self.id_token_signed_response_alg,
             login_url: links.login_url(self.id),
             upstream_callback_url: links.upstream_callback_url(),
             created_at: self.created_at,
@@ -203,6 +221,14 @@ pub struct CreateApp {
     /// verifier and no secret).
     #[serde(default = "confidential")]
     pub client_type: ClientType,
+    /// What signs the app's OpenID Connect ID tokens: `RS256` (default)
+    /// or `ES256`.
+    #[serde(default = "rs256")]
+    pub id_token_signed_response_alg: IdTokenAlg,
+}
+
+fn rs256() -> IdTokenAlg {
+    IdTokenAlg::Rs256
 }
 
 fn confidential() -> ClientType {
@@ -233,6 +259,9 @@ pub struct UpdateApp {
     /// follows the app's type at the time of the exchange; null: unchanged).
     #[serde(default)]
     pub client_type: Option<ClientType>,
+    /// What signs the app's ID tokens from now on (null: unchanged).
+    #[serde(default)]
+    pub id_token_signed_response_alg: Option<IdTokenAlg>,
 }
 
 /// An app. Never includes the consumer secret.
@@ -251,6 +280,8 @@ pub struct AppView {
     pub sign_in_with_twitter: bool,
     /// `confidential` or `public`.
     pub client_type: ClientType,
+    /// What signs its OpenID Connect ID tokens: `RS256` or `ES256`.
+    pub id_token_signed_response_alg: IdTokenAlg,
     /// Where to send users to log in: `{PUBLIC_URL}/login/{id}`.
     #[schema(format = "uri")]
     pub login_url: String,
@@ -444,6 +475,7 @@ pub(crate) async fn create_handler(
         created_at: now,
         updated_at: now,
         client_type: body.client_type,
+        id_token_signed_response_alg: body.id_token_signed_response_alg,
     };
     store::insert(&mut tx, &app).await?;
     audit::record(
@@ -608,6 +640,10 @@ pub(crate) async fn update_handler(
     if let Some(client_type) = body.client_type {
         app.client_type = client_type;
         changed.push("client_type");
+    }
+    if let Some(alg) = body.id_token_signed_response_alg {
+        app.id_token_signed_response_alg = alg;
+        changed.push("id_token_signed_response_alg");
     }
     if let Some(provider) = provider {
         retire_consumer(&state, &mut tx, &app).await?;

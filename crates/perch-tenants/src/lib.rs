@@ -35,7 +35,7 @@ use perch_core::{Clock, Keyring, SecretString};
 use sqlx::{PgPool, Row};
 use url::Url;
 
-pub use apps::{App, ClientType, load_for_login};
+pub use apps::{App, ClientType, IdTokenAlg, load_for_login};
 pub use callback::{CallbackUrl, CallbackUrls};
 pub use error::Error;
 pub use extract::{

@@ -220,6 +220,8 @@ pub mod need {
         AccountsCredentials => Needed::One(Scope::AccountsCredentials);
         /// `audit:read`.
         AuditRead => Needed::One(Scope::AuditRead);
+        /// `oidc:write`.
+        OidcWrite => Needed::One(Scope::OidcWrite);
         /// Every scope.
         AllScopes => Needed::All;
     }

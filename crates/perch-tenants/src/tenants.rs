@@ -138,3 +138,12 @@ pub(crate) async fn create_handler(
     .await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
+
+/// Whether a tenant exists: for surfaces addressed by a tenant id alone,
+/// such as its OpenID Connect issuer.
+pub async fn exists(
+    exec: impl sqlx::PgExecutor<'_>,
+    id: perch_core::ids::TenantId,
+) -> Result<bool, sqlx::Error> {
+    store::exists(exec, id).await
+}

@@ -6,7 +6,11 @@
 //! (kept in a cookie), and `/demo/callback` checks that state, then
 //! exchanges the one-time code **server-side** over real HTTP
 //! (`POST /v1/logins/exchange`, HTTP Basic `app_id:client_secret`) and shows
-//! the linked account. No JavaScript.
+//! the linked account. Its second button signs in through the demo
+//! tenant's OpenID Connect issuer instead: the same callback sees `iss`,
+//! checks it, and trades the code at the issuer's token endpoint for an ID
+//! token, whose claims it checks and shows with the userinfo answer. No
+//! JavaScript.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -25,10 +29,14 @@ use perch_core::html::escape;
 
 /// The cookie that carries the `state` of a login this site started.
 const STATE_COOKIE: &str = "greatest_state";
+/// The cookie that carries the OpenID Connect `nonce` of that login.
+const NONCE_COOKIE: &str = "greatest_nonce";
 
 /// The demo site's registration at Perch, known once `perch dev` has seeded.
 #[derive(Debug, Clone)]
 pub struct DemoApp {
+    /// The tenant's id (`ten_...`): its OpenID Connect issuer.
+    pub tenant_id: String,
     /// The app's id (`app_...`).
     pub app_id: String,
     /// The app's client secret (redacted in `Debug`).
@@ -128,12 +136,23 @@ async fn home(
     if force_login {
         login_link.push_str("&force_login=true");
     }
+    let nonce = perch_core::token::random_alphanumeric(24);
+    let mut oidc_link = format!(
+        "{}/authorize?response_type=code&client_id={}&redirect_uri={}\
+         &scope=openid%20profile%20email&state={login_state}&nonce={nonce}",
+        issuer(&state, app),
+        app.app_id,
+        encode(&callback_url_of(&state))
+    );
+    if force_login {
+        oidc_link.push_str("&prompt=login");
+    }
     let body = format!(
         r#"<section class="hero">
   <p class="eyebrow">Est. just now &middot; 100% hand-written HTML</p>
   <h1>The greatest website<br>ever created.</h1>
   <p class="lede">Award-winning<sup>*</sup>. Blazingly fast. Now with the one feature everyone asked for: signing in with Twitter.</p>
-  <p><a class="twitter" href="{link}"><span class="bird" aria-hidden="true"></span>Sign in with Twitter</a></p>
+  <p><a class="twitter" href="{link}"><span class="bird" aria-hidden="true"></span>Sign in with Twitter</a> <a class="link" href="{oidc_link}">Sign in through OIDC</a></p>
   <p class="fine"><sup>*</sup>Awarded by ourselves, to ourselves.</p>
 </section>
 <section class="cards">
@@ -149,9 +168,12 @@ async fn home(
     <li>Perch sends you back to <code>{callback}</code> with a one-time <code>code</code>.</li>
     <li>This site's server checks the <code>state</code> and exchanges the code with <code>POST /v1/logins/exchange</code>, authenticated with the app's client secret, then shows who you are.</li>
   </ol>
+  <p>The second button does the same through OpenID Connect, as any framework's generic OIDC client would: the issuer is <code>{issuer}</code>, the code goes to its token endpoint, and the answer is a signed ID token.</p>
 </section>"#,
         link = escape(&login_link),
         link_text = escape(&login_link),
+        oidc_link = escape(&oidc_link),
+        issuer = escape(&issuer(&state, app)),
         callback = escape(&callback_url_of(&state)),
     );
     let mut response = page(StatusCode::OK, "The Greatest Website Ever Created", &body);
@@ -166,7 +188,23 @@ async fn home(
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
+    let cookie = format!(
+        "{NONCE_COOKIE}={nonce}; Path=/demo; HttpOnly; SameSite=Lax; Max-Age=900{}",
+        if state.0.secure_cookie {
+            "; Secure"
+        } else {
+            ""
+        }
+    );
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
     response
+}
+
+/// The demo tenant's OpenID Connect issuer.
+fn issuer(state: &DemoState, app: &DemoApp) -> String {
+    format!("{}/oidc/{}", state.0.public_base, app.tenant_id)
 }
 
 fn callback_url_of(state: &DemoState) -> String {
@@ -185,6 +223,8 @@ struct CallbackQuery {
     state: Option<String>,
     #[serde(default)]
     error: Option<String>,
+    #[serde(default)]
+    iss: Option<String>,
 }
 
 /// `GET /demo/callback`: state check, then the server-side code exchange.
@@ -250,6 +290,19 @@ async fn callback(
             "The callback carried neither a code nor an error. Start again from the home page.",
         ));
     };
+    if let Some(iss) = &query.iss {
+        let nonce = cookie(&headers, NONCE_COOKIE).unwrap_or_default();
+        let response = match oidc_exchange(&state, app, iss, code, &nonce).await {
+            Ok((claims, userinfo)) => oidc_page(&state, &claims, &userinfo),
+            Err(message) => error_page(
+                &state,
+                StatusCode::BAD_GATEWAY,
+                "The OpenID Connect sign-in failed",
+                &format!("{message} Codes are single-use: sign in again."),
+            ),
+        };
+        return with_cleared_state(response);
+    }
     let response = match exchange(&state, app, code).await {
         Ok(body) => account_page(&state, &body),
         Err(message) => error_page(
@@ -297,6 +350,111 @@ async fn exchange(
             .unwrap_or("no detail");
         Err(format!("Perch answered {status}: {detail}."))
     }
+}
+
+/// The issuer's token endpoint, then userinfo: the ID token's claims
+/// (checked: issuer, audience, nonce) and the userinfo answer. The ID token
+/// comes straight from the token endpoint, on a connection this server
+/// opened itself, so its signature is not checked again here (OIDC Core
+/// §3.1.3.7); a relying party that passes ID tokens on must verify it
+/// against `{issuer}/jwks.json`.
+async fn oidc_exchange(
+    state: &DemoState,
+    app: &DemoApp,
+    iss: &str,
+    code: &str,
+    nonce: &str,
+) -> Result<(serde_json::Value, serde_json::Value), String> {
+    let expected = issuer(state, app);
+    if iss != expected {
+        return Err(format!("The answer names another issuer ({iss})."));
+    }
+    let internal = format!("{}/oidc/{}", state.0.internal_base, app.tenant_id);
+    let redirect_uri = callback_url_of(state);
+    let response = state
+        .0
+        .http
+        .post(format!("{internal}/token"))
+        .basic_auth(&app.app_id, Some(app.client_secret.expose()))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect_uri.as_str()),
+        ])
+        .send()
+        .await
+        .map_err(|e| format!("Perch did not answer the token request ({e})."))?;
+    let status = response.status();
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| format!("Perch's token answer could not be read ({e})."))?;
+    let tokens: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    if !status.is_success() {
+        let error = tokens["error"].as_str().unwrap_or("?");
+        return Err(format!("Perch answered {status}: {error}."));
+    }
+    let id_token = tokens["id_token"].as_str().unwrap_or_default();
+    let payload = id_token.split('.').nth(1).unwrap_or_default();
+    use base64::Engine as _;
+    let claims: serde_json::Value = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or_else(|| "The ID token does not parse.".to_owned())?;
+    if claims["iss"] != expected.as_str() || claims["aud"] != app.app_id.as_str() {
+        return Err("The ID token is for another issuer or client.".to_owned());
+    }
+    if nonce.is_empty() || claims["nonce"] != nonce {
+        return Err("The ID token's nonce is not the one this browser was given.".to_owned());
+    }
+    let userinfo = state
+        .0
+        .http
+        .get(format!("{internal}/userinfo"))
+        .bearer_auth(tokens["access_token"].as_str().unwrap_or_default())
+        .send()
+        .await
+        .map_err(|e| format!("Perch did not answer userinfo ({e})."))?
+        .bytes()
+        .await
+        .map_err(|e| format!("Perch's userinfo answer could not be read ({e})."))?;
+    let userinfo = serde_json::from_slice(&userinfo).unwrap_or_default();
+    Ok((claims, userinfo))
+}
+
+fn oidc_page(
+    state: &DemoState,
+    claims: &serde_json::Value,
+    userinfo: &serde_json::Value,
+) -> Response {
+    let name = text(claims, "name").unwrap_or("there");
+    let screen_name = text(claims, "preferred_username").unwrap_or("?");
+    let html = format!(
+        r#"<section class="welcome">
+  <div class="avatar"></div>
+  <div>
+    <p class="eyebrow">Signed in through OpenID Connect</p>
+    <h1>Welcome, {name}!</h1>
+    <p class="handle">@{screen_name}</p>
+  </div>
+</section>
+<dl class="account">
+  <dt>Subject (X user id)</dt><dd><code>{sub}</code></dd>
+  <dt>Issuer</dt><dd><code>{iss}</code></dd>
+</dl>
+<p><a class="twitter" href="{home}">Back to the greatest website</a></p>
+<details open><summary>The ID token's claims</summary><pre>{claims}</pre></details>
+<details><summary>What <code>userinfo</code> answered</summary><pre>{userinfo}</pre></details>"#,
+        name = escape(name),
+        screen_name = escape(screen_name),
+        sub = escape(text(claims, "sub").unwrap_or("?")),
+        iss = escape(text(claims, "iss").unwrap_or("?")),
+        home = escape(&state.home_url()),
+        claims = escape(&serde_json::to_string_pretty(claims).unwrap_or_default()),
+        userinfo = escape(&serde_json::to_string_pretty(userinfo).unwrap_or_default()),
+    );
+    page(StatusCode::OK, &format!("Welcome, {name}"), &html)
 }
 
 fn text<'a>(value: &'a serde_json::Value, field: &str) -> Option<&'a str> {
@@ -393,9 +551,11 @@ fn starting(state: &DemoState) -> Response {
 
 /// Removes the state cookie: each state is good for one callback.
 fn with_cleared_state(mut response: Response) -> Response {
-    let clear = format!("{STATE_COOKIE}=; Path=/demo; HttpOnly; SameSite=Lax; Max-Age=0");
-    if let Ok(value) = HeaderValue::from_str(&clear) {
-        response.headers_mut().append(header::SET_COOKIE, value);
+    for name in [STATE_COOKIE, NONCE_COOKIE] {
+        let clear = format!("{name}=; Path=/demo; HttpOnly; SameSite=Lax; Max-Age=0");
+        if let Ok(value) = HeaderValue::from_str(&clear) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
     }
     response
 }

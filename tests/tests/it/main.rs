@@ -21,6 +21,7 @@ mod flow_replay;
 mod flow_upstream;
 mod foundation;
 mod observability;
+mod oidc;
 mod pages;
 mod postgres_tls;
 mod pushed_logins;

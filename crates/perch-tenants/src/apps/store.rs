@@ -7,7 +7,7 @@ use perch_core::ids::{AppId, TenantId};
 use sqlx::{PgConnection, PgExecutor};
 use time::OffsetDateTime;
 
-use super::{App, ClientType};
+use super::{App, ClientType, IdTokenAlg};
 use crate::Error;
 use crate::callback::CallbackUrls;
 use crate::error::is_unique_violation;
@@ -16,7 +16,7 @@ use crate::provider::ProviderKind;
 
 const COLUMNS: &str = "tenant_id, id, name, callback_urls, sign_in_with_twitter, provider_kind, \
      provider_base_url, consumer_key, consumer_secret_key_id, consumer_secret_sealed, \
-     client_secret_digest, created_at, updated_at, client_type";
+     client_secret_digest, created_at, updated_at, client_type, id_token_signed_response_alg";
 
 #[derive(sqlx::FromRow)]
 struct Row {
@@ -34,6 +34,7 @@ struct Row {
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
     client_type: ClientType,
+    id_token_signed_response_alg: IdTokenAlg,
 }
 
 impl TryFrom<Row> for App {
@@ -60,6 +61,7 @@ impl TryFrom<Row> for App {
             created_at: row.created_at,
             updated_at: row.updated_at,
             client_type: row.client_type,
+            id_token_signed_response_alg: row.id_token_signed_response_alg,
         })
     }
 }
@@ -75,7 +77,7 @@ fn conflict(error: sqlx::Error, name: &str) -> Error {
 /// Inserts an app; a name the tenant already uses is a conflict.
 pub async fn insert(conn: &mut PgConnection, app: &App) -> Result<(), Error> {
     sqlx::query(&format!(
-        "INSERT INTO apps ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        "INSERT INTO apps ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
     ))
     .bind(app.tenant_id)
     .bind(app.id)
@@ -91,6 +93,7 @@ pub async fn insert(conn: &mut PgConnection, app: &App) -> Result<(), Error> {
     .bind(app.created_at)
     .bind(app.updated_at)
     .bind(app.client_type)
+    .bind(app.id_token_signed_response_alg)
     .execute(conn)
     .await
     .map_err(|e| conflict(e, &app.name))?;
@@ -161,7 +164,8 @@ pub async fn update(conn: &mut PgConnection, app: &App) -> Result<(), Error> {
     sqlx::query(
         "UPDATE apps SET name = $3, callback_urls = $4, sign_in_with_twitter = $5, \
          provider_kind = $6, provider_base_url = $7, consumer_key = $8, \
-         consumer_secret_key_id = $9, consumer_secret_sealed = $10, updated_at = $11, client_type = $12 \
+         consumer_secret_key_id = $9, consumer_secret_sealed = $10, updated_at = $11, client_type = $12, \
+         id_token_signed_response_alg = $13 \
          WHERE tenant_id = $1 AND id = $2",
     )
     .bind(app.tenant_id)
@@ -176,6 +180,7 @@ pub async fn update(conn: &mut PgConnection, app: &App) -> Result<(), Error> {
     .bind(&app.consumer_secret.ciphertext)
     .bind(app.updated_at)
     .bind(app.client_type)
+    .bind(app.id_token_signed_response_alg)
     .execute(conn)
     .await
     .map_err(|e| conflict(e, &app.name))?;

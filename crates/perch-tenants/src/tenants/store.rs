@@ -1,5 +1,6 @@
 //! SQL for `tenants`.
 
+use perch_core::ids::TenantId;
 use sqlx::PgConnection;
 
 use super::TenantView;
@@ -22,4 +23,12 @@ pub async fn insert(conn: &mut PgConnection, tenant: &TenantView) -> Result<(), 
             }
         })?;
     Ok(())
+}
+
+/// Whether a tenant exists.
+pub async fn exists(exec: impl sqlx::PgExecutor<'_>, id: TenantId) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1)")
+        .bind(id)
+        .fetch_one(exec)
+        .await
 }

@@ -35,6 +35,8 @@ pub(super) fn banner(
          \x20 Demo site        {base}/demo   <- open this, sign in as alice or bob\n\
          \x20 API              {base}/v1\n\
          \x20 OpenAPI          {base}/openapi.json\n\
+         \x20 OpenID Connect   {base}/oidc/{tenant}/.well-known/openid-configuration\n\
+         \x20                  (client_id {app}, client_secret below)\n\
          \n\
          \x20 Operator token   {operator_token}\n\
          \x20 Tenant           {TENANT_NAME} ({tenant})\n\
@@ -78,5 +80,9 @@ mod tests {
         assert!(text.contains("alice / pa   (alice@example.com)"), "{text}");
         assert!(text.contains("bob / pb   (no email)"), "{text}");
         assert!(text.contains("(app_1), client secret cs"), "{text}");
+        assert!(
+            text.contains("http://127.0.0.1:8080/oidc/ten_1/.well-known/openid-configuration"),
+            "{text}"
+        );
     }
 }

@@ -405,6 +405,7 @@ async fn serve(
         }
     };
     demo_state.set_app(DemoApp {
+        tenant_id: seeded.tenant_id.clone(),
         app_id: seeded.app_id.clone(),
         client_secret: perch_core::SecretString::new(seeded.client_secret.clone()),
     });

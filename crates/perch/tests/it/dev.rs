@@ -270,6 +270,34 @@ async fn demo_login(base: &str, user: &str, password: &str) -> (u16, String) {
     (status, html)
 }
 
+/// A whole login through the demo site's OpenID Connect button.
+async fn demo_oidc_login(base: &str, user: &str, password: &str) -> (u16, String) {
+    let browser = browser();
+    let home = browser.get(format!("{base}/demo")).send().await.unwrap();
+    let html = home.text().await.unwrap();
+    assert!(html.contains("Sign in through OIDC"), "{html}");
+    let authorize = link_containing(&html, "/oidc/ten_").expect("the OIDC button");
+    assert!(authorize.contains("/authorize?"), "{authorize}");
+    let to_provider = browser.get(&authorize).send().await.unwrap();
+    assert_eq!(to_provider.status(), 302, "{authorize}");
+    let page = browser.get(location(&to_provider)).send().await.unwrap();
+    let page = page.text().await.unwrap();
+    let signed_in = submit(
+        &browser,
+        &page,
+        &[
+            ("session[username_or_email]", user),
+            ("session[password]", password),
+            ("allow", "Sign in"),
+        ],
+    )
+    .await;
+    assert_eq!(signed_in.status(), 302);
+    let (status, html, landing) = back_to_demo(base, &browser, &location(&signed_in)).await;
+    assert!(landing.contains("iss="), "{landing}");
+    (status, html)
+}
+
 async fn accounts(base: &str, key: &str, app_id: &str) -> serde_json::Value {
     let response = reqwest::Client::new()
         .get(format!("{base}/v1/apps/{app_id}/accounts"))
@@ -366,6 +394,7 @@ async fn perch_dev_runs_the_demo_and_keeps_its_data() {
         "Operator token",
         "bob /",
         "curl -s",
+        "/.well-known/openid-configuration",
     ] {
         assert!(banner.contains(expected), "{expected:?} in\n{banner}");
     }
@@ -425,6 +454,13 @@ async fn perch_dev_runs_the_demo_and_keeps_its_data() {
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("@bob"));
     assert!(page.contains("Twitter shared no email address"), "{page}");
+
+    // The second button: the same demo app through the tenant's OIDC issuer.
+    let (status, page) = demo_oidc_login(&base, "alice", &alice_password).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Signed in through OpenID Connect"), "{page}");
+    assert!(page.contains("@alice"), "{page}");
+    assert!(page.contains(&data[0]["provider_user_id"].as_str().unwrap().to_string()));
 
     // Cancelling at the provider: the site says so.
     let (client, page) = to_sign_in_form(&base).await;

@@ -220,6 +220,10 @@ pub mod need {
         AccountsCredentials => Needed::One(Scope::AccountsCredentials);
         /// `audit:read`.
         AuditRead => Needed::One(Scope::AuditRead);
+        /// `webhooks:read`.
+        WebhooksRead => Needed::One(Scope::WebhooksRead);
+        /// `webhooks:write`.
+        WebhooksWrite => Needed::One(Scope::WebhooksWrite);
         /// Every scope.
         AllScopes => Needed::All;
     }

@@ -6,7 +6,9 @@
 CREATE TABLE webhook_endpoints (
     tenant_id                   uuid        NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
     id                          uuid        NOT NULL,
-    url                         text        NOT NULL CHECK (char_length(url) BETWEEN 1 AND 2048),
+    -- At most 2048 characters as given; normalising (percent-encoding) may
+    -- lengthen it.
+    url                         text        NOT NULL CHECK (char_length(url) BETWEEN 1 AND 8192),
     description                 text        CHECK (char_length(description) <= 500),
     events                      text[]      NOT NULL CHECK (cardinality(events) >= 1),
     enabled                     boolean     NOT NULL,

@@ -108,8 +108,7 @@ pub struct EndpointView {
     /// `whep_...`.
     #[schema(value_type = EndpointIdSchema)]
     pub id: EndpointId,
-    /// Where events go.
-    #[schema(format = "uri")]
+    /// Where events go, as Perch normalised it (lower-case host, a path).
     pub url: String,
     /// The subscribed event types.
     pub events: Vec<EventType>,
@@ -168,7 +167,7 @@ pub struct CreatedEndpoint {
 
 /// A new secret after a rotation.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct RotatedSecret {
+pub struct RotatedWebhookSecret {
     /// The new signing secret. Shown once.
     #[schema(value_type = SecretSchema)]
     pub secret: ShownOnce,
@@ -509,7 +508,7 @@ pub(crate) async fn delete_handler(
     post, path = "/v1/webhook-endpoints/{id}/rotate-secret", tag = "webhooks", operation_id = "rotate_webhook_endpoint_secret",
     params(("id" = EndpointIdSchema, Path, description = "The endpoint id (`whep_...`)")),
     responses(
-        (status = 200, description = "The new secret, shown only here", body = RotatedSecret),
+        (status = 200, description = "The new secret, shown only here", body = RotatedWebhookSecret),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
@@ -524,7 +523,7 @@ pub(crate) async fn rotate_secret_handler(
     Scoped(auth, _): Scoped<need::WebhooksWrite>,
     meta: RequestMeta,
     PathText(raw): PathText,
-) -> Result<Json<RotatedSecret>, WebhookError> {
+) -> Result<Json<RotatedWebhookSecret>, WebhookError> {
     let id = parse_id(&raw)?;
     let now = crate::db_now(state.clock());
     let secret = crate::signing::mint_secret();
@@ -551,7 +550,7 @@ pub(crate) async fn rotate_secret_handler(
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(RotatedSecret {
+    Ok(Json(RotatedWebhookSecret {
         secret: ShownOnce::new(&secret),
         previous_secret_expires_at: expires_at,
     }))

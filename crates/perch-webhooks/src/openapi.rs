@@ -39,13 +39,16 @@ doc_schema!(
     /// A webhook target URL.
     TargetUrlSchema as "WebhookUrl" => ObjectBuilder::new()
         .schema_type(Type::String)
-        .format(Some(utoipa::openapi::schema::SchemaFormat::Custom("uri".to_owned())))
         .min_length(Some(1))
         .max_length(Some(crate::target::MAX_URL_LEN))
+        .pattern(Some(crate::target::URL_PATTERN))
         .description(Some(
-            "An absolute https URL without user name, password or fragment, whose host resolves \
-             only to public addresses (loopback, private, link-local and metadata addresses are \
-             refused, as is http, unless the server runs with PERCH_WEBHOOK_ALLOW_PRIVATE=on).",
+            "An absolute https URL in printable ASCII (percent-encode the rest) without user \
+             name, password or fragment. A host name that \
+             resolves to a loopback, private, link-local or metadata address is refused (422), \
+             unless the server runs with PERCH_WEBHOOK_ALLOW_PRIVATE=on, which also allows http \
+             and IP literals beyond this pattern; a public IP literal is accepted too. A name \
+             that does not resolve yet is accepted: deliveries wait until it resolves.",
         ))
 );
 

@@ -26,6 +26,14 @@ use url::Url;
 /// How long a name may take to resolve.
 const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// What the API document promises every server accepts (the server may
+/// accept more: http and any host with `PERCH_WEBHOOK_ALLOW_PRIVATE=on`,
+/// IP literals of public addresses): https, a host name of at least two
+/// labels whose last starts with a letter, an optional port, then a path
+/// or query in printable ASCII without a fragment. Such a URL is still refused when its name
+/// resolves to an internal address.
+pub const URL_PATTERN: &str = r#"^https://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?::[0-9]{1,4})?(?:[/?][!-"$-~]*)?$"#;
+
 /// The longest URL an endpoint may have.
 pub const MAX_URL_LEN: usize = 2048;
 
@@ -64,8 +72,13 @@ pub enum TargetError {
 
 /// Checks a URL's form (no network): scheme, host, no userinfo or fragment.
 pub fn parse(raw: &str, policy: TargetPolicy) -> Result<Url, TargetError> {
-    if raw.len() > MAX_URL_LEN {
+    if raw.chars().count() > MAX_URL_LEN {
         return Err(TargetError::Shape("must be at most 2048 characters"));
+    }
+    if raw.bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
+        return Err(TargetError::Shape(
+            "must be printable ASCII without spaces (percent-encode other characters)",
+        ));
     }
     let url = Url::parse(raw).map_err(|_| TargetError::Shape("must be an absolute URL"))?;
     match url.scheme() {
@@ -131,12 +144,18 @@ async fn resolve(host: &str, policy: TargetPolicy) -> Result<Vec<SocketAddr>, Ta
     Ok(addresses)
 }
 
-/// The registration check: the URL's form, then its addresses.
+/// The registration check: the URL's form, then its addresses. A name
+/// that does not resolve (yet) is accepted, as a receiver's DNS may be set
+/// up after its registration; every delivery resolves it again and sends
+/// nothing until it resolves, and only to public addresses.
 pub async fn validate(raw: &str, policy: TargetPolicy) -> Result<Url, TargetError> {
     let url = parse(raw, policy)?;
     check_literal(&url, policy)?;
     if let Some(url::Host::Domain(name)) = url.host() {
-        resolve(name, policy).await?;
+        match resolve(name, policy).await {
+            Ok(_) | Err(TargetError::Unresolved { .. }) => {}
+            Err(refused) => return Err(refused),
+        }
     }
     Ok(url)
 }
@@ -193,7 +212,35 @@ mod tests {
         assert!(parse("https://u:p@hooks.example/in", STRICT).is_err());
         assert!(parse("https://hooks.example/in#x", STRICT).is_err());
         assert!(parse("hooks.example/in", STRICT).is_err());
+        assert!(parse("https://hooks.example/\u{e9}", STRICT).is_err());
+        assert!(parse("https://hooks.example/a\u{7}", STRICT).is_err());
         assert!(parse(&format!("https://h.example/{}", "a".repeat(2048)), STRICT).is_err());
+    }
+
+    #[test]
+    fn urls_of_the_documented_pattern_parse() {
+        let pattern = regex::Regex::new(URL_PATTERN).unwrap();
+        for ok in [
+            "https://hooks.example/in",
+            "https://a.b:8443?x=1",
+            "https://x-1.example.com/p/a%20th?q=%C3%A9&r=[1]",
+            "https://9.example.co9/",
+        ] {
+            assert!(pattern.is_match(ok), "{ok}");
+            assert!(parse(ok, STRICT).is_ok(), "{ok}");
+        }
+        for no in [
+            "http://hooks.example/",
+            "https://localhost/",
+            "https://1.2.3.4/",
+            "https://h.example#f",
+            "https://u@h.example/",
+            "https://h.example:65536/",
+            "https://h.example/\u{e9}",
+            "https://h.example/a b",
+        ] {
+            assert!(!pattern.is_match(no), "{no}");
+        }
     }
 
     #[test]
@@ -231,5 +278,10 @@ mod tests {
             })
         ));
         assert!(validate("http://localhost/hook", OPEN).await.is_ok());
+        assert!(
+            validate("https://no-such-host.invalid/hook", STRICT)
+                .await
+                .is_ok()
+        );
     }
 }

@@ -32,6 +32,8 @@ struct ReceiverState {
     /// Statuses to answer, in order; 200 once empty.
     script: VecDeque<u16>,
     delay: Duration,
+    /// Delays for the next requests, in order; `delay` once empty.
+    delays: VecDeque<Duration>,
     in_flight: HashSet<String>,
     /// Requests that arrived while another with the same webhook-id was
     /// still being answered.
@@ -69,6 +71,10 @@ impl Receiver {
         self.state.lock().unwrap().delay = delay;
     }
 
+    fn delay_next(&self, delays: &[Duration]) {
+        self.state.lock().unwrap().delays.extend(delays);
+    }
+
     fn received(&self) -> Vec<Received> {
         self.state.lock().unwrap().received.clone()
     }
@@ -104,7 +110,8 @@ async fn receive(state: Arc<Mutex<ReceiverState>>, headers: HeaderMap, body: Str
         if !state.in_flight.insert(id.clone()) {
             state.overlaps += 1;
         }
-        (state.script.pop_front().unwrap_or(200), state.delay)
+        let delay = state.delays.pop_front().unwrap_or(state.delay);
+        (state.script.pop_front().unwrap_or(200), delay)
     };
     tokio::time::sleep(delay).await;
     let mut state = state.lock().unwrap();
@@ -865,4 +872,137 @@ async fn two_replicas_deliver_a_burst_once_each_and_never_at_the_same_time() {
         metrics.contains("perch_webhook_deliveries_delivered_total"),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn a_worker_that_stalls_mid_attempt_loses_its_lease_and_the_event_still_arrives_once_recorded()
+ {
+    let clock = Arc::new(ManualClock::new(SystemClock.now()));
+    let receiver = Receiver::start().await;
+    // The first attempt hangs (as if its replica died mid-request).
+    receiver.delay_next(&[Duration::from_secs(4)]);
+    let mut opts = options(clock.clone());
+    opts.webhook_worker = Some(perch_webhooks::worker::WorkerConfig {
+        poll_interval: Duration::from_millis(100),
+        lease: time::Duration::seconds(30),
+        ..perch_webhooks::worker::WorkerConfig::default()
+    });
+    let server = TestServer::start_with(opts.clone()).await;
+    let _replica = server.replica(opts).await;
+    let tenant = tenants::create_tenant(&server, "Acme").await;
+    let (endpoint, secret) =
+        create_endpoint(&server, &tenant.key, &receiver.url, &["account.login"]).await;
+    api(
+        &server,
+        &tenant.key,
+        Method::POST,
+        &format!("/v1/webhook-endpoints/{endpoint}/test"),
+        None,
+    )
+    .await;
+    // Wait until the first attempt is in flight, then let its lease run out.
+    for _ in 0..100 {
+        if !receiver.state.lock().unwrap().in_flight.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(receiver.received().is_empty());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        receiver.received().is_empty(),
+        "nobody takes a leased delivery"
+    );
+    clock.advance(time::Duration::seconds(31));
+    // The other replica takes it over: the same webhook-id, delivered.
+    let received = receiver.wait_for(1).await;
+    let list = wait_deliveries(&server, &tenant.key, &endpoint, |d| {
+        d[0]["status"] == "delivered"
+    })
+    .await;
+    assert_eq!(list[0]["attempts"], 2);
+    // The stalled attempt finishes later; its lease is gone, so it records
+    // nothing over the delivered state.
+    let received_all = receiver.wait_for(2).await;
+    assert_eq!(received_all[0].id, received_all[1].id);
+    assert_eq!(received[0].id, list[0]["event_id"].as_str().unwrap());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let list = deliveries(&server, &tenant.key, &endpoint).await;
+    assert_eq!(list[0]["status"], "delivered");
+    assert_eq!(list[0]["attempts"], 2);
+    assert_verified(&secret, &received_all).await;
+}
+
+#[tokio::test]
+async fn an_endpoint_failing_for_five_days_is_disabled_and_audited() {
+    let clock = Arc::new(ManualClock::new(SystemClock.now()));
+    let receiver = Receiver::start().await;
+    receiver.answer(&[500; 10]);
+    let server = TestServer::start_with(options(clock.clone())).await;
+    let tenant = tenants::create_tenant(&server, "Acme").await;
+    let (endpoint, _) =
+        create_endpoint(&server, &tenant.key, &receiver.url, &["account.login"]).await;
+    let path = format!("/v1/webhook-endpoints/{endpoint}");
+    api(
+        &server,
+        &tenant.key,
+        Method::POST,
+        &format!("{path}/test"),
+        None,
+    )
+    .await;
+    receiver.wait_for(1).await;
+    wait_deliveries(&server, &tenant.key, &endpoint, |d| {
+        d[0]["last_status_code"] == 500
+    })
+    .await;
+    // Four days of failures: still enabled.
+    clock.advance(time::Duration::days(4));
+    receiver.wait_for(2).await;
+    wait_deliveries(&server, &tenant.key, &endpoint, |d| {
+        d[0]["attempts"] == 2 && d[0]["last_status_code"] == 500
+    })
+    .await;
+    assert_eq!(
+        api(&server, &tenant.key, Method::GET, &path, None)
+            .await
+            .body["enabled"],
+        true
+    );
+    // Past five days since the first failure, the next failure disables it.
+    clock.advance(time::Duration::days(1) + time::Duration::minutes(10));
+    receiver.wait_for(3).await;
+    let mut shown = Value::Null;
+    for _ in 0..100 {
+        shown = api(&server, &tenant.key, Method::GET, &path, None)
+            .await
+            .body;
+        if shown["enabled"] == false {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(shown["enabled"], false, "{shown}");
+    assert_eq!(shown["disabled_reason"], "failing");
+    let audit = api(
+        &server,
+        &tenant.key,
+        Method::GET,
+        "/v1/audit-events?action=webhook_endpoint.disable",
+        None,
+    )
+    .await;
+    assert_eq!(audit.body["data"][0]["actor"], "system", "{:?}", audit.body);
+    // Enabling it again resumes its pending delivery.
+    let enabled = api(
+        &server,
+        &tenant.key,
+        Method::PATCH,
+        &path,
+        Some(&json!({"enabled": true})),
+    )
+    .await;
+    assert_eq!(enabled.body["disabled_reason"], Value::Null);
+    clock.advance(time::Duration::hours(3));
+    receiver.wait_for(4).await;
 }

@@ -50,6 +50,12 @@ pub struct TestServerOptions {
     pub request_timeout: Duration,
     /// `PERCH_MAX_CONNECTIONS`.
     pub max_connections: usize,
+    /// `PERCH_WEBHOOK_ALLOW_PRIVATE=on` (a receiver in the test listens on
+    /// loopback, over http).
+    pub webhook_allow_private: bool,
+    /// The webhook delivery worker (`None`: this server runs none); its
+    /// policy follows `webhook_allow_private`.
+    pub webhook_worker: Option<perch_webhooks::worker::WorkerConfig>,
 }
 
 impl Default for TestServerOptions {
@@ -71,6 +77,11 @@ impl Default for TestServerOptions {
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             max_connections: 4096,
+            webhook_allow_private: false,
+            webhook_worker: Some(perch_webhooks::worker::WorkerConfig {
+                poll_interval: Duration::from_millis(250),
+                ..perch_webhooks::worker::WorkerConfig::default()
+            }),
         }
     }
 }
@@ -194,6 +205,17 @@ fn serve_config(database_url: &str, options: &TestServerOptions) -> ServeConfig 
         header_timeout: options.header_timeout,
         request_timeout: options.request_timeout,
         max_connections: options.max_connections,
+        webhook_allow_private: options.webhook_allow_private,
+        webhook_worker: options.webhook_worker.clone().map(|worker| {
+            perch_webhooks::worker::WorkerConfig {
+                policy: perch_webhooks::TargetPolicy {
+                    allow_private: options.webhook_allow_private,
+                },
+                ..worker
+            }
+        }),
+        // Tests sweep explicitly.
+        webhook_retention: None,
     }
 }
 

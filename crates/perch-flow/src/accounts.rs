@@ -17,6 +17,7 @@ use perch_tenants::openapi::schemas::AppIdSchema;
 use perch_tenants::pagination::{self, ListParams};
 use perch_tenants::scopes::{Needed, Scope, Scoped, need};
 use perch_tenants::{PathText, PresentedKey};
+use perch_webhooks::{EventType, Payload};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
@@ -360,6 +361,8 @@ pub async fn delete_handler(
             "screen_name": row.screen_name,
         }));
     audit::record(&mut tx, &event).await?;
+    let unlinked = Payload::account(EventType::AccountUnlinked, now, &AccountView::from(&row))?;
+    perch_webhooks::emit(&mut tx, auth.tenant_id, &unlinked, now).await?;
     tx.commit().await?;
 
     // Best effort, with nothing locked: a provider that is down must not

@@ -12,7 +12,9 @@ use perch_core::audit::{Actor, AuditEvent, Outcome, RequestMeta};
 use perch_core::token;
 use perch_oauth1::{ConsumerSecret, Credentials, TokenSecret};
 use perch_tenants::App;
+use perch_webhooks::{EventType, Payload};
 
+use crate::accounts::AccountView;
 use crate::error::{HopError, hop_response};
 use crate::login::{browser_binding, record_alone};
 use crate::metrics::{FailReason, Hop};
@@ -452,6 +454,14 @@ async fn link(
             serde_json::json!({ "kept": kept, "requested": flow.subject }),
         );
     }
+    // The outbox rows commit with the login or not at all.
+    let view = AccountView::from(account);
+    if upserted.created {
+        let linked = Payload::account(EventType::AccountLinked, now, &view)?;
+        perch_webhooks::emit(&mut tx, app.tenant_id, &linked, now).await?;
+    }
+    let login = Payload::account(EventType::AccountLogin, now, &view)?;
+    perch_webhooks::emit(&mut tx, app.tenant_id, &login, now).await?;
     let event = AuditEvent::new(now, Actor::EndUser, "login.complete", "account")
         .tenant(app.tenant_id)
         .app(app.id)

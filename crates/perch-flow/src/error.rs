@@ -64,6 +64,10 @@ pub enum FlowError {
     /// The upstream HTTP client could not be built.
     #[error("upstream client: {0}")]
     Client(#[from] perch_oauth1::client::ClientError),
+    /// A webhook payload could not be built (too large, which the account
+    /// object's bounded fields keep from happening).
+    #[error("webhook payload: {0}")]
+    WebhookPayload(#[from] perch_webhooks::PayloadError),
     /// A stored provider base URL does not parse (they are validated when
     /// stored, so this is a bug or a hand-edited row).
     #[error("provider URL: {0}")]
@@ -137,6 +141,7 @@ impl From<FlowError> for Problem {
             | FlowError::Oidc(_)
             | FlowError::Keyring(_)
             | FlowError::Client(_)
+            | FlowError::WebhookPayload(_)
             | FlowError::ProviderUrl(_)) => {
                 tracing::error!(error = %internal, "flow request failed");
                 Problem::internal()

@@ -222,6 +222,10 @@ pub mod need {
         AuditRead => Needed::One(Scope::AuditRead);
         /// `oidc:write`.
         OidcWrite => Needed::One(Scope::OidcWrite);
+        /// `webhooks:read`.
+        WebhooksRead => Needed::One(Scope::WebhooksRead);
+        /// `webhooks:write`.
+        WebhooksWrite => Needed::One(Scope::WebhooksWrite);
         /// Every scope.
         AllScopes => Needed::All;
     }

@@ -205,6 +205,7 @@ pub fn sealed_columns() -> Vec<perch_core::rotation::SealedColumn> {
         perch_tenants::SEALED_COLUMNS,
         perch_flow::SEALED_COLUMNS,
         perch_sandbox::SEALED_COLUMNS,
+        perch_webhooks::SEALED_COLUMNS,
     ]
     .concat()
 }

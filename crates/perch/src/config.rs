@@ -110,6 +110,16 @@ pub struct ServeConfig {
     /// Open connections per listener (`PERCH_MAX_CONNECTIONS`); further
     /// ones wait in the kernel's accept queue.
     pub max_connections: usize,
+    /// The webhook delivery worker (its target policy is
+    /// `PERCH_WEBHOOK_ALLOW_PRIVATE`); `None` runs no worker in this process
+    /// (the API still queues deliveries for the other replicas).
+    pub webhook_worker: Option<perch_webhooks::worker::WorkerConfig>,
+    /// `PERCH_WEBHOOK_ALLOW_PRIVATE=on`: webhook targets on loopback,
+    /// private, link-local or metadata addresses, and http, are allowed.
+    pub webhook_allow_private: bool,
+    /// How long delivered webhook deliveries are kept
+    /// (`PERCH_WEBHOOK_RETENTION_DAYS`, default 30); `None` (0) keeps them.
+    pub webhook_retention: Option<Duration>,
 }
 
 /// Reads variables; a function so tests need not touch the process environment.
@@ -316,7 +326,25 @@ impl ServeConfig {
             0 => None,
             days => Some(Duration::from_secs(u64::from(days) * 86_400)),
         };
+        let webhook_allow_private = match non_empty(env, "PERCH_WEBHOOK_ALLOW_PRIVATE").as_deref() {
+            None | Some("off") | Some("false") | Some("0") => false,
+            Some("on") | Some("true") | Some("1") => true,
+            Some(_) => return Err(invalid("PERCH_WEBHOOK_ALLOW_PRIVATE", "expected on or off")),
+        };
+        let webhook_retention = match count(env, "PERCH_WEBHOOK_RETENTION_DAYS", 30)? {
+            0 => None,
+            days => Some(Duration::from_secs(u64::from(days) * 86_400)),
+        };
+        let webhook_worker = Some(perch_webhooks::worker::WorkerConfig {
+            policy: perch_webhooks::TargetPolicy {
+                allow_private: webhook_allow_private,
+            },
+            ..perch_webhooks::worker::WorkerConfig::default()
+        });
         Ok(Self {
+            webhook_worker,
+            webhook_allow_private,
+            webhook_retention,
             budgets,
             trusted_proxies,
             audit_retention,

@@ -253,6 +253,8 @@ pub struct MetricsState {
     pub limits: Arc<perch_core::limits::Limits>,
     /// The sandbox's counters (zero when the sandbox is off).
     pub sandbox: Arc<perch_sandbox::SandboxMetrics>,
+    /// The webhook worker's counters and queue gauges.
+    pub webhooks: Arc<perch_webhooks::WebhookMetrics>,
 }
 
 /// `GET /metrics`.
@@ -260,6 +262,7 @@ pub async fn handler(State(state): State<MetricsState>) -> Response {
     let mut body = state.metrics.render(&state.flow, &state.pool);
     render_refusals(&mut body, &state.limits.refusals());
     body.push_str(&state.sandbox.render());
+    body.push_str(&state.webhooks.render());
     let mut response = body.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

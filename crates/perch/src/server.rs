@@ -72,6 +72,8 @@ pub struct Shared {
     pub limits: Arc<perch_core::limits::Limits>,
     /// The sandbox's hashing and lockout counters.
     pub sandbox_metrics: Arc<perch_sandbox::SandboxMetrics>,
+    /// The webhook worker's counters and queue gauges.
+    pub webhook_metrics: Arc<perch_webhooks::WebhookMetrics>,
 }
 
 /// The whole HTTP surface: every service crate's router, composed.
@@ -149,6 +151,15 @@ pub fn router_with(
         ))),
     })?;
     app = app.merge(perch_flow::router(flow));
+    app = app.merge(perch_webhooks::router(perch_webhooks::WebhooksConfig {
+        pool: shared.pool.clone(),
+        keyring: shared.keyring.clone(),
+        clock: shared.clock.clone(),
+        policy: perch_webhooks::TargetPolicy {
+            allow_private: config.webhook_allow_private,
+        },
+        limits: shared.limits.clone(),
+    }));
     let openapi_document = serde_json::to_value(openapi())?;
     app = app.route(
         "/openapi.json",
@@ -176,6 +187,7 @@ pub fn metrics_router(shared: &Shared) -> Router {
             pool: shared.pool.clone(),
             limits: shared.limits.clone(),
             sandbox: shared.sandbox_metrics.clone(),
+            webhooks: shared.webhook_metrics.clone(),
         })
 }
 
@@ -363,6 +375,7 @@ pub fn openapi() -> ApiDocument {
     // Other crates' documents are merged here: `doc.merge(perch_x::openapi())`.
     let mut doc = perch_tenants::openapi();
     doc.merge(perch_flow::openapi());
+    doc.merge(perch_webhooks::openapi());
     ApiDocument(doc)
 }
 
@@ -517,6 +530,7 @@ pub async fn start_with(
             config.budgets,
         )),
         sandbox_metrics: Arc::default(),
+        webhook_metrics: Arc::default(),
     };
     let admin = match config.admin_listen {
         None => None,
@@ -536,10 +550,21 @@ pub async fn start_with(
             pool,
             clock,
             sweeper,
-            sweeps(config.audit_retention),
+            sweeps(config.audit_retention, config.webhook_retention),
             move |report| metrics.sweep(report),
             signal.clone(),
         ));
+    }
+    if let Some(worker) = config.webhook_worker.clone() {
+        let worker = perch_webhooks::worker::Worker::new(
+            shared.pool.clone(),
+            shared.keyring.clone(),
+            shared.clock.clone(),
+            worker,
+            shared.webhook_metrics.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("cannot build the webhook client: {e}"))?;
+        tokio::spawn(worker.run(signal.clone()));
     }
     // `closing` turns true when the listeners stop accepting: at the
     // shutdown signal, or `drain_delay` after it (during which /readyz
@@ -615,12 +640,31 @@ fn limits_sweep() -> perch_flow::sweeper::ExtraSweep {
 
 /// The sweeps beside the flow's own: the sandbox's expired rows, spent
 /// rate-limit rows, and audit events past their retention (if any).
-fn sweeps(audit_retention: Option<std::time::Duration>) -> Vec<perch_flow::sweeper::ExtraSweep> {
+fn sweeps(
+    audit_retention: Option<std::time::Duration>,
+    webhook_retention: Option<std::time::Duration>,
+) -> Vec<perch_flow::sweeper::ExtraSweep> {
     let mut sweeps = vec![sandbox_sweep(), limits_sweep()];
     if let Some(retention) = audit_retention {
         sweeps.push(audit_sweep(retention));
     }
+    if let Some(retention) = webhook_retention {
+        sweeps.push(webhook_sweep(retention));
+    }
     sweeps
+}
+
+/// Delivered webhook deliveries older than `retention`, and the events
+/// left without deliveries.
+pub fn webhook_sweep(retention: std::time::Duration) -> perch_flow::sweeper::ExtraSweep {
+    let retention = time::Duration::try_from(retention).unwrap_or(time::Duration::MAX);
+    Box::new(move |pool, now, batch| {
+        Box::pin(async move {
+            perch_webhooks::worker::sweep(&pool, now, retention, batch)
+                .await
+                .map_err(|e| Box::new(e) as perch_flow::sweeper::SweepError)
+        })
+    })
 }
 
 /// Audit events older than `retention`.

@@ -37,3 +37,4 @@ mod tenants_lifecycle;
 mod tenants_openapi;
 mod tenants_secrets;
 mod tenants_validation;
+mod webhooks;

@@ -37,7 +37,7 @@ if [ -f tests/browser/package.json ]; then
     say "Node.js is needed for the browser tests (Debian/Ubuntu: apt-get install nodejs npm)"
     exit 2
   fi
-  if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  if [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -d tests/browser/node_modules/openid-client ]; then
     (cd tests/browser && npm install --no-audit --no-fund --no-package-lock --silent)
   fi
 fi

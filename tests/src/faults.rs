@@ -706,14 +706,11 @@ pub struct Load {
 }
 
 impl Load {
-    /// Starts one worker per user of `site`.
-    pub fn start(site: &Site) -> Self {
-        Self::start_with(site, site.users.len())
-    }
-
     /// Starts `workers` workers, each taking its share of `site`'s users in
     /// turn (one browser per user), so that no user meets the sandbox's
-    /// Twitter-like budget of 75 logins per 15 minutes in a long run.
+    /// Twitter-like budget of 75 logins per 15 minutes: a fast machine
+    /// completes about 30 logins a second, so give each worker four users
+    /// or more for a run of up to a minute.
     pub fn start_with(site: &Site, workers: usize) -> Self {
         let shared = Arc::new(Shared::default());
         let mut tasks = tokio::task::JoinSet::new();

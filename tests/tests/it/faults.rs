@@ -58,8 +58,8 @@ async fn postgres_outage(mode: &str) {
         &[("PERCH_DB_MAX_CONNECTIONS", "4")],
     );
     let _perch = PerchChild::start(&spec, port, &scratch.0).await;
-    let site = Site::create(&base, 4).await;
-    let load = Load::start(&site);
+    let site = Site::create(&base, 16).await;
+    let load = Load::start_with(&site, 4);
     load.wait_for_more(4, Duration::from_secs(60)).await;
 
     let stop_probes = Arc::new(AtomicBool::new(false));
@@ -174,8 +174,8 @@ async fn kill_9_of_perch_loses_no_completed_login() {
     let base = format!("http://127.0.0.1:{port}");
     let spec = spec(&db.url, &base, &[]);
     let mut perch = PerchChild::start(&spec, port, &scratch.0).await;
-    let site = Site::create(&base, 4).await;
-    let load = Load::start(&site);
+    let site = Site::create(&base, 16).await;
+    let load = Load::start_with(&site, 4);
     load.wait_for_more(6, Duration::from_secs(60)).await;
 
     let killed = Instant::now();
@@ -254,8 +254,8 @@ async fn replicas_behind_haproxy_share_logins_and_survive_a_kill() {
     let Some(mut pair) = pair(&[]).await else {
         return;
     };
-    let site = Site::create(&pair.proxy.url(), 4).await;
-    let load = Load::start(&site);
+    let site = Site::create(&pair.proxy.url(), 16).await;
+    let load = Load::start_with(&site, 4);
     load.wait_for_more(6, Duration::from_secs(60)).await;
 
     let killed = Instant::now();
@@ -326,8 +326,8 @@ async fn rolling_restart_behind_haproxy_fails_no_request() {
     let Some(mut pair) = pair(&[("PERCH_DRAIN_DELAY_SECS", "2")]).await else {
         return;
     };
-    let site = Site::create(&pair.proxy.url(), 4).await;
-    let load = Load::start(&site);
+    let site = Site::create(&pair.proxy.url(), 16).await;
+    let load = Load::start_with(&site, 4);
     load.wait_for_more(4, Duration::from_secs(60)).await;
     let scratch = pair._scratch.0.clone();
     for name in ["a", "b"] {
@@ -465,8 +465,8 @@ async fn standby_promoted_behind_haproxy_loses_no_acknowledged_login() {
     let base = format!("http://127.0.0.1:{port}");
     let spec = spec(&database_url, &base, &[("PERCH_DB_MAX_CONNECTIONS", "4")]);
     let _perch = PerchChild::start(&spec, port, &scratch.0).await;
-    let site = Site::create(&base, 4).await;
-    let load = Load::start(&site);
+    let site = Site::create(&base, 16).await;
+    let load = Load::start_with(&site, 4);
     load.wait_for_more(6, Duration::from_secs(60)).await;
 
     // The primary crashes; a second later (what a failover manager takes

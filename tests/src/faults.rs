@@ -685,6 +685,8 @@ pub struct Completed {
     pub served_by: Vec<String>,
     /// When its first hop was sent.
     pub started: Instant,
+    /// When its exchange answered 200.
+    pub finished: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -853,6 +855,7 @@ async fn worker(site: Site, users: Vec<String>, shared: Arc<Shared>) {
                 login_count: body["account"]["login_count"].as_i64().unwrap_or_default(),
                 served_by,
                 started,
+                finished: Instant::now(),
             });
         }
     }
@@ -1177,23 +1180,8 @@ pub fn probe_until(
 /// that nothing is half-done anywhere (no code without its account, no
 /// account without its sealed tokens). Returns the number of accounts.
 pub async fn assert_nothing_lost(database_url: &str, completed: &[Completed]) -> i64 {
+    assert_nothing_half_done(database_url).await;
     let mut conn = sqlx::PgConnection::connect(database_url).await.unwrap();
-    let orphan_codes: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM login_codes c LEFT JOIN linked_accounts a \
-         ON a.tenant_id = c.tenant_id AND a.id = c.account_id WHERE a.id IS NULL",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .unwrap();
-    assert_eq!(orphan_codes, 0, "codes without their account");
-    let unsealed: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM linked_accounts WHERE octet_length(access_token_sealed) = 0 \
-         OR octet_length(access_token_secret_sealed) = 0",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .unwrap();
-    assert_eq!(unsealed, 0, "accounts without sealed tokens");
     let mut per_user: std::collections::BTreeMap<&str, i64> = Default::default();
     for login in completed {
         *per_user.entry(login.user.as_str()).or_default() += 1;
@@ -1211,6 +1199,44 @@ pub async fn assert_nothing_lost(database_url: &str, completed: &[Completed]) ->
             "{user}: login_count {count} < {exchanged} completed logins"
         );
     }
+    let lost: Vec<_> = lost_logins(database_url, completed)
+        .await
+        .into_iter()
+        .map(|login| &login.login_id)
+        .collect();
+    assert!(lost.is_empty(), "no login.exchange audit row for {lost:?}");
+    sqlx::query_scalar("SELECT count(*) FROM linked_accounts")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+}
+
+/// Checks that nothing is half-done in `database_url`: no code without
+/// its account, no account without its sealed tokens.
+pub async fn assert_nothing_half_done(database_url: &str) {
+    let mut conn = sqlx::PgConnection::connect(database_url).await.unwrap();
+    let orphan_codes: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM login_codes c LEFT JOIN linked_accounts a \
+         ON a.tenant_id = c.tenant_id AND a.id = c.account_id WHERE a.id IS NULL",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(orphan_codes, 0, "codes without their account");
+    let unsealed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM linked_accounts WHERE octet_length(access_token_sealed) = 0 \
+         OR octet_length(access_token_secret_sealed) = 0",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(unsealed, 0, "accounts without sealed tokens");
+}
+
+/// The completed logins whose `login.exchange` audit row is not in
+/// `database_url`: what a failover lost of what Perch had acknowledged.
+pub async fn lost_logins<'a>(database_url: &str, completed: &'a [Completed]) -> Vec<&'a Completed> {
+    let mut conn = sqlx::PgConnection::connect(database_url).await.unwrap();
     let audited: Vec<String> = sqlx::query_scalar(
         "SELECT target_id FROM audit_events WHERE action = 'login.exchange' \
          AND outcome = 'success' AND target_id IS NOT NULL",
@@ -1219,17 +1245,10 @@ pub async fn assert_nothing_lost(database_url: &str, completed: &[Completed]) ->
     .await
     .unwrap();
     let audited: std::collections::HashSet<String> = audited.into_iter().collect();
-    for login in completed {
-        assert!(
-            audited.contains(&login.login_id),
-            "no login.exchange audit row for {}",
-            login.login_id
-        );
-    }
-    sqlx::query_scalar("SELECT count(*) FROM linked_accounts")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap()
+    completed
+        .iter()
+        .filter(|login| !audited.contains(&login.login_id))
+        .collect()
 }
 
 /// Every `Bad` record (a 500, a 503 of the wrong shape, a broken page).

@@ -139,6 +139,57 @@ pub(crate) async fn regenerate_consumer(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct ConsumerPatch {
+    #[serde(default)]
+    callback_urls: Option<Vec<String>>,
+    #[serde(default)]
+    sign_in_with_twitter: Option<bool>,
+    #[serde(default)]
+    request_email: Option<bool>,
+}
+
+/// `PATCH /sandbox/admin/consumers/{consumer_key}`: changes the settings a
+/// tenant changes in its X app (callback URLs, "Sign in with Twitter",
+/// the email permission), e.g. to see how Perch's health check reacts.
+pub(crate) async fn patch_consumer(
+    State(state): State<SandboxState>,
+    Path(consumer_key): Path<String>,
+    _operator: OperatorAuth,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let body: ConsumerPatch = json_body(&body)?;
+        let mut conn = state
+            .inner
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| problem(e.into()))?;
+        let consumer = consumers::patch(
+            &mut conn,
+            &consumer_key,
+            consumers::ConsumerChange {
+                callback_urls: body.callback_urls,
+                sign_in_with_twitter: body.sign_in_with_twitter,
+                request_email: body.request_email,
+            },
+        )
+        .await
+        .map_err(problem)?;
+        Ok::<_, AdminError>(axum::Json(serde_json::json!({
+            "consumer_key": consumer.consumer_key,
+            "name": consumer.name,
+            "callback_urls": consumer.callback_urls,
+            "sign_in_with_twitter": consumer.sign_in_with_twitter,
+            "request_email": consumer.request_email,
+        })))
+    }
+    .await;
+    result.into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct UserBody {
     screen_name: String,
     name: String,

@@ -18,9 +18,54 @@ use crate::twitter::{ApiError, JSON, OAUTH_BODY};
 
 /// Request tokens live 15 minutes.
 pub(crate) const REQUEST_TOKEN_TTL: time::Duration = time::Duration::minutes(15);
+/// A per-user rate limit of one endpoint: `limit` calls per fixed window
+/// of `window_secs`, at Twitter's documented figures.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RateLimit {
+    /// The endpoint's name in the window table.
+    pub endpoint: &'static str,
+    pub limit: i32,
+    pub window_secs: i64,
+}
+
 /// verify_credentials: 75 calls per 15-minute window per user.
-pub(crate) const RATE_LIMIT: i32 = 75;
-pub(crate) const RATE_WINDOW_SECS: i64 = 15 * 60;
+pub(crate) const VERIFY_CREDENTIALS: RateLimit = RateLimit {
+    endpoint: "account/verify_credentials",
+    limit: 75,
+    window_secs: 15 * 60,
+};
+
+impl RateLimit {
+    /// Counts one call of `user_id` in the request's transaction: the
+    /// `x-rate-limit-*` headers to send, and whether the call is over the
+    /// limit (the count stays: a refused call was still made).
+    pub(crate) async fn spend(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        user_id: i64,
+        now: OffsetDateTime,
+    ) -> Result<(HeaderMap, bool), sqlx::Error> {
+        let (window_start, used) =
+            store::count_call(conn, user_id, self.endpoint, now, self.window_secs).await?;
+        Ok((self.headers(used, window_start), used > self.limit))
+    }
+
+    fn headers(&self, used: i32, window_start: OffsetDateTime) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        let reset = window_start.unix_timestamp() + self.window_secs;
+        let remaining = (self.limit - used).max(0);
+        for (name, value) in [
+            ("x-rate-limit-limit", self.limit.to_string()),
+            ("x-rate-limit-remaining", remaining.to_string()),
+            ("x-rate-limit-reset", reset.to_string()),
+        ] {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(HeaderName::from_static(name), value);
+            }
+        }
+        headers
+    }
+}
 
 fn respond(state: &SandboxState, result: Result<Response, ApiError>) -> Response {
     match result {
@@ -223,29 +268,67 @@ pub(crate) async fn invalidate_token(
     respond(&state, result)
 }
 
-fn truthy(value: Option<&str>) -> Option<bool> {
+pub(crate) fn truthy(value: Option<&str>) -> Option<bool> {
     value.map(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "t" | "1"))
 }
 
-fn rate_headers(used: i32, window_start: OffsetDateTime) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    let reset = window_start.unix_timestamp() + RATE_WINDOW_SECS;
-    let remaining = (RATE_LIMIT - used).max(0);
-    for (name, value) in [
-        ("x-rate-limit-limit", RATE_LIMIT.to_string()),
-        ("x-rate-limit-remaining", remaining.to_string()),
-        ("x-rate-limit-reset", reset.to_string()),
-    ] {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(HeaderName::from_static(name), value);
-        }
-    }
-    headers
-}
-
-const CREATED_AT: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
+pub(crate) const CREATED_AT: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
     "[weekday repr:short] [month repr:short] [day] [hour]:[minute]:[second] +0000 [year]"
 );
+
+/// A user object as Twitter's v1.1 endpoints return it (without
+/// `entities` and `email`, which depend on the call).
+pub(crate) fn user_json(
+    state: &SandboxState,
+    user: &store::User,
+) -> Result<serde_json::Value, ApiError> {
+    let created_at = user
+        .created_at
+        .to_offset(time::UtcOffset::UTC)
+        .format(CREATED_AT)
+        .map_err(|e| crate::SandboxError::invalid("created_at", e.to_string()))?;
+    let image = state.public("/profile_images/default_profile.svg");
+    let body = serde_json::json!({
+        "id": user.id,
+        "id_str": user.id.to_string(),
+        "name": user.name,
+        "screen_name": user.screen_name,
+        "location": "",
+        "description": "",
+        "url": null,
+        "protected": false,
+        "followers_count": 0,
+        "friends_count": 0,
+        "listed_count": 0,
+        "created_at": created_at,
+        "favourites_count": 0,
+        "utc_offset": null,
+        "time_zone": null,
+        "geo_enabled": false,
+        "verified": false,
+        "statuses_count": user.statuses_count,
+        "lang": null,
+        "contributors_enabled": false,
+        "is_translator": false,
+        "is_translation_enabled": false,
+        "profile_background_color": "F5F8FA",
+        "profile_image_url": image,
+        "profile_image_url_https": image,
+        "profile_link_color": "1DA1F2",
+        "profile_use_background_image": true,
+        "has_extended_profile": false,
+        "default_profile": true,
+        "default_profile_image": true,
+        "following": false,
+        "follow_request_sent": false,
+        "notifications": false,
+        "translator_type": "none",
+        "withheld_in_countries": [],
+        "suspended": false,
+        "needs_phone_verification": false,
+    });
+    Ok(body)
+}
 
 /// `GET 1.1/account/verify_credentials.json`.
 pub(crate) async fn verify_credentials(
@@ -264,64 +347,17 @@ pub(crate) async fn verify_credentials(
             .await?
             .ok_or(ApiError::InvalidToken)?;
         let now = state.inner.clock.now();
-        let (window_start, used) =
-            store::count_call(&mut tx, user.id, now, RATE_WINDOW_SECS).await?;
-        let limits = rate_headers(used, window_start);
-        if used > RATE_LIMIT {
-            // Commit the count: the call was made, even if refused.
-            tx.commit().await?;
+        let (limits, over) = VERIFY_CREDENTIALS.spend(&mut tx, user.id, now).await?;
+        // Committed either way: a refused call was still made.
+        tx.commit().await?;
+        if over {
             return Err(ApiError::RateLimited(limits));
         }
-        tx.commit().await?;
 
         let include_email = truthy(auth::param(&authed.signed, "include_email")).unwrap_or(false);
         let include_entities =
             truthy(auth::param(&authed.signed, "include_entities")).unwrap_or(true);
-        let created_at = user
-            .created_at
-            .to_offset(time::UtcOffset::UTC)
-            .format(CREATED_AT)
-            .map_err(|e| crate::SandboxError::invalid("created_at", e.to_string()))?;
-        let image = state.public("/profile_images/default_profile.svg");
-        let mut body = serde_json::json!({
-            "id": user.id,
-            "id_str": user.id.to_string(),
-            "name": user.name,
-            "screen_name": user.screen_name,
-            "location": "",
-            "description": "",
-            "url": null,
-            "protected": false,
-            "followers_count": 0,
-            "friends_count": 0,
-            "listed_count": 0,
-            "created_at": created_at,
-            "favourites_count": 0,
-            "utc_offset": null,
-            "time_zone": null,
-            "geo_enabled": false,
-            "verified": false,
-            "statuses_count": 0,
-            "lang": null,
-            "contributors_enabled": false,
-            "is_translator": false,
-            "is_translation_enabled": false,
-            "profile_background_color": "F5F8FA",
-            "profile_image_url": image,
-            "profile_image_url_https": image,
-            "profile_link_color": "1DA1F2",
-            "profile_use_background_image": true,
-            "has_extended_profile": false,
-            "default_profile": true,
-            "default_profile_image": true,
-            "following": false,
-            "follow_request_sent": false,
-            "notifications": false,
-            "translator_type": "none",
-            "withheld_in_countries": [],
-            "suspended": false,
-            "needs_phone_verification": false,
-        });
+        let mut body = user_json(&state, &user)?;
         if include_entities {
             body["entities"] = serde_json::json!({"description": {"urls": []}});
         }

@@ -64,13 +64,17 @@ fn validate_name(name: &str) -> Result<&str, SandboxError> {
 
 fn validate(new: &NewConsumer) -> Result<(), SandboxError> {
     validate_name(&new.name)?;
-    if new.callback_urls.len() > MAX_CALLBACK_URLS {
+    validate_callback_urls(&new.callback_urls)
+}
+
+fn validate_callback_urls(callback_urls: &[String]) -> Result<(), SandboxError> {
+    if callback_urls.len() > MAX_CALLBACK_URLS {
         return Err(SandboxError::invalid(
             "callback_urls",
             format!("at most {MAX_CALLBACK_URLS} callback URLs"),
         ));
     }
-    for (index, raw) in new.callback_urls.iter().enumerate() {
+    for (index, raw) in callback_urls.iter().enumerate() {
         let field = format!("callback_urls[{index}]");
         let url = url::Url::parse(raw)
             .map_err(|_| SandboxError::invalid(&field, "must be an absolute URL"))?;
@@ -149,6 +153,60 @@ pub async fn update(
 ) -> Result<bool, SandboxError> {
     let name = validate_name(name)?;
     Ok(store::update_consumer(conn, consumer_key, name, sign_in_with_twitter).await?)
+}
+
+/// The settings [`patch`] changes; `None` leaves one as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ConsumerChange {
+    /// New registered callback URLs (validated as at creation).
+    pub callback_urls: Option<Vec<String>>,
+    /// Whether `oauth/authenticate` may skip consent.
+    pub sign_in_with_twitter: Option<bool>,
+    /// Whether the app may ask for the user's email.
+    pub request_email: Option<bool>,
+}
+
+/// A consumer's settings, as [`patch`] leaves them.
+#[derive(Debug, Clone)]
+pub struct ConsumerView {
+    /// The consumer key.
+    pub consumer_key: String,
+    /// The app name on the consent page.
+    pub name: String,
+    /// Registered callback URLs.
+    pub callback_urls: Vec<String>,
+    /// Whether `oauth/authenticate` may skip consent.
+    pub sign_in_with_twitter: bool,
+    /// Whether the app may ask for the user's email.
+    pub request_email: bool,
+}
+
+/// Changes a consumer's callback URLs, "Sign in with Twitter" or email
+/// permission, as a developer does in the X app's settings.
+pub async fn patch(
+    conn: &mut sqlx::PgConnection,
+    consumer_key: &str,
+    change: ConsumerChange,
+) -> Result<ConsumerView, SandboxError> {
+    if let Some(urls) = &change.callback_urls {
+        validate_callback_urls(urls)?;
+    }
+    let consumer = store::patch_consumer(
+        conn,
+        consumer_key,
+        change.callback_urls.as_deref(),
+        change.sign_in_with_twitter,
+        change.request_email,
+    )
+    .await?
+    .ok_or(SandboxError::NotFound("consumer"))?;
+    Ok(ConsumerView {
+        consumer_key: consumer.consumer_key,
+        name: consumer.name,
+        callback_urls: consumer.callback_urls,
+        sign_in_with_twitter: consumer.sign_in_with_twitter,
+        request_email: consumer.request_email,
+    })
 }
 
 /// Deletes a consumer with every token and authorization issued under it.

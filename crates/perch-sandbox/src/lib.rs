@@ -22,6 +22,7 @@ mod html;
 pub mod metrics;
 mod pages;
 mod passwords;
+mod rest;
 mod state;
 mod store;
 pub mod sweep;
@@ -58,6 +59,11 @@ pub fn router(state: SandboxState) -> Router {
             "/1.1/account/verify_credentials.json",
             get(api::verify_credentials),
         )
+        .route("/1.1/users/show.json", get(rest::users_show))
+        .route("/1.1/statuses/update.json", post(rest::statuses_update))
+        .route("/1.1/statuses/user_timeline.json", get(rest::user_timeline))
+        .route("/2/users/me", get(rest::users_me))
+        .route("/2/tweets", post(rest::tweets_create))
         .route("/oauth/authenticate", get(pages::authenticate))
         .route(
             "/oauth/authorize",
@@ -69,6 +75,10 @@ pub fn router(state: SandboxState) -> Router {
             get(pages::default_profile_image),
         )
         .route("/admin/consumers", post(admin::create_consumer))
+        .route(
+            "/admin/consumers/{consumer_key}",
+            axum::routing::patch(admin::patch_consumer),
+        )
         .route(
             "/admin/consumers/{consumer_key}/regenerate_keys",
             post(admin::regenerate_consumer),

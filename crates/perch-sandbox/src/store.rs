@@ -123,6 +123,33 @@ pub(crate) async fn update_consumer(
     Ok(done.rows_affected() == 1)
 }
 
+/// Sets whichever of a consumer's settings are given; the consumer as it
+/// is then, or `None` if there is none.
+pub(crate) async fn patch_consumer(
+    conn: &mut PgConnection,
+    consumer_key: &str,
+    callback_urls: Option<&[String]>,
+    sign_in_with_twitter: Option<bool>,
+    request_email: Option<bool>,
+) -> Result<Option<Consumer>, sqlx::Error> {
+    let row: Option<ConsumerRow> = sqlx::query_as(
+        "UPDATE sandbox_consumers SET \
+           callback_urls = COALESCE($2, callback_urls), \
+           sign_in_with_twitter = COALESCE($3, sign_in_with_twitter), \
+           request_email = COALESCE($4, request_email) \
+         WHERE consumer_key = $1 \
+         RETURNING consumer_key, name, callback_urls, sign_in_with_twitter, request_email, \
+                   secret_key_id, secret_ciphertext",
+    )
+    .bind(consumer_key)
+    .bind(callback_urls)
+    .bind(sign_in_with_twitter)
+    .bind(request_email)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(consumer_from))
+}
+
 /// Deletes a consumer; its tokens and authorizations go with it (the
 /// foreign keys cascade). False if there is none.
 pub(crate) async fn delete_consumer(
@@ -220,12 +247,22 @@ pub(crate) struct User {
     pub email: Option<String>,
     pub email_verified: bool,
     pub created_at: OffsetDateTime,
+    /// How many statuses the user has posted through the sandbox.
+    pub statuses_count: i64,
 }
 
-type UserRow = (i64, String, String, Option<String>, bool, OffsetDateTime);
+type UserRow = (
+    i64,
+    String,
+    String,
+    Option<String>,
+    bool,
+    OffsetDateTime,
+    i64,
+);
 
 fn user_from(row: UserRow) -> User {
-    let (id, screen_name, name, email, email_verified, created_at) = row;
+    let (id, screen_name, name, email, email_verified, created_at, statuses_count) = row;
     User {
         id,
         screen_name,
@@ -233,16 +270,34 @@ fn user_from(row: UserRow) -> User {
         email,
         email_verified,
         created_at,
+        statuses_count,
     }
 }
 
-const USER_COLUMNS: &str = "id, screen_name, name, email, email_verified, created_at";
+/// A user's columns, with the count of their statuses in the same
+/// statement (an index-only count on `sandbox_tweets_user`).
+const USER_COLUMNS: &str = "id, screen_name, name, email, email_verified, created_at, \
+     (SELECT count(*) FROM sandbox_tweets t WHERE t.user_id = sandbox_users.id)";
 
 pub(crate) async fn user(conn: &mut PgConnection, id: i64) -> Result<Option<User>, sqlx::Error> {
     let row: Option<UserRow> = sqlx::query_as(&format!(
         "SELECT {USER_COLUMNS} FROM sandbox_users WHERE id = $1"
     ))
     .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(user_from))
+}
+
+/// A user by screen name (any case).
+pub(crate) async fn user_by_screen_name(
+    conn: &mut PgConnection,
+    screen_name: &str,
+) -> Result<Option<User>, sqlx::Error> {
+    let row: Option<UserRow> = sqlx::query_as(&format!(
+        "SELECT {USER_COLUMNS} FROM sandbox_users WHERE lower(screen_name) = lower($1)"
+    ))
+    .bind(screen_name)
     .fetch_optional(conn)
     .await?;
     Ok(row.map(user_from))
@@ -255,6 +310,7 @@ type LoginRow = (
     Option<String>,
     bool,
     OffsetDateTime,
+    i64,
     String,
 );
 
@@ -270,9 +326,14 @@ pub(crate) async fn user_for_login(
         .bind(screen_name)
         .fetch_optional(conn)
         .await?;
-    Ok(row.map(|(id, sn, name, email, verified, created, hash)| {
-        (user_from((id, sn, name, email, verified, created)), hash)
-    }))
+    Ok(
+        row.map(|(id, sn, name, email, verified, created, statuses, hash)| {
+            (
+                user_from((id, sn, name, email, verified, created, statuses)),
+                hash,
+            )
+        }),
+    )
 }
 
 /// Deletes a user's access tokens and remembered authorizations.
@@ -326,7 +387,8 @@ pub(crate) async fn session_user(
     now: OffsetDateTime,
 ) -> Result<Option<User>, sqlx::Error> {
     let row: Option<UserRow> = sqlx::query_as(
-        "SELECT u.id, u.screen_name, u.name, u.email, u.email_verified, u.created_at \
+        "SELECT u.id, u.screen_name, u.name, u.email, u.email_verified, u.created_at, \
+                (SELECT count(*) FROM sandbox_tweets t WHERE t.user_id = u.id) \
          FROM sandbox_sessions s JOIN sandbox_users u ON u.id = s.user_id \
          WHERE s.session_digest = $1 AND s.expires_at > $2",
     )
@@ -725,12 +787,14 @@ pub(crate) async fn remember_nonce(
 pub(crate) async fn count_call(
     conn: &mut PgConnection,
     user_id: i64,
+    endpoint: &str,
     now: OffsetDateTime,
     window_secs: i64,
 ) -> Result<(OffsetDateTime, i32), sqlx::Error> {
     sqlx::query_as(
-        "INSERT INTO sandbox_rate_limits AS r (user_id, window_start, used) VALUES ($1, $2, 1) \
-         ON CONFLICT (user_id) DO UPDATE SET \
+        "INSERT INTO sandbox_rate_limits AS r (user_id, endpoint, window_start, used) \
+         VALUES ($1, $4, $2, 1) \
+         ON CONFLICT (user_id, endpoint) DO UPDATE SET \
            window_start = CASE WHEN r.window_start + make_interval(secs => $3) <= $2 THEN $2 ELSE r.window_start END, \
            used = CASE WHEN r.window_start + make_interval(secs => $3) <= $2 THEN 1 ELSE r.used + 1 END \
          RETURNING window_start, used",
@@ -738,8 +802,88 @@ pub(crate) async fn count_call(
     .bind(user_id)
     .bind(now)
     .bind(window_secs as f64)
+    .bind(endpoint)
     .fetch_one(conn)
     .await
+}
+
+// ---- statuses ----
+
+/// Twitter's epoch for Snowflake ids, in Unix milliseconds.
+const TWITTER_EPOCH_MS: i64 = 1_288_834_974_657;
+
+/// A status as stored.
+#[derive(Debug, Clone)]
+pub(crate) struct Tweet {
+    pub id: i64,
+    pub text: String,
+    pub source: String,
+    pub created_at: OffsetDateTime,
+}
+
+type TweetRow = (i64, String, String, OffsetDateTime);
+
+fn tweet_from((id, text, source, created_at): TweetRow) -> Tweet {
+    Tweet {
+        id,
+        text,
+        source,
+        created_at,
+    }
+}
+
+/// Stores a status unless the user posted the same text since `since`
+/// (Twitter's duplicate rule): `None` for a duplicate. One statement.
+pub(crate) async fn insert_tweet(
+    conn: &mut PgConnection,
+    user_id: i64,
+    text: &str,
+    source: &str,
+    now: OffsetDateTime,
+    since: OffsetDateTime,
+) -> Result<Option<Tweet>, sqlx::Error> {
+    let millis = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+    let row: Option<TweetRow> = sqlx::query_as(
+        "INSERT INTO sandbox_tweets (id, user_id, text, source, created_at) \
+         SELECT (($5::bigint - $6::bigint) << 22) | (nextval('sandbox_tweet_sequence') & 4194303), \
+                $1, $2, $3, $4 \
+         WHERE NOT EXISTS (SELECT 1 FROM sandbox_tweets \
+                           WHERE user_id = $1 AND text = $2 AND created_at > $7) \
+         RETURNING id, text, source, created_at",
+    )
+    .bind(user_id)
+    .bind(text)
+    .bind(source)
+    .bind(now)
+    .bind(millis)
+    .bind(TWITTER_EPOCH_MS)
+    .bind(since)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(tweet_from))
+}
+
+/// A user's statuses, newest first, within the optional id bounds
+/// (`since_id` exclusive, `max_id` inclusive, as Twitter pages).
+pub(crate) async fn user_tweets(
+    conn: &mut PgConnection,
+    user_id: i64,
+    since_id: Option<i64>,
+    max_id: Option<i64>,
+    count: i64,
+) -> Result<Vec<Tweet>, sqlx::Error> {
+    let rows: Vec<TweetRow> = sqlx::query_as(
+        "SELECT id, text, source, created_at FROM sandbox_tweets \
+         WHERE user_id = $1 AND ($2::bigint IS NULL OR id > $2) AND ($3::bigint IS NULL OR id <= $3) \
+         ORDER BY id DESC LIMIT $4",
+    )
+    .bind(user_id)
+    .bind(since_id)
+    .bind(max_id)
+    .bind(count)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(tweet_from).collect())
 }
 
 // ---- sweeping ----

@@ -33,6 +33,39 @@ pub(crate) enum ApiError {
     /// 429, code 88, with the rate-limit headers.
     #[error("rate limit exceeded")]
     RateLimited(HeaderMap),
+    /// 403, code 185: over the status update limit (Twitter answers
+    /// posting over its limit this way, not with a 429).
+    #[error("over the status update limit")]
+    OverUpdateLimit(HeaderMap),
+    /// 400, code 38 (v1.1) or an invalid request (v2): a required
+    /// parameter is missing.
+    #[error("a required parameter is missing: {0}")]
+    MissingParameter(&'static str),
+    /// 400, code 44 (v1.1) or an invalid request (v2): a parameter's value
+    /// is not one the endpoint takes.
+    #[error("parameter {name} is invalid")]
+    InvalidParameter {
+        /// The parameter.
+        name: &'static str,
+        /// What is wrong with it, as Twitter words it.
+        message: String,
+    },
+    /// 404, code 50.
+    #[error("user not found")]
+    UserNotFound,
+    /// 403, code 186: longer than 280 characters.
+    #[error("status too long")]
+    TooLong,
+    /// 403, code 187: the user posted the same text recently.
+    #[error("duplicate status")]
+    Duplicate,
+    /// A read-only token tried to write: 401 in Twitter's old error shape
+    /// (v1.1), 403 `oauth1-permissions` (v2).
+    #[error("read-only token")]
+    ReadOnly {
+        /// The path the client called (v1.1 echoes it).
+        path: String,
+    },
     /// 500, code 131; the cause is logged, never sent.
     #[error(transparent)]
     Internal(#[from] SandboxError),
@@ -83,14 +116,47 @@ impl ApiError {
                     .into_response();
             }
             Self::RateLimited(headers) => {
-                let mut response = (
+                return with_headers(
                     StatusCode::TOO_MANY_REQUESTS,
-                    [(header::CONTENT_TYPE, JSON)],
                     error_body(88, "Rate limit exceeded"),
-                )
-                    .into_response();
-                response.headers_mut().extend(headers.clone());
-                return response;
+                    headers,
+                );
+            }
+            Self::OverUpdateLimit(headers) => {
+                return with_headers(
+                    StatusCode::FORBIDDEN,
+                    error_body(185, "User is over daily status update limit."),
+                    headers,
+                );
+            }
+            Self::MissingParameter(name) => {
+                let message = if *name == "status" {
+                    // Twitter's own wording (and code) for this one.
+                    return json_error(
+                        StatusCode::BAD_REQUEST,
+                        error_body(170, "Missing required parameter: status."),
+                    );
+                } else {
+                    format!("{name} parameter is missing.")
+                };
+                return json_error(StatusCode::BAD_REQUEST, error_body(38, &message));
+            }
+            Self::InvalidParameter { message, .. } => {
+                return json_error(StatusCode::BAD_REQUEST, error_body(44, message));
+            }
+            Self::UserNotFound => (StatusCode::NOT_FOUND, 50, "User not found."),
+            Self::TooLong => (
+                StatusCode::FORBIDDEN,
+                186,
+                "Tweet needs to be a bit shorter.",
+            ),
+            Self::Duplicate => (StatusCode::FORBIDDEN, 187, "Status is a duplicate."),
+            Self::ReadOnly { path } => {
+                let body = serde_json::json!({
+                    "request": path,
+                    "error": "Read-only application cannot POST.",
+                });
+                return json_error(StatusCode::UNAUTHORIZED, body.to_string());
             }
             Self::Internal(error) if error.is_unavailable() => {
                 tracing::warn!(%error, "sandbox: database unavailable");
@@ -126,5 +192,111 @@ impl ApiError {
             }
         }
         response
+    }
+}
+
+fn json_error(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, JSON)], body).into_response()
+}
+
+fn with_headers(status: StatusCode, body: String, headers: &HeaderMap) -> Response {
+    let mut response = json_error(status, body);
+    response.headers_mut().extend(headers.clone());
+    response
+}
+
+/// A v2 problem: `{"title", "detail", "type", "status"}` as X's v2
+/// endpoints send it.
+fn problem(status: StatusCode, title: &str, detail: &str, kind: &str) -> String {
+    serde_json::json!({
+        "title": title,
+        "detail": detail,
+        "type": kind,
+        "status": status.as_u16(),
+    })
+    .to_string()
+}
+
+/// X's v2 "invalid request" problem naming one parameter.
+fn invalid_request(name: &str, message: &str) -> String {
+    serde_json::json!({
+        "errors": [{"parameters": {name: []}, "message": message}],
+        "title": "Invalid Request",
+        "detail": "One or more parameters to your request was invalid.",
+        "type": "https://api.twitter.com/2/problems/invalid-request",
+    })
+    .to_string()
+}
+
+impl ApiError {
+    /// The answer a v2 endpoint (`2/...`) gives: X's problem shapes, not
+    /// v1.1's error codes.
+    pub(crate) fn into_v2_response(self) -> Response {
+        let json = |status: StatusCode, body: String| json_error(status, body);
+        match self {
+            Self::BadAuthenticationData
+            | Self::CouldNotAuthenticate
+            | Self::TimestampOutOfBounds
+            | Self::InvalidToken
+            | Self::InvalidVerifier => json(
+                StatusCode::UNAUTHORIZED,
+                problem(
+                    StatusCode::UNAUTHORIZED,
+                    "Unauthorized",
+                    "Unauthorized",
+                    "about:blank",
+                ),
+            ),
+            Self::RateLimited(headers) | Self::OverUpdateLimit(headers) => with_headers(
+                StatusCode::TOO_MANY_REQUESTS,
+                problem(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too Many Requests",
+                    "Too Many Requests",
+                    "about:blank",
+                ),
+                &headers,
+            ),
+            Self::MissingParameter(name) => json(
+                StatusCode::BAD_REQUEST,
+                invalid_request(name, &format!("The `{name}` field is required.")),
+            ),
+            Self::InvalidParameter { name, message } => {
+                json(StatusCode::BAD_REQUEST, invalid_request(name, &message))
+            }
+            Self::UserNotFound => json(
+                StatusCode::NOT_FOUND,
+                problem(
+                    StatusCode::NOT_FOUND,
+                    "Not Found Error",
+                    "Could not find user.",
+                    "https://api.twitter.com/2/problems/resource-not-found",
+                ),
+            ),
+            Self::TooLong => json(
+                StatusCode::BAD_REQUEST,
+                invalid_request("text", "Your Tweet text is too long."),
+            ),
+            Self::Duplicate => json(
+                StatusCode::FORBIDDEN,
+                problem(
+                    StatusCode::FORBIDDEN,
+                    "Forbidden",
+                    "You are not allowed to create a Tweet with duplicate content.",
+                    "about:blank",
+                ),
+            ),
+            Self::ReadOnly { .. } => json(
+                StatusCode::FORBIDDEN,
+                problem(
+                    StatusCode::FORBIDDEN,
+                    "Unsupported Authentication",
+                    "Your client app is not configured with the appropriate oauth1 app \
+                     permissions for this endpoint.",
+                    "https://api.twitter.com/2/problems/oauth1-permissions",
+                ),
+            ),
+            Self::CallbackNotApproved | Self::Internal(_) => self.into_response_with_realm(""),
+        }
     }
 }

@@ -566,7 +566,10 @@ async fn failover(replication: Replication) {
             faults::assert_nothing_half_done(&standby.url("perch")).await;
             let lost = faults::lost_logins(&standby.url("perch"), &completed).await;
             let acknowledged = completed.iter().filter(|c| c.finished < crashed).count();
-            let oldest = lost.iter().map(|c| crashed.saturating_duration_since(c.finished)).max();
+            let oldest = lost
+                .iter()
+                .map(|c| crashed.saturating_duration_since(c.finished))
+                .max();
             eprintln!(
                 "asynchronous failover: {} of {acknowledged} logins acknowledged before the crash \
                  lost, the oldest answered {oldest:?} before it; standby lag (write, replay) in \

@@ -31,6 +31,7 @@ mod sandbox_chromium;
 mod sandbox_errors;
 mod sandbox_flow;
 mod sandbox_python;
+mod sandbox_rest;
 mod scopes;
 mod tenants_isolation;
 mod tenants_lifecycle;

@@ -736,6 +736,34 @@ impl Load {
         self.shared.completed.lock().unwrap().len()
     }
 
+    /// Waits until every user of `site` has completed a login that started
+    /// at or after `from` (at most `within`).
+    pub async fn wait_for_every_user_since(&self, site: &Site, from: Instant, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let missing: Vec<String> = {
+                let completed = self.shared.completed.lock().unwrap();
+                site.users
+                    .iter()
+                    .filter(|user| {
+                        !completed
+                            .iter()
+                            .any(|c| &c.user == *user && c.started >= from)
+                    })
+                    .cloned()
+                    .collect()
+            };
+            if missing.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no login completed since then for {missing:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until `n` more logins have completed (at most `within`).
     pub async fn wait_for_more(&self, n: usize, within: Duration) {
         let target = self.completed_count() + n;

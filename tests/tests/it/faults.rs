@@ -184,7 +184,8 @@ async fn kill_9_of_perch_loses_no_completed_login() {
     let _perch = PerchChild::start(&spec, port, &scratch.0).await;
     let back = Instant::now();
     eprintln!("kill -9: back after {:?}", back - killed);
-    load.wait_for_more(8, Duration::from_secs(30)).await;
+    load.wait_for_every_user_since(&site, back, Duration::from_secs(60))
+        .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (records, completed) = load.stop().await;
     eprintln!("kill -9: hops {}", summary(&records));
@@ -216,7 +217,7 @@ async fn kill_9_of_perch_loses_no_completed_login() {
         );
     }
     let accounts = faults::assert_nothing_lost(&db.url, &completed).await;
-    assert_eq!(accounts, 4);
+    assert_eq!(accounts, i64::try_from(site.users.len()).unwrap());
 }
 
 /// Two replicas (`a`, `b`) on one database behind HAProxy.

@@ -95,7 +95,10 @@ pub fn verify(
     now: OffsetDateTime,
 ) -> Result<(), VerifyError> {
     let key = key_bytes(secret).ok_or(VerifyError::Secret)?;
-    let at: i64 = timestamp.trim().parse().map_err(|_| VerifyError::Timestamp)?;
+    let at: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| VerifyError::Timestamp)?;
     let age = now.unix_timestamp().saturating_sub(at);
     if age.unsigned_abs() > TIMESTAMP_TOLERANCE.whole_seconds().unsigned_abs() {
         return Err(VerifyError::Stale);
@@ -214,8 +217,7 @@ mod tests {
     fn verifies_what_the_signer_signs() {
         let (old, new) = (mint_secret(), mint_secret());
         let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
-        let header =
-            signature_header(&[&new, &old], "msg_1", now.unix_timestamp(), b"{}").unwrap();
+        let header = signature_header(&[&new, &old], "msg_1", now.unix_timestamp(), b"{}").unwrap();
         for secret in [&new, &old] {
             assert_eq!(
                 verify(secret, "msg_1", "1800000000", &header, b"{}", now),

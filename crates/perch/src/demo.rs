@@ -159,8 +159,7 @@ pub fn router(state: DemoState) -> Router {
         .route("/demo/events", get(events_page))
         .route(
             WEBHOOK_PATH,
-            post(receive_webhook)
-                .layer(DefaultBodyLimit::max(perch_core::json::MAX_BODY_BYTES)),
+            post(receive_webhook).layer(DefaultBodyLimit::max(perch_core::json::MAX_BODY_BYTES)),
         )
         .with_state(state)
 }
@@ -537,6 +536,15 @@ fn when(value: Option<&str>) -> String {
     }
 }
 
+/// `2026-11-28T18:26:53.005075Z` as `2026-11-28 18:26:53 UTC`: events
+/// come seconds apart.
+fn to_the_second(t: &str) -> String {
+    match t.get(..19) {
+        Some(head) if t.ends_with('Z') => format!("{} UTC", head.replace('T', " ")),
+        _ => t.to_owned(),
+    }
+}
+
 fn account_page(state: &DemoState, body: &serde_json::Value) -> Response {
     let account = &body["account"];
     let name = text(account, "name").unwrap_or("there");
@@ -640,7 +648,7 @@ async fn receive_webhook(
     let event = ReceivedEvent {
         id: id.to_owned(),
         event_type: text(&parsed, "type").unwrap_or("?").to_owned(),
-        happened: when(text(&parsed, "timestamp")),
+        happened: text(&parsed, "timestamp").map_or_else(|| "?".to_owned(), to_the_second),
         received_at: state.0.clock.now(),
         body: serde_json::to_string_pretty(&parsed)
             .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned()),
@@ -675,7 +683,7 @@ async fn events_page(State(state): State<DemoState>) -> Response {
         let received = event
             .received_at
             .format(&Rfc3339)
-            .map(|t| when(Some(&t)))
+            .map(|t| to_the_second(&t))
             .unwrap_or_default();
         let parsed: serde_json::Value = serde_json::from_str(&event.body).unwrap_or_default();
         let who = match text(&parsed["data"]["account"], "screen_name") {
@@ -853,7 +861,14 @@ mod tests {
         }
         // A retry of an event already kept is not kept twice.
         remember(&state, event(&format!("msg_{}", KEPT_EVENTS + 4)));
-        let kept: Vec<String> = state.0.events.lock().unwrap().iter().map(|e| e.id.clone()).collect();
+        let kept: Vec<String> = state
+            .0
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e.id.clone())
+            .collect();
         assert_eq!(kept.len(), KEPT_EVENTS);
         assert_eq!(kept[0], format!("msg_{}", KEPT_EVENTS + 4), "newest first");
         assert_eq!(kept[KEPT_EVENTS - 1], "msg_5", "the oldest dropped");
@@ -870,6 +885,15 @@ mod tests {
         let debug = format!("{app:?}");
         assert!(!debug.contains("c2VjcmV0"), "{debug}");
         assert!(!debug.contains("perch_cs_secret"), "{debug}");
+    }
+
+    #[test]
+    fn event_times_are_shown_to_the_second() {
+        assert_eq!(
+            to_the_second("2026-11-28T18:26:53.005075Z"),
+            "2026-11-28 18:26:53 UTC"
+        );
+        assert_eq!(to_the_second("yesterday"), "yesterday");
     }
 
     #[test]

@@ -1107,14 +1107,19 @@ async fn a_delivery_in_flight_when_perch_is_killed_is_sent_after_the_restart() {
     let _perch = PerchChild::start(&spec, port, &scratch.0).await;
     // The lease runs 20 s from the claim; the restarted worker polls every
     // second. Two leases is a generous bound.
-    let received = receiver.wait_for_within(1, LEASE * 2 + Duration::from_secs(10)).await;
+    let received = receiver
+        .wait_for_within(1, LEASE * 2 + Duration::from_secs(10))
+        .await;
     assert_eq!(
         received.len(),
         1,
         "one answered delivery after the restart: {received:?}"
     );
     let delivered = &received[0];
-    assert_eq!(delivered.id, first_id, "the same webhook-id after the restart");
+    assert_eq!(
+        delivered.id, first_id,
+        "the same webhook-id after the restart"
+    );
     assert!(
         delivered.arrived - first_seen >= LEASE - Duration::from_secs(1),
         "the restarted process waited for the killed one's lease ({:?} after the first attempt)",
@@ -1134,7 +1139,10 @@ async fn a_delivery_in_flight_when_perch_is_killed_is_sent_after_the_restart() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(list[0]["status"], "delivered", "{list:?}");
-    assert_eq!(list[0]["attempts"], 2, "the killed attempt counted: {list:?}");
+    assert_eq!(
+        list[0]["attempts"], 2,
+        "the killed attempt counted: {list:?}"
+    );
     assert_eq!(list[0]["last_status_code"], 200);
     assert_eq!(list[0]["event_id"], first_id.as_str());
 }

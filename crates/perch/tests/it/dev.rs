@@ -335,8 +335,7 @@ async fn post_delivery(base: &str, id: &str, secret: &str, at: i64) -> u16 {
         r#"{{"type":"account.linked","timestamp":"2026-01-01T00:00:00Z","data":{{"account":{{"screen_name":"{id}"}}}}}}"#
     );
     let secret = perch_core::SecretString::new(secret);
-    let signature =
-        perch_webhooks::signing::signature(&secret, id, at, body.as_bytes()).unwrap();
+    let signature = perch_webhooks::signing::signature(&secret, id, at, body.as_bytes()).unwrap();
     reqwest::Client::new()
         .post(format!("{base}/demo/webhooks"))
         .header("content-type", "application/json")
@@ -497,7 +496,10 @@ async fn perch_dev_runs_the_demo_and_keeps_its_data() {
         .text()
         .await
         .unwrap();
-    assert!(!events.contains("msg_forged") && !events.contains("msg_replayed"), "{events}");
+    assert!(
+        !events.contains("msg_forged") && !events.contains("msg_replayed"),
+        "{events}"
+    );
     if perch_tests::tools::chromium().is_some() {
         screenshot(&format!("{base}/demo"), "demo").await;
         screenshot(&format!("{base}/demo/events"), "demo-events").await;

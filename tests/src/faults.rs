@@ -615,6 +615,20 @@ impl Site {
         }
     }
 
+    /// One complete login of `user` in a fresh browser, as the load's
+    /// virtual users walk it; panics with every hop's outcome when it does
+    /// not complete.
+    pub async fn login(&self, user: &str) -> Completed {
+        let shared = Shared::default();
+        let completed = walk_login(self, user, &virtual_browser(), "single", &shared).await;
+        completed.unwrap_or_else(|| {
+            panic!(
+                "the login of {user} did not complete: {:#?}",
+                shared.records.lock().unwrap()
+            )
+        })
+    }
+
     fn login_url(&self, state: &str) -> String {
         let redirect: String =
             url::form_urlencoded::byte_serialize(REDIRECT_URI.as_bytes()).collect();
@@ -803,90 +817,89 @@ enum Next {
     None,
 }
 
+fn virtual_browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
 async fn worker(site: Site, users: Vec<String>, shared: Arc<Shared>) {
     let browsers: Vec<(String, reqwest::Client)> = users
         .into_iter()
-        .map(|user| {
-            let browser = reqwest::Client::builder()
-                .cookie_store(true)
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(Duration::from_secs(20))
-                .build()
-                .unwrap();
-            (user, browser)
-        })
+        .map(|user| (user, virtual_browser()))
         .collect();
     let mut n = 0u64;
     while !shared.stop.load(Ordering::SeqCst) {
         n += 1;
         let (user, browser) = &browsers[usize::try_from(n).unwrap_or(0) % browsers.len()];
-        let (user, browser) = (user.clone(), browser.clone());
         shared.started_logins.fetch_add(1, Ordering::SeqCst);
-        let mut served_by = Vec::new();
-        let started = Instant::now();
         let state = format!("{user}-{n}");
-        let login_url = site.login_url(&state);
-        let Some(provider) = hop(&shared, &mut served_by, Hop::Start, || {
-            start_hop(&browser, &login_url, &site)
-        })
-        .await
-        else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
-        let Some(callback) = hop(&shared, &mut served_by, Hop::Provider, || {
-            provider_hop(&browser, &provider, &user, &site)
-        })
-        .await
-        else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
-        let Some(code) = hop(&shared, &mut served_by, Hop::Callback, || {
-            callback_hop(&browser, &callback, &state)
-        })
-        .await
-        else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
-        // The tenant's server retries a 503 exchange within the code's
-        // lifetime, as Retry-After asks.
-        let mut answer = None;
-        for _ in 0..20 {
-            let result = timed(
-                &shared,
-                &mut served_by,
-                Hop::Exchange,
-                exchange_hop(&site, &code),
-            )
-            .await;
-            match result {
-                (Outcome::Ok, Next::Json(body)) => {
-                    answer = Some(body);
-                    break;
-                }
-                (Outcome::Unavailable | Outcome::NoAnswer(_), _) => {
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                }
-                _ => break,
-            }
-        }
-        if let Some(body) = answer {
-            shared.completed.lock().unwrap().push(Completed {
-                user: user.clone(),
-                login_id: body["login_id"].as_str().unwrap_or_default().to_owned(),
-                account_id: body["account"]["id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-                login_count: body["account"]["login_count"].as_i64().unwrap_or_default(),
-                served_by,
-                started,
-                finished: Instant::now(),
-            });
+        match walk_login(&site, user, browser, &state, &shared).await {
+            Some(completed) => shared.completed.lock().unwrap().push(completed),
+            None => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
+}
+
+/// One complete login of `user` in `browser`, every hop recorded in
+/// `shared`; the login when its exchange answered 200.
+async fn walk_login(
+    site: &Site,
+    user: &str,
+    browser: &reqwest::Client,
+    state: &str,
+    shared: &Shared,
+) -> Option<Completed> {
+    let mut served_by = Vec::new();
+    let started = Instant::now();
+    let login_url = site.login_url(state);
+    let provider = hop(shared, &mut served_by, Hop::Start, || {
+        start_hop(browser, &login_url, site)
+    })
+    .await?;
+    let callback = hop(shared, &mut served_by, Hop::Provider, || {
+        provider_hop(browser, &provider, user, site)
+    })
+    .await?;
+    let code = hop(shared, &mut served_by, Hop::Callback, || {
+        callback_hop(browser, &callback, state)
+    })
+    .await?;
+    // The tenant's server retries a 503 exchange within the code's
+    // lifetime, as Retry-After asks.
+    for _ in 0..20 {
+        let result = timed(
+            shared,
+            &mut served_by,
+            Hop::Exchange,
+            exchange_hop(site, &code),
+        )
+        .await;
+        match result {
+            (Outcome::Ok, Next::Json(body)) => {
+                return Some(Completed {
+                    user: user.to_owned(),
+                    login_id: body["login_id"].as_str().unwrap_or_default().to_owned(),
+                    account_id: body["account"]["id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    login_count: body["account"]["login_count"].as_i64().unwrap_or_default(),
+                    served_by,
+                    started,
+                    finished: Instant::now(),
+                });
+            }
+            (Outcome::Unavailable | Outcome::NoAnswer(_), _) => {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            _ => return None,
+        }
+    }
+    None
 }
 
 /// Runs a browser hop, sending it again while it gets no answer (20 s at

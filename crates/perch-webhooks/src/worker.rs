@@ -80,10 +80,38 @@ impl Default for WorkerConfig {
             poll_interval: Duration::from_secs(1),
             lease: time::Duration::minutes(5),
             timeout: Duration::from_secs(15),
-            batch: 32,
+            batch: MAX_BATCH,
             per_endpoint: 4,
             policy: TargetPolicy::default(),
         }
+    }
+}
+
+/// The shortest lease [`WorkerConfig::with_lease`] accepts: longer than
+/// one attempt's 15-second timeout, so a live worker's attempt ends
+/// within its lease.
+pub const MIN_LEASE: time::Duration = time::Duration::seconds(20);
+
+/// The most deliveries a round claims.
+const MAX_BATCH: i64 = 32;
+
+impl WorkerConfig {
+    /// This configuration with `lease` (at least [`MIN_LEASE`]) and a
+    /// claim small enough to be sent within it: one endpoint's share of a
+    /// round goes out `per_endpoint` at a time, each attempt up to
+    /// `timeout`, so a round claims only as many groups of `per_endpoint`
+    /// as fit in the lease; otherwise the last of a long queue would be
+    /// sent after their lease ran out, and sent again by another replica.
+    pub fn with_lease(mut self, lease: time::Duration) -> Self {
+        self.lease = lease.max(MIN_LEASE);
+        let per_endpoint = i64::try_from(self.per_endpoint.max(1)).unwrap_or(1);
+        let timeout = i64::try_from(self.timeout.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let lease_ms = i64::try_from(self.lease.whole_milliseconds()).unwrap_or(i64::MAX);
+        let groups = (lease_ms / timeout).max(1);
+        self.batch = per_endpoint.saturating_mul(groups).min(MAX_BATCH);
+        self
     }
 }
 
@@ -460,6 +488,23 @@ mod tests {
         assert_eq!(retry_delay(9, 0.0), Some(time::Duration::hours(24)));
         assert_eq!(retry_delay(10, 0.5), None);
         assert_eq!(retry_delay(0, 0.5), None);
+    }
+
+    #[test]
+    fn a_shorter_lease_claims_what_it_can_send_within_it() {
+        let default = WorkerConfig::default();
+        assert_eq!(default.lease, time::Duration::minutes(5));
+        assert_eq!(default.batch, 32);
+        let same = WorkerConfig::default().with_lease(time::Duration::minutes(5));
+        assert_eq!((same.lease, same.batch), (default.lease, 32));
+        // 20 s holds one group of four 15-second attempts; 60 s four groups.
+        let short = WorkerConfig::default().with_lease(time::Duration::seconds(20));
+        assert_eq!((short.lease, short.batch), (MIN_LEASE, 4));
+        let minute = WorkerConfig::default().with_lease(time::Duration::minutes(1));
+        assert_eq!(minute.batch, 16);
+        // Never below the minimum.
+        let tiny = WorkerConfig::default().with_lease(time::Duration::seconds(1));
+        assert_eq!((tiny.lease, tiny.batch), (MIN_LEASE, 4));
     }
 
     #[test]

@@ -335,12 +335,32 @@ impl ServeConfig {
             0 => None,
             days => Some(Duration::from_secs(u64::from(days) * 86_400)),
         };
-        let webhook_worker = Some(perch_webhooks::worker::WorkerConfig {
-            policy: perch_webhooks::TargetPolicy {
-                allow_private: webhook_allow_private,
-            },
-            ..perch_webhooks::worker::WorkerConfig::default()
-        });
+        // How long a claimed delivery is held before another replica may
+        // send it again: what a crashed replica's deliveries wait.
+        let min_lease = perch_webhooks::worker::MIN_LEASE.whole_seconds();
+        let webhook_lease = match non_empty(env, "PERCH_WEBHOOK_LEASE_SECS") {
+            None => time::Duration::minutes(5),
+            Some(v) => v
+                .parse::<i64>()
+                .ok()
+                .filter(|n| (min_lease..=86_400).contains(n))
+                .map(time::Duration::seconds)
+                .ok_or_else(|| {
+                    invalid(
+                        "PERCH_WEBHOOK_LEASE_SECS",
+                        format!("expected whole seconds, {min_lease}..=86400"),
+                    )
+                })?,
+        };
+        let webhook_worker = Some(
+            perch_webhooks::worker::WorkerConfig {
+                policy: perch_webhooks::TargetPolicy {
+                    allow_private: webhook_allow_private,
+                },
+                ..perch_webhooks::worker::WorkerConfig::default()
+            }
+            .with_lease(webhook_lease),
+        );
         Ok(Self {
             webhook_worker,
             webhook_allow_private,
@@ -592,6 +612,28 @@ mod tests {
         assert_eq!(with("0").unwrap().audit_retention, None);
         let error = with("-1").unwrap_err().to_string();
         assert!(error.contains("PERCH_AUDIT_RETENTION_DAYS"), "{error}");
+    }
+
+    #[test]
+    fn the_webhook_lease_is_seconds_from_twenty_to_a_day() {
+        let read = |value: &'static str| {
+            let mut env = vec![
+                ("DATABASE_URL", "postgres://postgres@127.0.0.1/perch"),
+                ("PERCH_ENCRYPTION_KEYS", KEY),
+            ];
+            if !value.is_empty() {
+                env.push(("PERCH_WEBHOOK_LEASE_SECS", value));
+            }
+            ServeConfig::from_env(&VecEnv(env), None)
+                .map(|c| c.webhook_worker.map(|w| (w.lease.whole_seconds(), w.batch)))
+        };
+        assert_eq!(read("").unwrap(), Some((300, 32)));
+        assert_eq!(read("20").unwrap(), Some((20, 4)));
+        assert_eq!(read("86400").unwrap(), Some((86_400, 32)));
+        for bad in ["19", "0", "86401", "-5", "soon"] {
+            let error = read(bad).unwrap_err().to_string();
+            assert!(error.contains("PERCH_WEBHOOK_LEASE_SECS"), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -11,18 +11,30 @@
 //! checks it, and trades the code at the issuer's token endpoint for an ID
 //! token, whose claims it checks and shows with the userinfo answer. No
 //! JavaScript.
+//!
+//! It is a webhook receiver too: seeding registers `/demo/webhooks` as an
+//! endpoint of the demo tenant for every event type. Each delivery's
+//! Standard Webhooks signature is checked with the endpoint's secret
+//! (`perch_webhooks::signing::verify`, on this site's clock) before the
+//! event is kept; a bad one is answered 401. The last [`KEPT_EVENTS`]
+//! verified events are kept in memory and shown at `/demo/events`.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::Response;
-use axum::routing::get;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use perch_core::SecretString;
+use perch_core::clock::SharedClock;
 use serde::Deserialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use url::Url;
 
 use perch_core::html::escape;
@@ -31,6 +43,12 @@ use perch_core::html::escape;
 const STATE_COOKIE: &str = "greatest_state";
 /// The cookie that carries the OpenID Connect `nonce` of that login.
 const NONCE_COOKIE: &str = "greatest_nonce";
+
+/// Where Perch delivers the demo tenant's webhooks, under the listener.
+pub const WEBHOOK_PATH: &str = "/demo/webhooks";
+
+/// How many verified events `/demo/events` keeps (the newest).
+pub const KEPT_EVENTS: usize = 20;
 
 /// The demo site's registration at Perch, known once `perch dev` has seeded.
 #[derive(Debug, Clone)]
@@ -41,6 +59,24 @@ pub struct DemoApp {
     pub app_id: String,
     /// The app's client secret (redacted in `Debug`).
     pub client_secret: SecretString,
+    /// The signing secret of the webhook endpoint registered for this site
+    /// (`whsec_...`, redacted in `Debug`).
+    pub webhook_secret: SecretString,
+}
+
+/// One verified delivery, as `/demo/events` shows it.
+#[derive(Debug, Clone)]
+struct ReceivedEvent {
+    /// `webhook-id`: the event's id, the same on every retry.
+    id: String,
+    /// The body's `type`.
+    event_type: String,
+    /// The body's `timestamp`: when the event happened.
+    happened: String,
+    /// When this site got it, by its clock.
+    received_at: OffsetDateTime,
+    /// The body, pretty-printed.
+    body: String,
 }
 
 #[derive(Debug)]
@@ -50,6 +86,9 @@ struct Inner {
     secure_cookie: bool,
     app: OnceLock<DemoApp>,
     http: reqwest::Client,
+    clock: SharedClock,
+    /// Newest first, at most [`KEPT_EVENTS`].
+    events: Mutex<VecDeque<ReceivedEvent>>,
 }
 
 /// The demo site's state: where Perch is, and (once seeded) the app.
@@ -59,8 +98,13 @@ pub struct DemoState(Arc<Inner>);
 impl DemoState {
     /// `public_url` is where browsers reach Perch (and this site);
     /// `internal_url` is where this site's server reaches Perch for the
-    /// code exchange (the listener itself).
-    pub fn new(public_url: &Url, internal_url: &Url) -> Result<Self, reqwest::Error> {
+    /// code exchange (the listener itself); `clock` judges the age of
+    /// webhook deliveries.
+    pub fn new(
+        public_url: &Url,
+        internal_url: &Url,
+        clock: SharedClock,
+    ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
@@ -71,6 +115,8 @@ impl DemoState {
             secure_cookie: public_url.scheme() == "https",
             app: OnceLock::new(),
             http,
+            clock,
+            events: Mutex::new(VecDeque::with_capacity(KEPT_EVENTS)),
         })))
     }
 
@@ -98,12 +144,23 @@ pub fn callback_url(public_url: &Url) -> String {
     format!("{}/demo/callback", base(public_url))
 }
 
+/// The demo's webhook endpoint URL at `url` (the listener itself, which the
+/// delivery worker reaches whatever the public URL is).
+pub fn webhook_url(url: &Url) -> String {
+    format!("{}{WEBHOOK_PATH}", base(url))
+}
+
 /// The `/demo` routes.
 pub fn router(state: DemoState) -> Router {
     Router::new()
         .route("/demo", get(home))
         .route("/demo/", get(home))
         .route("/demo/callback", get(callback))
+        .route("/demo/events", get(events_page))
+        .route(
+            WEBHOOK_PATH,
+            post(receive_webhook).layer(DefaultBodyLimit::max(perch_core::json::MAX_BODY_BYTES)),
+        )
         .with_state(state)
 }
 
@@ -152,7 +209,7 @@ async fn home(
   <p class="eyebrow">Est. just now &middot; 100% hand-written HTML</p>
   <h1>The greatest website<br>ever created.</h1>
   <p class="lede">Award-winning<sup>*</sup>. Blazingly fast. Now with the one feature everyone asked for: signing in with Twitter.</p>
-  <p><a class="twitter" href="{link}"><span class="bird" aria-hidden="true"></span>Sign in with Twitter</a> <a class="link" href="{oidc_link}">Sign in through OIDC</a></p>
+  <p><a class="twitter" href="{link}"><span class="bird" aria-hidden="true"></span>Sign in with Twitter</a> <a class="link" href="{oidc_link}">Sign in through OIDC</a> <a class="link" href="{events}">Webhook events</a></p>
   <p class="fine"><sup>*</sup>Awarded by ourselves, to ourselves.</p>
 </section>
 <section class="cards">
@@ -169,12 +226,15 @@ async fn home(
     <li>This site's server checks the <code>state</code> and exchanges the code with <code>POST /v1/logins/exchange</code>, authenticated with the app's client secret, then shows who you are.</li>
   </ol>
   <p>The second button does the same through OpenID Connect, as any framework's generic OIDC client would: the issuer is <code>{issuer}</code>, the code goes to its token endpoint, and the answer is a signed ID token.</p>
+  <p>Perch also tells this site's server what happened, by webhook: every sign-in is delivered to <code>{webhook}</code>, signed with the endpoint's secret, and this site shows the ones whose signature checks out on its <a href="{events}">events page</a>.</p>
 </section>"#,
         link = escape(&login_link),
         link_text = escape(&login_link),
         oidc_link = escape(&oidc_link),
         issuer = escape(&issuer(&state, app)),
         callback = escape(&callback_url_of(&state)),
+        events = escape(&events_url(&state)),
+        webhook = escape(&format!("{}{WEBHOOK_PATH}", state.0.internal_base)),
     );
     let mut response = page(StatusCode::OK, "The Greatest Website Ever Created", &body);
     let cookie = format!(
@@ -209,6 +269,10 @@ fn issuer(state: &DemoState, app: &DemoApp) -> String {
 
 fn callback_url_of(state: &DemoState) -> String {
     format!("{}/callback", home_url(&state.0.public_base))
+}
+
+fn events_url(state: &DemoState) -> String {
+    format!("{}/events", home_url(&state.0.public_base))
 }
 
 fn encode(value: &str) -> String {
@@ -472,6 +536,15 @@ fn when(value: Option<&str>) -> String {
     }
 }
 
+/// `2026-11-28T18:26:53.005075Z` as `2026-11-28 18:26:53 UTC`: events
+/// come seconds apart.
+fn to_the_second(t: &str) -> String {
+    match t.get(..19) {
+        Some(head) if t.ends_with('Z') => format!("{} UTC", head.replace('T', " ")),
+        _ => t.to_owned(),
+    }
+}
+
 fn account_page(state: &DemoState, body: &serde_json::Value) -> Response {
     let account = &body["account"];
     let name = text(account, "name").unwrap_or("there");
@@ -511,7 +584,7 @@ fn account_page(state: &DemoState, body: &serde_json::Value) -> Response {
   <dt>Twitter user id</dt><dd><code>{provider_user_id}</code></dd>
   <dt>Perch account id</dt><dd><code>{account_id}</code></dd>
 </dl>
-<p><a class="twitter" href="{home}">Back to the greatest website</a> <a class="link" href="{home}?force_login=true">Sign in as someone else</a></p>
+<p><a class="twitter" href="{home}">Back to the greatest website</a> <a class="link" href="{home}?force_login=true">Sign in as someone else</a> <a class="link" href="{events}">What the webhooks said</a></p>
 <details><summary>What this site's server received from <code>POST /v1/logins/exchange</code></summary><pre>{pretty}</pre></details>"#,
         name = escape(name),
         screen_name = escape(screen_name),
@@ -521,8 +594,134 @@ fn account_page(state: &DemoState, body: &serde_json::Value) -> Response {
         provider_user_id = escape(text(account, "provider_user_id").unwrap_or("?")),
         account_id = escape(text(account, "id").unwrap_or("?")),
         pretty = escape(&pretty),
+        events = escape(&events_url(state)),
     );
     page(StatusCode::OK, &format!("Welcome, {name}"), &html)
+}
+
+/// `POST /demo/webhooks`: a Standard Webhooks receiver. The signature is
+/// checked against the endpoint's secret before anything is read from the
+/// body; a verified event is kept (once per `webhook-id`: delivery is at
+/// least once, so a retry of a delivery already received is acknowledged
+/// and not shown twice) and answered 204.
+async fn receive_webhook(
+    State(state): State<DemoState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(app) = state.0.app.get() else {
+        // Seeding has not finished: Perch retries after Retry-After.
+        let mut response = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the demo site is still starting",
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return response;
+    };
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    };
+    let id = header("webhook-id");
+    let verified = perch_webhooks::signing::verify(
+        &app.webhook_secret,
+        id,
+        header("webhook-timestamp"),
+        header("webhook-signature"),
+        &body,
+        state.0.clock.now(),
+    );
+    if let Err(error) = verified {
+        tracing::warn!(%error, "the demo site refused a webhook delivery");
+        return (
+            StatusCode::UNAUTHORIZED,
+            format!("webhook refused: {error}\n"),
+        )
+            .into_response();
+    }
+    let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let event = ReceivedEvent {
+        id: id.to_owned(),
+        event_type: text(&parsed, "type").unwrap_or("?").to_owned(),
+        happened: text(&parsed, "timestamp").map_or_else(|| "?".to_owned(), to_the_second),
+        received_at: state.0.clock.now(),
+        body: serde_json::to_string_pretty(&parsed)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned()),
+    };
+    remember(&state, event);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// Keeps `event` first, unless its `webhook-id` is already kept; drops the
+/// oldest beyond [`KEPT_EVENTS`].
+fn remember(state: &DemoState, event: ReceivedEvent) {
+    let Ok(mut events) = state.0.events.lock() else {
+        return;
+    };
+    if events.iter().any(|kept| kept.id == event.id) {
+        return;
+    }
+    events.push_front(event);
+    events.truncate(KEPT_EVENTS);
+}
+
+/// `GET /demo/events`: the verified events, newest first.
+async fn events_page(State(state): State<DemoState>) -> Response {
+    let events: Vec<ReceivedEvent> = state
+        .0
+        .events
+        .lock()
+        .map(|events| events.iter().cloned().collect())
+        .unwrap_or_default();
+    let mut items = String::new();
+    for event in &events {
+        let received = event
+            .received_at
+            .format(&Rfc3339)
+            .map(|t| to_the_second(&t))
+            .unwrap_or_default();
+        let parsed: serde_json::Value = serde_json::from_str(&event.body).unwrap_or_default();
+        let who = match text(&parsed["data"]["account"], "screen_name") {
+            Some(screen_name) => format!(" <span class=\"handle\">@{}</span>", escape(screen_name)),
+            None => String::new(),
+        };
+        items.push_str(&format!(
+            r#"<li class="event"><h3><code class="event-type">{event_type}</code>{who}</h3>
+<p class="meta">webhook-id <code>{id}</code> &middot; happened {happened} &middot; received {received} &middot; signature verified</p>
+<details><summary>Body</summary><pre>{body}</pre></details></li>
+"#,
+            event_type = escape(&event.event_type),
+            id = escape(&event.id),
+            happened = escape(&event.happened),
+            received = escape(&received),
+            body = escape(&event.body),
+        ));
+    }
+    let list = if items.is_empty() {
+        "<p class=\"muted\">Nothing yet. Sign in on the home page, then reload this page: \
+         Perch delivers within a second or two.</p>"
+            .to_owned()
+    } else {
+        format!("<ol class=\"events\">{items}</ol>")
+    };
+    let html = format!(
+        r#"<section class="hero">
+  <p class="eyebrow">Webhooks</p>
+  <h1>What Perch told us.</h1>
+  <p class="lede">perch dev registered <code>{webhook}</code> as a webhook endpoint of this site's tenant, for every event type. Each delivery's <code>webhook-signature</code> is checked with the endpoint's secret before it is kept; anything else is answered 401. The last {kept} events are shown, newest first, for as long as perch dev runs.</p>
+</section>
+{list}
+<p><a class="twitter" href="{home}">Back to the greatest website</a></p>"#,
+        webhook = escape(&format!("{}{WEBHOOK_PATH}", state.0.internal_base)),
+        kept = KEPT_EVENTS,
+        home = escape(&state.home_url()),
+    );
+    page(StatusCode::OK, "Webhook events", &html)
 }
 
 fn error_page(state: &DemoState, status: StatusCode, title: &str, explanation: &str) -> Response {
@@ -598,6 +797,10 @@ dl.account{display:grid;grid-template-columns:200px 1fr;gap:10px 16px;background
 dt{color:#6b6584}dd{margin:0;font-weight:600}.muted{color:#8a84a3;font-weight:500;font-style:italic}
 details{margin-top:28px;color:#5a5475}pre{background:#1b1530;color:#e9e4fb;padding:16px;border-radius:12px;overflow:auto;font-size:12.5px}
 .problem{padding:48px 0}.problem h1{font-size:36px}.problem p{font-size:17px;line-height:1.5;color:#403a58;max-width:620px}
+ol.events{list-style:none;padding:0;margin:8px 0 24px}
+.event{background:#fff;border:1px solid #ece8f7;border-radius:16px;padding:14px 20px;margin:0 0 12px}
+.event h3{margin:0;font-size:16px}.event .handle{font-size:14px;margin-left:8px}
+.event .meta{margin:6px 0 0;color:#6b6584;font-size:13px}.event details{margin-top:10px}
 footer{text-align:center;color:#8a84a3;font-size:12px;padding:24px}
 "#;
 
@@ -639,9 +842,64 @@ mod tests {
         assert_eq!(cookie(&headers, "missing"), None);
     }
 
+    fn event(id: &str) -> ReceivedEvent {
+        ReceivedEvent {
+            id: id.to_owned(),
+            event_type: "account.login".to_owned(),
+            happened: "?".to_owned(),
+            received_at: OffsetDateTime::UNIX_EPOCH,
+            body: "{}".to_owned(),
+        }
+    }
+
+    #[test]
+    fn keeps_the_newest_events_once_each() {
+        let url = Url::parse("http://127.0.0.1:8080/").unwrap();
+        let state = DemoState::new(&url, &url, Arc::new(perch_core::SystemClock)).unwrap();
+        for n in 0..KEPT_EVENTS + 5 {
+            remember(&state, event(&format!("msg_{n}")));
+        }
+        // A retry of an event already kept is not kept twice.
+        remember(&state, event(&format!("msg_{}", KEPT_EVENTS + 4)));
+        let kept: Vec<String> = state
+            .0
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e.id.clone())
+            .collect();
+        assert_eq!(kept.len(), KEPT_EVENTS);
+        assert_eq!(kept[0], format!("msg_{}", KEPT_EVENTS + 4), "newest first");
+        assert_eq!(kept[KEPT_EVENTS - 1], "msg_5", "the oldest dropped");
+    }
+
+    #[test]
+    fn the_webhook_secret_is_redacted() {
+        let app = DemoApp {
+            tenant_id: "ten_1".to_owned(),
+            app_id: "app_1".to_owned(),
+            client_secret: SecretString::new("perch_cs_secret"),
+            webhook_secret: SecretString::new("whsec_c2VjcmV0"),
+        };
+        let debug = format!("{app:?}");
+        assert!(!debug.contains("c2VjcmV0"), "{debug}");
+        assert!(!debug.contains("perch_cs_secret"), "{debug}");
+    }
+
+    #[test]
+    fn event_times_are_shown_to_the_second() {
+        assert_eq!(
+            to_the_second("2026-11-28T18:26:53.005075Z"),
+            "2026-11-28 18:26:53 UTC"
+        );
+        assert_eq!(to_the_second("yesterday"), "yesterday");
+    }
+
     #[test]
     fn callback_url_has_no_double_slash() {
         let url = Url::parse("http://127.0.0.1:8080/").unwrap();
         assert_eq!(callback_url(&url), "http://127.0.0.1:8080/demo/callback");
+        assert_eq!(webhook_url(&url), "http://127.0.0.1:8080/demo/webhooks");
     }
 }

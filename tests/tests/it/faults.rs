@@ -16,7 +16,9 @@ use perch_tests::faults::{
 };
 use sqlx::Connection as _;
 
-fn spec(database_url: &str, public_url: &str, env: &[(&str, &str)]) -> PerchSpec {
+/// How the suites start the `perch-child` binary (also the `webhooks`
+/// suite's kill test).
+pub(crate) fn spec(database_url: &str, public_url: &str, env: &[(&str, &str)]) -> PerchSpec {
     PerchSpec {
         binary: env!("CARGO_BIN_EXE_perch-child").into(),
         database_url: database_url.to_owned(),

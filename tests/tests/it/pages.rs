@@ -81,7 +81,7 @@ async fn flow_and_sandbox_pages_carry_the_page_headers() {
 async fn the_demo_site_carries_the_page_headers() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = url::Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
-    let state = perch::demo::DemoState::new(&base, &base).unwrap();
+    let state = perch::demo::DemoState::new(&base, &base, Arc::new(SystemClock)).unwrap();
     tokio::spawn(async move {
         axum::serve(listener, perch::demo::router(state))
             .await
@@ -91,6 +91,9 @@ async fn the_demo_site_carries_the_page_headers() {
     assert_page_headers(&page, "demo page");
     let csp = page.headers()["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("form-action 'none'"), "{csp}");
+    let events = reqwest::get(format!("{base}demo/events")).await.unwrap();
+    assert_eq!(events.status(), 200);
+    assert_page_headers(&events, "demo events page");
 }
 
 #[tokio::test]

@@ -6,11 +6,12 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode};
 use perch_core::clock::{ManualClock, SharedClock};
 use perch_core::{Clock, SystemClock};
+use perch_tests::faults::{self, PerchChild, Scratch, Site};
 use perch_tests::flow::Fixture;
 use perch_tests::tenants::{self, Answer};
 use perch_tests::{TestServer, TestServerOptions};
@@ -20,6 +21,8 @@ use serde_json::{Value, json};
 /// One request the receiver got.
 #[derive(Debug, Clone)]
 struct Received {
+    /// When it arrived (before any delay the script asked for).
+    arrived: Instant,
     id: String,
     timestamp: String,
     signature: String,
@@ -83,16 +86,41 @@ impl Receiver {
         self.state.lock().unwrap().overlaps
     }
 
-    /// Waits until at least `n` requests arrived.
+    /// Waits until at least `n` requests arrived (and were answered).
     async fn wait_for(&self, n: usize) -> Vec<Received> {
-        for _ in 0..300 {
+        self.wait_for_within(n, Duration::from_secs(15)).await
+    }
+
+    /// [`Self::wait_for`], waiting at most `within`.
+    async fn wait_for_within(&self, n: usize, within: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
             let received = self.received();
             if received.len() >= n {
                 return received;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("expected {n} deliveries, got {:?}", self.received());
+        panic!(
+            "expected {n} deliveries within {within:?}, got {:?}",
+            self.received()
+        );
+    }
+
+    /// The `webhook-id` of a request being answered now (the receiver
+    /// holds it), waiting at most `within`.
+    async fn wait_in_flight(&self, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(id) = self.state.lock().unwrap().in_flight.iter().next() {
+                return id.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "no delivery reached the receiver within {within:?}; answered: {:?}",
+            self.received()
+        );
     }
 }
 
@@ -104,6 +132,7 @@ async fn receive(state: Arc<Mutex<ReceiverState>>, headers: HeaderMap, body: Str
             .unwrap_or_default()
             .to_owned()
     };
+    let arrived = Instant::now();
     let id = header("webhook-id");
     let (status, delay) = {
         let mut state = state.lock().unwrap();
@@ -117,6 +146,7 @@ async fn receive(state: Arc<Mutex<ReceiverState>>, headers: HeaderMap, body: Str
     let mut state = state.lock().unwrap();
     state.in_flight.remove(&id);
     state.received.push(Received {
+        arrived,
         timestamp: header("webhook-timestamp"),
         signature: header("webhook-signature"),
         id,
@@ -1005,4 +1035,114 @@ async fn an_endpoint_failing_for_five_days_is_disabled_and_audited() {
     assert_eq!(enabled.body["disabled_reason"], Value::Null);
     clock.advance(time::Duration::hours(3));
     receiver.wait_for(4).await;
+}
+
+/// The deliveries of `endpoint` as the API lists them, from a server in
+/// another process.
+async fn child_deliveries(base: &str, key: &str, endpoint: &str) -> Vec<Value> {
+    let list = reqwest::Client::new()
+        .get(format!("{base}/v1/webhook-endpoints/{endpoint}/deliveries"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), 200);
+    let body: Value = list.json().await.unwrap();
+    body["data"].as_array().unwrap().clone()
+}
+
+/// `perch serve` (the real binary, a child process) killed with SIGKILL
+/// while a login's `account.linked` is committed and its first attempt is
+/// in flight (the receiver holds the request unanswered). The killed
+/// process's lease keeps the delivery from everyone until it lapses; then
+/// the restarted process sends it again, with the same `webhook-id`, and
+/// records it delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_in_flight_when_perch_is_killed_is_sent_after_the_restart() {
+    const LEASE: Duration = Duration::from_secs(20);
+    let receiver = Receiver::start().await;
+    // The first request is held for ten minutes: Perch dies waiting.
+    receiver.delay_next(&[Duration::from_secs(600)]);
+    let db = perch_tests::TestDb::new().await;
+    let scratch = Scratch::new("webhook-kill");
+    let port = faults::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let lease = LEASE.as_secs().to_string();
+    let spec = crate::faults::spec(
+        &db.url,
+        &base,
+        &[
+            ("PERCH_WEBHOOK_ALLOW_PRIVATE", "on"),
+            // The shortest lease Perch accepts, so the test waits 20 s
+            // for the killed process's claim to lapse, not 5 minutes.
+            ("PERCH_WEBHOOK_LEASE_SECS", lease.as_str()),
+        ],
+    );
+    let mut perch = PerchChild::start(&spec, port, &scratch.0).await;
+    let site = Site::create(&base, 1).await;
+    let created = reqwest::Client::new()
+        .post(format!("{base}/v1/webhook-endpoints"))
+        .bearer_auth(&site.key)
+        .json(&json!({ "url": receiver.url, "events": ["account.linked"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    let endpoint = created["id"].as_str().unwrap().to_owned();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+
+    // A real login: the account and its account.linked commit together.
+    let login = site.login(&site.users[0]).await;
+    assert_eq!(login.login_count, 1, "the first login links the account");
+    let first_id = receiver.wait_in_flight(Duration::from_secs(15)).await;
+    let first_seen = Instant::now();
+    let pending = child_deliveries(&base, &site.key, &endpoint).await;
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(pending[0]["status"], "pending", "{pending:?}");
+    assert_eq!(pending[0]["attempts"], 1, "claimed once: {pending:?}");
+    assert_eq!(pending[0]["event_id"], first_id.as_str());
+
+    perch.kill9();
+    let _perch = PerchChild::start(&spec, port, &scratch.0).await;
+    // The lease runs 20 s from the claim; the restarted worker polls every
+    // second. Two leases is a generous bound.
+    let received = receiver
+        .wait_for_within(1, LEASE * 2 + Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        received.len(),
+        1,
+        "one answered delivery after the restart: {received:?}"
+    );
+    let delivered = &received[0];
+    assert_eq!(
+        delivered.id, first_id,
+        "the same webhook-id after the restart"
+    );
+    assert!(
+        delivered.arrived - first_seen >= LEASE - Duration::from_secs(1),
+        "the restarted process waited for the killed one's lease ({:?} after the first attempt)",
+        delivered.arrived - first_seen
+    );
+    let event = body(delivered);
+    assert_eq!(event["type"], "account.linked");
+    assert_eq!(event["data"]["account"]["id"], login.account_id.as_str());
+    assert_verified(&secret, &received).await;
+
+    let mut list = Vec::new();
+    for _ in 0..100 {
+        list = child_deliveries(&base, &site.key, &endpoint).await;
+        if list[0]["status"] == "delivered" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(list[0]["status"], "delivered", "{list:?}");
+    assert_eq!(
+        list[0]["attempts"], 2,
+        "the killed attempt counted: {list:?}"
+    );
+    assert_eq!(list[0]["last_status_code"], 200);
+    assert_eq!(list[0]["event_id"], first_id.as_str());
 }

@@ -37,11 +37,13 @@ pub(super) fn banner(
          \x20 OpenAPI          {base}/openapi.json\n\
          \x20 OpenID Connect   {base}/oidc/{tenant}/.well-known/openid-configuration\n\
          \x20                  (client_id {app}, client_secret below)\n\
+         \x20 Webhook events   {base}/demo/events   (what the demo site was sent, signature checked)\n\
          \n\
          \x20 Operator token   {operator_token}\n\
          \x20 Tenant           {TENANT_NAME} ({tenant})\n\
          \x20 Tenant API key   {key}\n\
          \x20 App              {APP_NAME} ({app}), client secret {secret}\n\
+         \x20 Webhook endpoint {endpoint}, secret {webhook_secret}\n\
          {users}\
          \n\
          \x20 Try:\n\
@@ -54,6 +56,8 @@ pub(super) fn banner(
         tenant = seeded.tenant_id,
         app = seeded.app_id,
         secret = seeded.client_secret,
+        endpoint = seeded.webhook_endpoint_id,
+        webhook_secret = seeded.webhook_secret,
         data = data_dir.display(),
         file = data_dir.join(DEV_FILE).display(),
     )
@@ -70,6 +74,8 @@ mod tests {
             api_key: "perch_sk_x".to_owned(),
             app_id: "app_1".to_owned(),
             client_secret: "cs".to_owned(),
+            webhook_endpoint_id: "whep_1".to_owned(),
+            webhook_secret: "whsec_x".to_owned(),
             passwords: vec!["pa".to_owned(), "pb".to_owned()],
         };
         let url = Url::parse("http://127.0.0.1:8080/").unwrap();
@@ -80,6 +86,8 @@ mod tests {
         assert!(text.contains("alice / pa   (alice@example.com)"), "{text}");
         assert!(text.contains("bob / pb   (no email)"), "{text}");
         assert!(text.contains("(app_1), client secret cs"), "{text}");
+        assert!(text.contains("http://127.0.0.1:8080/demo/events"), "{text}");
+        assert!(text.contains("whep_1, secret whsec_x"), "{text}");
         assert!(
             text.contains("http://127.0.0.1:8080/oidc/ten_1/.well-known/openid-configuration"),
             "{text}"

@@ -21,6 +21,10 @@ pub(super) const KEY_API_KEY: &str = "PERCH_DEV_API_KEY";
 pub(super) const KEY_APP_ID: &str = "PERCH_DEV_APP_ID";
 /// The demo app's client secret.
 pub(super) const KEY_CLIENT_SECRET: &str = "PERCH_DEV_CLIENT_SECRET";
+/// The demo site's webhook endpoint's id.
+pub(super) const KEY_WEBHOOK_ID: &str = "PERCH_DEV_WEBHOOK_ENDPOINT_ID";
+/// The demo site's webhook endpoint's signing secret.
+pub(super) const KEY_WEBHOOK_SECRET: &str = "PERCH_DEV_WEBHOOK_SECRET";
 
 /// Why `dev.env` could not be read or written.
 #[derive(Debug, thiserror::Error)]

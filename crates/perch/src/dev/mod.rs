@@ -7,8 +7,9 @@
 //! user cannot reach the data directory). It keeps generated credentials in
 //! `<data-dir>/dev.env` ([`env_file`], mode 0600), starts the ordinary
 //! server with the sandbox on and the demo site ([`crate::demo`]) mounted at
-//! `/demo`, seeds a tenant, an app and sandbox users **through the public
-//! HTTP API** ([`seed`]; idempotently: a second run finds them), and prints
+//! `/demo`, seeds a tenant, an app, the demo site's webhook endpoint and
+//! sandbox users **through the public HTTP API** ([`seed`]; idempotently: a
+//! second run finds them), and prints
 //! a banner with URLs and credentials ([`banner`]).
 //!
 //! Printing secrets is the point of dev mode: the banner and `dev.env` are
@@ -336,6 +337,12 @@ async fn serve(
     overrides.insert("DATABASE_URL", database_url);
     overrides.insert("PERCH_LISTEN", listen.to_string());
     overrides.insert("PERCH_SANDBOX", "on".to_owned());
+    // The demo site receives its tenant's webhooks on this very listener:
+    // plain http on loopback, which the SSRF guard refuses unless private
+    // targets are allowed. Dev mode runs on the developer's own machine,
+    // the case the switch exists for, so it is forced on here (and only
+    // here); their own endpoints on localhost work too.
+    overrides.insert("PERCH_WEBHOOK_ALLOW_PRIVATE", "on".to_owned());
     if non_empty(env, "PERCH_PUBLIC_URL").is_none() {
         overrides.insert("PERCH_PUBLIC_URL", http_url(local)?.to_string());
     }
@@ -362,8 +369,8 @@ async fn serve(
     let pool = crate::db::connect(&config.database).await?;
     let starting = async {
         crate::db::migrate(&pool).await?;
-        let demo_state = DemoState::new(&public_url, &internal_url)?;
         let clock: perch_core::clock::SharedClock = std::sync::Arc::new(perch_core::SystemClock);
+        let demo_state = DemoState::new(&public_url, &internal_url, clock.clone())?;
         let running = crate::server::start_with(
             config,
             pool.clone(),
@@ -388,7 +395,7 @@ async fn serve(
         base: internal_url.as_str().trim_end_matches('/').to_owned(),
     };
     let seeded = tokio::select! {
-        seeded = seed::seed(&api, file, &operator_token, &public_url) => Some(seeded),
+        seeded = seed::seed(&api, file, &operator_token, &public_url, &internal_url) => Some(seeded),
         _ = stop.wait_for(|s| *s) => None,
     };
     let seeded = match seeded {
@@ -408,6 +415,7 @@ async fn serve(
         tenant_id: seeded.tenant_id.clone(),
         app_id: seeded.app_id.clone(),
         client_secret: perch_core::SecretString::new(seeded.client_secret.clone()),
+        webhook_secret: perch_core::SecretString::new(seeded.webhook_secret.clone()),
     });
     // Deliberately printed: dev mode exists to hand these to the developer.
     print!(

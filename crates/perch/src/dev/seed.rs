@@ -1,6 +1,7 @@
 //! Seeding the demo **through the public HTTP API**, as a tenant would: the
 //! tenant and its API key (operator API), the app with its callback at this
-//! run's URL, and the sandbox users (sandbox admin API). Idempotent: a
+//! run's URL, the demo site's webhook endpoint (for every event type, at
+//! this run's listener), and the sandbox users (sandbox admin API). Idempotent: a
 //! second run finds what the first made, through the ids and secrets kept
 //! in `dev.env`.
 //!
@@ -17,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::env_file::{
-    DevFile, DevFileError, KEY_API_KEY, KEY_APP_ID, KEY_CLIENT_SECRET, KEY_TENANT_ID, random_token,
+    DevFile, DevFileError, KEY_API_KEY, KEY_APP_ID, KEY_CLIENT_SECRET, KEY_TENANT_ID,
+    KEY_WEBHOOK_ID, KEY_WEBHOOK_SECRET, random_token,
 };
 use crate::demo;
 
@@ -69,6 +71,14 @@ pub enum Step {
     CreateApp,
     /// Creating a sandbox user.
     CreateUser,
+    /// Reading the kept webhook endpoint.
+    GetWebhookEndpoint,
+    /// Pointing the webhook endpoint at this run's listener.
+    UpdateWebhookEndpoint,
+    /// A new signing secret for an endpoint whose secret was not kept.
+    RotateWebhookSecret,
+    /// Registering the demo site's webhook endpoint.
+    CreateWebhookEndpoint,
 }
 
 impl Step {
@@ -80,6 +90,10 @@ impl Step {
             Step::RotateSecret => "POST /v1/apps/{id}/rotate-secret",
             Step::CreateApp => "POST /v1/apps",
             Step::CreateUser => "POST /sandbox/admin/users",
+            Step::GetWebhookEndpoint => "GET /v1/webhook-endpoints/{id}",
+            Step::UpdateWebhookEndpoint => "PATCH /v1/webhook-endpoints/{id}",
+            Step::RotateWebhookSecret => "POST /v1/webhook-endpoints/{id}/rotate-secret",
+            Step::CreateWebhookEndpoint => "POST /v1/webhook-endpoints",
         }
     }
 }
@@ -214,6 +228,36 @@ struct NewSandboxUser<'a> {
     email: Option<&'a str>,
 }
 
+/// The demo endpoint's registration (and the fields an update changes).
+#[derive(Serialize)]
+struct NewWebhookEndpoint<'a> {
+    url: &'a str,
+    events: &'a [&'static str],
+    description: &'static str,
+    enabled: bool,
+}
+
+#[derive(Deserialize)]
+struct WebhookEndpoint {
+    url: String,
+    events: Vec<String>,
+    enabled: bool,
+}
+
+#[derive(Deserialize)]
+struct CreatedWebhookEndpoint {
+    id: String,
+    secret: String,
+}
+
+#[derive(Deserialize)]
+struct RotatedWebhookSecret {
+    secret: String,
+}
+
+/// What the demo endpoint's description says.
+const WEBHOOK_DESCRIPTION: &str = "perch dev's demo site (shown at /demo/events)";
+
 /// An RFC 9457 problem, for the error message.
 #[derive(Deserialize, Default)]
 struct Problem {
@@ -323,6 +367,10 @@ pub(super) struct Seeded {
     pub(super) api_key: String,
     pub(super) app_id: String,
     pub(super) client_secret: String,
+    /// The demo site's webhook endpoint (`whep_...`).
+    pub(super) webhook_endpoint_id: String,
+    /// Its signing secret (`whsec_...`).
+    pub(super) webhook_secret: String,
     /// The passwords of [`USERS`], in order.
     pub(super) passwords: Vec<String>,
 }
@@ -332,20 +380,26 @@ impl fmt::Debug for Seeded {
         f.debug_struct("Seeded")
             .field("tenant_id", &self.tenant_id)
             .field("app_id", &self.app_id)
+            .field("webhook_endpoint_id", &self.webhook_endpoint_id)
             .finish_non_exhaustive()
     }
 }
 
-/// Creates (or finds) the demo tenant, app and sandbox users. Every secret
-/// is saved to `dev.env` the moment it is known, as Perch shows it once.
+/// Creates (or finds) the demo tenant, app, webhook endpoint and sandbox
+/// users. Every secret is saved to `dev.env` the moment it is known, as
+/// Perch shows it once. The endpoint is registered at `listener_url` (where
+/// this process's own delivery worker reaches the demo site).
 pub(super) async fn seed(
     api: &Api,
     file: &mut DevFile,
     operator_token: &str,
     public_url: &Url,
+    listener_url: &Url,
 ) -> Result<Seeded, SeedError> {
     let api_key = tenant(api, file, operator_token).await?;
     let (app_id, client_secret) = app(api, file, &api_key, public_url).await?;
+    let (webhook_endpoint_id, webhook_secret) =
+        webhook_endpoint(api, file, &api_key, &demo::webhook_url(listener_url)).await?;
 
     // Sandbox users. The password is saved before the user exists, so it
     // is never lost; "taken" means an earlier run created it.
@@ -380,6 +434,8 @@ pub(super) async fn seed(
         api_key,
         app_id,
         client_secret,
+        webhook_endpoint_id,
+        webhook_secret,
         passwords,
     })
 }
@@ -507,6 +563,100 @@ async fn app(
     Ok((app.id, rotated.client_secret))
 }
 
+/// The demo site's webhook endpoint at `url`, for every event type, and its
+/// secret: the kept one (moved to `url` and enabled again if need be), or a
+/// new registration when none was kept or the kept one was deleted.
+async fn webhook_endpoint(
+    api: &Api,
+    file: &mut DevFile,
+    api_key: &str,
+    url: &str,
+) -> Result<(String, String), SeedError> {
+    let events: Vec<&'static str> = perch_webhooks::EventType::subscribable()
+        .map(perch_webhooks::EventType::as_str)
+        .collect();
+    let wanted = NewWebhookEndpoint {
+        url,
+        events: &events,
+        description: WEBHOOK_DESCRIPTION,
+        enabled: true,
+    };
+    if let Some(id) = file.get(KEY_WEBHOOK_ID).map(str::to_owned) {
+        let path = format!("/v1/webhook-endpoints/{id}");
+        let answer = api
+            .call(
+                Step::GetWebhookEndpoint,
+                Method::GET,
+                &path,
+                api_key,
+                NO_BODY,
+            )
+            .await?;
+        match answer.status {
+            200 => {
+                let kept: WebhookEndpoint = answer.parse()?;
+                let mut kept_events = kept.events.clone();
+                kept_events.sort();
+                let mut wanted_events = events.clone();
+                wanted_events.sort_unstable();
+                if kept.url != url || kept_events != wanted_events || !kept.enabled {
+                    let answer = api
+                        .call(
+                            Step::UpdateWebhookEndpoint,
+                            Method::PATCH,
+                            &path,
+                            api_key,
+                            Some(&wanted),
+                        )
+                        .await?;
+                    if answer.status != 200 {
+                        return Err(answer.unexpected());
+                    }
+                    tracing::info!(endpoint = %id, "moved the demo webhook endpoint to this run's URL");
+                }
+                if let Some(secret) = file.get(KEY_WEBHOOK_SECRET).map(str::to_owned) {
+                    return Ok((id, secret));
+                }
+                // The old secret keeps signing beside the new one for a
+                // day; the demo checks with the new one.
+                let rotated: RotatedWebhookSecret = api
+                    .call(
+                        Step::RotateWebhookSecret,
+                        Method::POST,
+                        &format!("{path}/rotate-secret"),
+                        api_key,
+                        NO_BODY,
+                    )
+                    .await?
+                    .expect(200)?;
+                file.set(KEY_WEBHOOK_SECRET, &rotated.secret)?;
+                return Ok((id, rotated.secret));
+            }
+            // Deleted since (by the developer, through the API): register
+            // a new one.
+            404 => {}
+            _ => return Err(answer.unexpected()),
+        }
+    }
+    let created: CreatedWebhookEndpoint = api
+        .call(
+            Step::CreateWebhookEndpoint,
+            Method::POST,
+            "/v1/webhook-endpoints",
+            api_key,
+            Some(&wanted),
+        )
+        .await?
+        .expect(201)?;
+    // The id first: should the secret be lost before it is written, the
+    // next run finds the endpoint and rotates its secret rather than
+    // registering a second one.
+    file.set(KEY_WEBHOOK_ID, &created.id)?;
+    file.set(KEY_WEBHOOK_SECRET, &created.secret)?;
+    tracing::info!(endpoint = %created.id, "registered the demo webhook endpoint");
+    Ok((created.id, created.secret))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -537,6 +687,21 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&bob).unwrap(),
             serde_json::json!({ "screen_name": "bob", "name": "Bob Loblaw", "password": "pw" })
+        );
+        let endpoint = NewWebhookEndpoint {
+            url: "http://127.0.0.1:8080/demo/webhooks",
+            events: &["account.linked", "account.login"],
+            description: WEBHOOK_DESCRIPTION,
+            enabled: true,
+        };
+        assert_eq!(
+            serde_json::to_value(&endpoint).unwrap(),
+            serde_json::json!({
+                "url": "http://127.0.0.1:8080/demo/webhooks",
+                "events": ["account.linked", "account.login"],
+                "description": WEBHOOK_DESCRIPTION,
+                "enabled": true,
+            })
         );
     }
 

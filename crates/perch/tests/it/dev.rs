@@ -148,6 +148,14 @@ impl Dev {
     fn password(&self, user: &str) -> String {
         self.after(&format!("{user} /"))
     }
+    fn webhook_secret(&self) -> String {
+        let line = self
+            .banner
+            .iter()
+            .find(|l| l.contains("Webhook endpoint"))
+            .unwrap_or_else(|| panic!("no webhook endpoint in:\n{}", self.banner.join("\n")));
+        line.rsplit("secret ").next().unwrap().trim().to_owned()
+    }
 
     /// SIGTERM, then the exit status.
     async fn terminate(mut self) -> std::process::ExitStatus {
@@ -298,6 +306,50 @@ async fn demo_oidc_login(base: &str, user: &str, password: &str) -> (u16, String
     (status, html)
 }
 
+/// Waits (at most 30 s) until the demo's events page lists `count`
+/// events of type `event_type`; the page.
+async fn wait_for_events(base: &str, event_type: &str, count: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let page = reqwest::get(format!("{base}/demo/events")).await.unwrap();
+        assert_eq!(page.status(), 200);
+        let html = page.text().await.unwrap();
+        let listed = html
+            .matches(&format!("<code class=\"event-type\">{event_type}</code>"))
+            .count();
+        if listed >= count {
+            return html;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the events page never listed {count} {event_type}:\n{html}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Posts a delivery to the demo's receiver as an attacker could: `secret`
+/// signs it (not the endpoint's own, or an old timestamp); the status.
+async fn post_delivery(base: &str, id: &str, secret: &str, at: i64) -> u16 {
+    let body = format!(
+        r#"{{"type":"account.linked","timestamp":"2026-01-01T00:00:00Z","data":{{"account":{{"screen_name":"{id}"}}}}}}"#
+    );
+    let secret = perch_core::SecretString::new(secret);
+    let signature = perch_webhooks::signing::signature(&secret, id, at, body.as_bytes()).unwrap();
+    reqwest::Client::new()
+        .post(format!("{base}/demo/webhooks"))
+        .header("content-type", "application/json")
+        .header("webhook-id", id)
+        .header("webhook-timestamp", at.to_string())
+        .header("webhook-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 async fn accounts(base: &str, key: &str, app_id: &str) -> serde_json::Value {
     let response = reqwest::Client::new()
         .get(format!("{base}/v1/apps/{app_id}/accounts"))
@@ -413,8 +465,44 @@ async fn perch_dev_runs_the_demo_and_keeps_its_data() {
     assert!(page.contains("1 time"), "first login");
     let saved = artifacts().join("demo-account.html");
     std::fs::write(&saved, &page).unwrap();
+
+    // Perch told the demo site by webhook; the site checked the signature
+    // with the endpoint's secret before showing the event.
+    let events = wait_for_events(&base, "account.linked", 1).await;
+    assert!(events.contains("@alice"), "{events}");
+    assert!(events.contains("signature verified"), "{events}");
+    assert!(events.contains("webhook-id <code>msg_"), "{events}");
+    std::fs::write(artifacts().join("demo-events.html"), &events).unwrap();
+    // A delivery signed with any other secret, or replayed with an old
+    // timestamp, is refused and not shown.
+    use perch_core::Clock as _;
+    let now = perch_core::SystemClock.now().unix_timestamp();
+    let other = perch_webhooks::signing::mint_secret();
+    assert_eq!(
+        post_delivery(&base, "msg_forged", other.expose(), now).await,
+        401,
+        "a forged delivery"
+    );
+    let secret = dev.webhook_secret();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    assert_eq!(
+        post_delivery(&base, "msg_replayed", &secret, now - 3600).await,
+        401,
+        "an hour-old delivery"
+    );
+    let events = reqwest::get(format!("{base}/demo/events"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !events.contains("msg_forged") && !events.contains("msg_replayed"),
+        "{events}"
+    );
     if perch_tests::tools::chromium().is_some() {
         screenshot(&format!("{base}/demo"), "demo").await;
+        screenshot(&format!("{base}/demo/events"), "demo-events").await;
         screenshot(
             &format!("file://{}", saved.canonicalize().unwrap().display()),
             "demo-account",
@@ -450,6 +538,11 @@ async fn perch_dev_runs_the_demo_and_keeps_its_data() {
     let (status, page) = demo_login(&base, "alice", &alice_password).await;
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("2 times"), "{page}");
+    // The webhook endpoint followed the new port too (the page starts
+    // empty on every run: it is the site's memory).
+    let events = wait_for_events(&base, "account.login", 1).await;
+    assert!(events.contains("@alice"), "{events}");
+    assert_eq!(dev.webhook_secret(), secret, "the kept webhook secret");
     let (status, page) = demo_login(&base, "bob", &dev.password("bob")).await;
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("@bob"));

@@ -61,6 +61,15 @@ pub struct AccountView {
     pub last_login_at: OffsetDateTime,
     /// How many times the user signed in.
     pub login_count: i32,
+    /// `active`, or `revoked` once the provider answered that the token
+    /// is no longer valid (the user revoked the app); a new login makes it
+    /// active again.
+    #[schema(value_type = String, pattern = "^(active|revoked)$")]
+    pub status: &'static str,
+    /// When the account was found revoked; null while active.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(required = true)]
+    pub revoked_at: Option<OffsetDateTime>,
 }
 
 impl From<&AccountRow> for AccountView {
@@ -78,6 +87,8 @@ impl From<&AccountRow> for AccountView {
             created_at: row.created_at,
             last_login_at: row.last_login_at,
             login_count: row.login_count,
+            status: row.status.as_str(),
+            revoked_at: row.revoked_at,
         }
     }
 }
@@ -125,6 +136,9 @@ pub struct AccountListParams {
     pub screen_name: Option<String>,
     /// Only accounts with this subject (empty: any).
     pub subject: Option<String>,
+    /// Only `active` or only `revoked` accounts (empty: any).
+    #[param(value_type = Option<String>, pattern = "^(active|revoked)?$")]
+    pub status: Option<String>,
 }
 
 fn account_id(raw: &str) -> Result<AccountId, FlowError> {
@@ -196,9 +210,17 @@ pub async fn list_handler(
     perch_tenants::apps::find(state.pool(), auth.tenant_id, app_id)
         .await?
         .ok_or(FlowError::NotFound("app"))?;
+    let status = match params.status.as_deref() {
+        None | Some("") => None,
+        Some(raw) => Some(
+            store::AccountStatus::from_stored(raw)
+                .ok_or_else(|| FlowError::invalid("status", "must be active or revoked"))?,
+        ),
+    };
     let filter = AccountFilter {
         screen_name: params.screen_name.filter(|s| !s.is_empty()),
         subject: params.subject.filter(|s| !s.is_empty()),
+        status,
     };
     if [&filter.screen_name, &filter.subject]
         .into_iter()

@@ -447,6 +447,11 @@ async fn link(
         "screen_name": user.screen_name,
         "login_count": account.login_count,
     });
+    if let (true, Some(object)) = (upserted.reactivated, details.as_object_mut()) {
+        // The account had been found revoked; this login's new token makes
+        // it active again, and the audit trail says so.
+        object.insert("reactivated".to_owned(), serde_json::Value::Bool(true));
+    }
     if let (Some(kept), Some(object)) = (&upserted.conflicting_subject, details.as_object_mut()) {
         // The account keeps its first subject; the mismatch is recorded here.
         object.insert(

@@ -52,6 +52,17 @@ pub enum FlowError {
         /// What conflicts.
         detail: String,
     },
+    /// The signing proxy refused a request or got no answer to pass on
+    /// (its own status and `code`).
+    #[error("{code}: {detail}")]
+    Proxy {
+        /// The HTTP status.
+        status: StatusCode,
+        /// The stable machine code.
+        code: &'static str,
+        /// What happened.
+        detail: String,
+    },
     /// The OpenID Provider's keys or tokens failed (an opaque 500).
     #[error("oidc: {0}")]
     Oidc(String),
@@ -115,6 +126,11 @@ impl From<FlowError> for Problem {
             FlowError::Conflict { code, detail } => {
                 Problem::new(StatusCode::CONFLICT, code, detail)
             }
+            FlowError::Proxy {
+                status,
+                code,
+                detail,
+            } => Problem::new(status, code, detail),
             FlowError::InvalidGrant(detail) => {
                 Problem::new(StatusCode::BAD_REQUEST, "invalid_grant", detail)
             }

@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod oidc;
 mod openapi;
 mod pages;
+pub mod proxy;
 pub mod pushed;
 mod store;
 pub mod sweeper;
@@ -120,6 +121,8 @@ struct Inner {
     metrics: Arc<FlowMetrics>,
     limits: Arc<perch_core::limits::Limits>,
     authenticator: Authenticator,
+    /// The accounts whose first proxied call today is audited.
+    proxy_audited: proxy::AuditedToday,
 }
 
 /// The router's state.
@@ -148,6 +151,7 @@ impl FlowState {
             upstream,
             metrics: config.metrics,
             limits: config.limits,
+            proxy_audited: proxy::AuditedToday::default(),
         })))
     }
 
@@ -270,6 +274,10 @@ pub fn router(state: FlowState) -> Router {
         .route(
             "/v1/accounts/{id}/credentials",
             get(accounts::credentials_handler),
+        )
+        .route(
+            "/v1/accounts/{id}/proxy/{*path}",
+            axum::routing::any(proxy::handler),
         )
         .route("/v1/audit-events", get(audit_events::list_handler))
         .route("/v1/oidc/keys", get(oidc::keys::list_handler))

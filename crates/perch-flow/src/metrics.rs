@@ -97,7 +97,14 @@ pub struct FlowMetrics {
     exchanged: AtomicU64,
     exchange_refused: AtomicU64,
     hops: [Histogram; HOPS.len()],
+    /// Proxied calls by the provider's status class (2xx, 3xx, 4xx, 5xx)
+    /// and those that got no answer.
+    proxied: [AtomicU64; PROXY_OUTCOMES.len()],
+    proxy_seconds: Histogram,
 }
+
+/// The outcome labels of `perch_proxy_requests_total`.
+const PROXY_OUTCOMES: [&str; 5] = ["2xx", "3xx", "4xx", "5xx", "no_answer"];
 
 impl FlowMetrics {
     /// A login was sent upstream (hop 1 succeeded).
@@ -132,6 +139,22 @@ impl FlowMetrics {
         if let Some(histogram) = self.hops.get(hop.index()) {
             histogram.observe(elapsed);
         }
+    }
+
+    /// A call through the signing proxy: the provider's status, or no
+    /// answer; and how long it took.
+    pub fn proxied(&self, status: Result<u16, ()>, elapsed: Duration) {
+        let index = match status {
+            Ok(200..=299) => 0,
+            Ok(300..=399) => 1,
+            Ok(400..=499) => 2,
+            Ok(_) => 3,
+            Err(()) => 4,
+        };
+        if let Some(counter) = self.proxied.get(index) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        self.proxy_seconds.observe(elapsed);
     }
 
     /// The metrics in Prometheus text exposition format.
@@ -191,6 +214,25 @@ impl FlowMetrics {
                 &format!("hop=\"{}\"", hop.as_str()),
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP perch_proxy_requests_total Calls through the signing proxy by the provider's answer."
+        );
+        let _ = writeln!(out, "# TYPE perch_proxy_requests_total counter");
+        for (outcome, counter) in PROXY_OUTCOMES.iter().zip(&self.proxied) {
+            let _ = writeln!(
+                out,
+                "perch_proxy_requests_total{{outcome=\"{outcome}\"}} {}",
+                load(counter)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP perch_proxy_request_seconds Time a proxied call spent, the provider's answer included."
+        );
+        let _ = writeln!(out, "# TYPE perch_proxy_request_seconds histogram");
+        self.proxy_seconds
+            .render(&mut out, "perch_proxy_request_seconds", "");
         out
     }
 }

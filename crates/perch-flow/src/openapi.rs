@@ -69,6 +69,7 @@ impl Modify for ClientBasic {
         crate::accounts::get_handler,
         crate::accounts::delete_handler,
         crate::accounts::credentials_handler,
+        crate::proxy::handler,
         crate::audit_events::list_handler,
         crate::oidc::keys::list_handler,
         crate::oidc::keys::rotate_handler,

@@ -145,6 +145,18 @@ pub async fn find_login(
         .await
 }
 
+perch_core::state_enum! {
+    /// Whether an account's token still works (`linked_accounts.status`).
+    pub enum AccountStatus {
+        /// Linked, the token not known to be revoked.
+        Active = "active",
+        /// The provider answered that the token is invalid or expired
+        /// (Twitter's code 89): the user revoked the app. A new login
+        /// makes the account active again.
+        Revoked = "revoked",
+    }
+}
+
 /// A linked account as stored (tokens still sealed).
 #[derive(Debug, Clone, FromRow)]
 pub struct AccountRow {
@@ -180,6 +192,10 @@ pub struct AccountRow {
     pub last_login_at: OffsetDateTime,
     /// Logins so far.
     pub login_count: i32,
+    /// Active or revoked.
+    pub status: AccountStatus,
+    /// When it was found revoked (only while revoked).
+    pub revoked_at: Option<OffsetDateTime>,
 }
 
 /// Associated data for an account's sealed tokens: table, column, and the
@@ -232,6 +248,8 @@ pub struct Upserted {
     pub created: bool,
     /// The subject it had before, when it had one different from the login's.
     pub conflicting_subject: Option<String>,
+    /// Whether it was revoked before this login made it active again.
+    pub reactivated: bool,
 }
 
 /// Links (or re-links) an account. A returning user keeps their id and
@@ -260,8 +278,12 @@ pub async fn upsert_account(
            access_token_secret_key_id = EXCLUDED.access_token_secret_key_id, \
            access_token_secret_sealed = EXCLUDED.access_token_secret_sealed, \
            last_login_at = EXCLUDED.last_login_at, \
-           login_count = linked_accounts.login_count + 1 \
-         RETURNING *, (xmax = 0) AS inserted",
+           login_count = linked_accounts.login_count + 1, \
+           status = 'active', revoked_at = NULL \
+         RETURNING *, (xmax = 0) AS inserted, \
+           (SELECT before.status = 'revoked' FROM linked_accounts before \
+            WHERE before.tenant_id = $1 AND before.app_id = $3 \
+              AND before.provider_user_id = $4) AS reactivated",
     )
     .bind(upsert.tenant_id)
     .bind(upsert.new_id)
@@ -290,6 +312,9 @@ pub async fn upsert_account(
         account,
         created: upserted.inserted,
         conflicting_subject,
+        // The subquery reads the statement's snapshot: the row as it was
+        // before this upsert (none for a new account).
+        reactivated: upserted.reactivated.unwrap_or(false),
     })
 }
 
@@ -298,6 +323,7 @@ struct UpsertedRow {
     #[sqlx(flatten)]
     account: AccountRow,
     inserted: bool,
+    reactivated: Option<bool>,
 }
 
 /// One account of a tenant.
@@ -312,6 +338,25 @@ pub async fn find_account(
         .bind(account_id)
         .fetch_optional(exec)
         .await
+}
+
+/// Marks an active account revoked at `now`; the account as it is then,
+/// or `None` when it was not active (already revoked, or gone).
+pub async fn mark_revoked(
+    exec: impl PgExecutor<'_>,
+    tenant_id: TenantId,
+    account_id: AccountId,
+    now: OffsetDateTime,
+) -> Result<Option<AccountRow>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE linked_accounts SET status = 'revoked', revoked_at = $3 \
+         WHERE tenant_id = $1 AND id = $2 AND status = 'active' RETURNING *",
+    )
+    .bind(tenant_id)
+    .bind(account_id)
+    .bind(now)
+    .fetch_optional(exec)
+    .await
 }
 
 /// A live row of an API key, with the account asked for still undecoded:
@@ -398,6 +443,8 @@ pub struct AccountFilter {
     pub screen_name: Option<String>,
     /// Exact subject.
     pub subject: Option<String>,
+    /// Only active or only revoked accounts.
+    pub status: Option<AccountStatus>,
 }
 
 /// A page of an app's accounts, ordered by id, after `after`.
@@ -426,6 +473,9 @@ pub async fn list_accounts(
     if filter.subject.is_some() {
         condition(" AND subject = ?");
     }
+    if filter.status.is_some() {
+        condition(" AND status = ?");
+    }
     if after.is_some() {
         condition(" AND id > ?");
     }
@@ -436,6 +486,9 @@ pub async fn list_accounts(
     }
     if let Some(subject) = &filter.subject {
         query = query.bind(subject);
+    }
+    if let Some(status) = filter.status {
+        query = query.bind(status);
     }
     if let Some(after) = after {
         query = query.bind(after);

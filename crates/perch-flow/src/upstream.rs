@@ -351,6 +351,37 @@ impl Upstream {
         })
     }
 
+    /// A tenant's call on a user's behalf ([`crate::proxy`]): `target` is
+    /// the path and query under the provider's base URL. The answer comes
+    /// back whatever its status; only no answer is a failure.
+    #[tracing::instrument(name = "upstream", skip_all, fields(
+        otel.kind = "client", provider = tracing::field::Empty, endpoint = "proxy",
+        http.response.status_code = tracing::field::Empty, error = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    ))]
+    pub async fn proxy(
+        &self,
+        base_url: &str,
+        credentials: &Credentials,
+        method: perch_oauth1::client::Method,
+        target: &str,
+        body: perch_oauth1::client::Body<'_>,
+        now_unix: u64,
+    ) -> Result<perch_oauth1::client::Response, UpstreamFailure> {
+        self.check(base_url)?;
+        let reply = crate::timing::upstream(self.client.send_raw(
+            method,
+            &format!("{base_url}/{target}"),
+            body,
+            credentials,
+            now_unix,
+        ))
+        .await
+        .map_err(|e| traced(UpstreamFailure::from_client(&e)))?;
+        tracing::Span::current().record("http.response.status_code", reply.status);
+        Ok(reply)
+    }
+
     /// Invalidates an access token (best effort: the caller logs failures).
     #[tracing::instrument(name = "upstream", skip_all, fields(
         otel.kind = "client", provider = tracing::field::Empty, endpoint = "invalidate_token",

@@ -117,14 +117,54 @@ pub struct AccessToken {
     pub other: Vec<(String, String)>,
 }
 
-/// A successful (2xx) reply to a signed request (RFC 5849 §3).
+/// A reply to a signed request (RFC 5849 §3): 2xx from every method but
+/// [`Client::send_raw`], which hands back any status.
 pub struct Response {
-    /// HTTP status, always 2xx (RFC 5849 §3 leaves replies to the API).
+    /// HTTP status (RFC 5849 §3 leaves replies to the API).
     pub status: u16,
     /// Reply headers, as received (RFC 5849 §3).
     pub headers: HeaderMap,
     /// Reply body, as received (RFC 5849 §3).
     pub body: Vec<u8>,
+}
+
+/// The body of a signed request.
+#[derive(Clone, Copy)]
+pub enum Body<'a> {
+    /// No body.
+    Empty,
+    /// `application/x-www-form-urlencoded` parameters, signed (RFC 5849
+    /// §3.4.1.3.1).
+    Form(&'a [(&'a str, &'a str)]),
+    /// Any other body, sent as is under `content_type` and not signed
+    /// (RFC 5849 §3.4.1.3.1 signs form bodies only; Twitter's JSON
+    /// endpoints expect exactly that).
+    Opaque {
+        /// Its `Content-Type`.
+        content_type: &'a HeaderValue,
+        /// The bytes.
+        bytes: &'a [u8],
+    },
+}
+
+impl std::fmt::Debug for Body<'_> {
+    /// Never the content: a form or body may carry what a user wrote.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Empty => f.write_str("Empty"),
+            Self::Form(pairs) => write!(f, "Form({} parameters)", pairs.len()),
+            Self::Opaque { bytes, .. } => write!(f, "Opaque({} bytes)", bytes.len()),
+        }
+    }
+}
+
+impl<'a> Body<'a> {
+    fn form(self) -> &'a [(&'a str, &'a str)] {
+        match self {
+            Self::Form(pairs) => pairs,
+            Self::Empty | Self::Opaque { .. } => &[],
+        }
+    }
 }
 
 /// One error from a Twitter error body (JSON, XML or plain text); RFC 5849
@@ -251,7 +291,15 @@ impl Client {
         let url = url_with_query(endpoint_url, extra_params)?;
         let protocol = [("oauth_callback", callback)];
         let reply = self
-            .signed(Method::POST, url, &[], &protocol, credentials, now_unix)
+            .signed(
+                Method::POST,
+                url,
+                Body::Empty,
+                &protocol,
+                credentials,
+                now_unix,
+                false,
+            )
             .await?;
         let pairs = parse_reply(&reply.body)?;
         Ok(RequestToken {
@@ -281,7 +329,15 @@ impl Client {
         let url = url_with_query(endpoint_url, &[])?;
         let protocol = [("oauth_verifier", verifier)];
         let reply = self
-            .signed(Method::POST, url, &[], &protocol, credentials, now_unix)
+            .signed(
+                Method::POST,
+                url,
+                Body::Empty,
+                &protocol,
+                credentials,
+                now_unix,
+                false,
+            )
             .await?;
         let mut pairs = parse_reply(&reply.body)?;
         let token = field(&pairs, "oauth_token", "reply has no oauth_token")?;
@@ -326,19 +382,42 @@ impl Client {
     ) -> Result<Response, ClientError> {
         let in_body = matches!(method, Method::POST | Method::PUT | Method::PATCH);
         let url = url_with_query(url, if in_body { &[] } else { params })?;
-        let form = if in_body { params } else { &[] };
-        self.signed(method, url, form, &[], credentials, now_unix)
+        let body = if in_body && !params.is_empty() {
+            Body::Form(params)
+        } else {
+            Body::Empty
+        };
+        self.signed(method, url, body, &[], credentials, now_unix, false)
             .await
     }
 
+    /// A signed request whose reply comes back whatever its status (a
+    /// 4xx or 5xx is a [`Response`] too, not an error): for passing a
+    /// provider's answer on as it is. `url` carries its query, which is
+    /// signed; so is a [`Body::Form`]; a [`Body::Opaque`] is not.
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        url: &str,
+        body: Body<'_>,
+        credentials: &Credentials,
+        now_unix: u64,
+    ) -> Result<Response, ClientError> {
+        let url = Url::parse(url).map_err(ClientError::InvalidUrl)?;
+        self.signed(method, url, body, &[], credentials, now_unix, true)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn signed(
         &self,
         method: Method,
         url: Url,
-        form: &[(&str, &str)],
+        body: Body<'_>,
         protocol_extra: &[(&str, &str)],
         credentials: &Credentials,
         now_unix: u64,
+        any_status: bool,
     ) -> Result<Response, ClientError> {
         let nonce = generate_nonce()?;
         let header = authorization_header(
@@ -347,7 +426,7 @@ impl Client {
                 // The URL exactly as reqwest will send it, so that the
                 // signed base string URI and query match the wire.
                 url: url.as_str(),
-                form,
+                form: body.form(),
                 protocol_extra,
                 signature_method: SignatureMethod::HmacSha1,
                 timestamp: now_unix,
@@ -357,13 +436,15 @@ impl Client {
             credentials,
         )?;
         let Some(hook) = &self.hook else {
-            return self.exchange(method, url, form, header).await;
+            return self
+                .exchange_with(method, url, body, header, any_status, |_| {})
+                .await;
         };
         let mut bare = url.clone();
         bare.set_query(None);
         let started = Instant::now();
         let result = self
-            .exchange_with(method, url, form, header, |headers| {
+            .exchange_with(method, url, body, header, any_status, |headers| {
                 hook.before_send(&bare, headers);
             })
             .await;
@@ -376,24 +457,15 @@ impl Client {
         result
     }
 
-    async fn exchange(
-        &self,
-        method: Method,
-        url: Url,
-        form: &[(&str, &str)],
-        authorization: String,
-    ) -> Result<Response, ClientError> {
-        self.exchange_with(method, url, form, authorization, |_| {})
-            .await
-    }
-
-    /// Sends one signed request and reads the reply.
+    /// Sends one signed request and reads the reply; a non-2xx one is an
+    /// error unless `any_status`.
     async fn exchange_with(
         &self,
         method: Method,
         url: Url,
-        form: &[(&str, &str)],
+        body: Body<'_>,
         authorization: String,
+        any_status: bool,
         extra_headers: impl FnOnce(&mut HeaderMap),
     ) -> Result<Response, ClientError> {
         let mut extra = HeaderMap::new();
@@ -406,18 +478,30 @@ impl Client {
             .request(method.clone(), url)
             .headers(extra)
             .header(AUTHORIZATION, authorization);
-        if !form.is_empty() {
-            request = request.header(
-                CONTENT_TYPE,
-                HeaderValue::from_static("application/x-www-form-urlencoded"),
-            );
-        }
-        if !form.is_empty() {
-            request = request.body(encode_pairs(form));
-        } else if method == Method::POST {
-            // hyper sends no Content-Length for an empty body, and Twitter
-            // answers a POST without one with 411 Length Required.
-            request = request.header(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        match body {
+            Body::Form(form) if !form.is_empty() => {
+                request = request
+                    .header(
+                        CONTENT_TYPE,
+                        HeaderValue::from_static("application/x-www-form-urlencoded"),
+                    )
+                    .body(encode_pairs(form));
+            }
+            Body::Opaque {
+                content_type,
+                bytes,
+            } => {
+                request = request
+                    .header(CONTENT_TYPE, content_type.clone())
+                    .body(bytes.to_vec());
+            }
+            Body::Empty | Body::Form(_) => {
+                if method == Method::POST {
+                    // hyper sends no Content-Length for an empty body, and
+                    // Twitter answers a POST without one with 411.
+                    request = request.header(CONTENT_LENGTH, HeaderValue::from_static("0"));
+                }
+            }
         }
         let mut reply = request.send().await.map_err(classify)?;
         let status = reply.status().as_u16();
@@ -431,7 +515,7 @@ impl Client {
             }
             body.extend_from_slice(&chunk);
         }
-        if !(200..300).contains(&status) {
+        if !any_status && !(200..300).contains(&status) {
             let text = String::from_utf8_lossy(&body);
             return Err(ClientError::Upstream {
                 status,

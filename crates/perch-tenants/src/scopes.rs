@@ -218,6 +218,8 @@ pub mod need {
         AccountsWrite => Needed::One(Scope::AccountsWrite);
         /// `accounts:credentials`.
         AccountsCredentials => Needed::One(Scope::AccountsCredentials);
+        /// `accounts:proxy`.
+        AccountsProxy => Needed::One(Scope::AccountsProxy);
         /// `audit:read`.
         AuditRead => Needed::One(Scope::AuditRead);
         /// `oidc:write`.

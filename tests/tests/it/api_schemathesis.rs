@@ -45,7 +45,11 @@ fn python() -> Option<String> {
 
 /// Runs schemathesis on every operation of `base` with `Authorization:
 /// Bearer <token>`; panics with its output unless it reports nothing.
-/// Returns how long it took. No check is excluded.
+/// Returns how long it took. No check is excluded, and one operation is:
+/// the signing proxy (`/v1/accounts/{id}/proxy/{path}`), whose answers are
+/// the provider's own (any status, body and content type, a 400 for a
+/// request X finds incomplete), which no document of Perch's can describe;
+/// `account_proxy::` tests it against the sandbox instead.
 async fn schemathesis(python: &str, base: &str, token: &str, name: &str) -> Duration {
     let report_dir = concat!(env!("CARGO_TARGET_TMPDIR"), "/schemathesis");
     std::fs::create_dir_all(report_dir).unwrap();
@@ -71,6 +75,8 @@ async fn schemathesis(python: &str, base: &str, token: &str, name: &str) -> Dura
         "none",
         "--max-response-time",
         "5",
+        "--exclude-path-regex",
+        "/proxy/",
         "--header",
         authorization.as_str(),
         "--report",

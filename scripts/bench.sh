@@ -181,7 +181,7 @@ cmp() { awk -v a="$1" -v op="$2" -v b="$3" 'BEGIN { r = (op == ">=") ? a >= b : 
   for hop in link callback exchange; do
     off="$(mean off ".half_rate.perch_own.$hop.p99_ms")"
     on="$(mean on ".half_rate.perch_own.$hop.p99_ms")"
-    printf '%-48s %-14s %-12s %-10s %s\n' "  (own p99 $hop at half rate, webhook vs none)" "$on ms" "$(ratio "$on" "$off")" "-" "-"
+    printf '%-48s %-14s %-12s %-10s %s\n' "  (own p99 $hop, half rate, webhook vs none)" "$on ms" "$(ratio "$on" "$off")" "-" "-"
   done
   for round in $(seq 1 "$WEBHOOK_ROUNDS"); do
     echo "    round $round: off $(j "logins-webhook-off-$round" '.max.logins_per_sec') logins/s, on $(j "logins-webhook-on-$round" '.max.logins_per_sec') logins/s; $(j "logins-webhook-on-$round" '.webhook | "deliveries \(.received_per_sec_during_max)/s during the flat-out run, \(.events) events, \(.undelivered) undelivered after the drain (drained in \(.drain_secs // "-") s), Perch queue due \(.perch.queue_due)"')"

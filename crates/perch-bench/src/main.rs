@@ -590,7 +590,11 @@ fn print_login_table(title: &str, report: &LoginReport) {
     for (&hop, histogram) in report.own_hops.iter().zip(&report.own) {
         println!("  {:<10} {}", report.hop_names[hop], histogram.row());
     }
-    println!("  ... as Perch measured it (Server-Timing: perch; userinfo sends none):");
+    let note = match report.hop_names.contains(&"userinfo") {
+        true => "; userinfo sends none",
+        false => "",
+    };
+    println!("  ... as Perch measured it (Server-Timing: perch{note}):");
     for (&hop, histogram) in report.own_hops.iter().zip(&report.server_own) {
         println!("  {:<10} {}", report.hop_names[hop], histogram.row());
     }

@@ -6,18 +6,22 @@
 #   2. release builds of perch and perch-bench;
 #   3. the Perch scenarios (each starts its own `perch serve` process on a
 #      fresh database `perch_bench`): logins (with 1M linked accounts,
-#      then paced at half the rate reached), accounts-read (1M),
+#      then paced at half the rate reached), oidc-logins (the same through
+#      the tenant's OpenID Provider), accounts-read (1M),
 #      accounts-list (10k, 1M; 10M with TEN_MILLION=1), sweep (1M expired
-#      logins), sign (criterion), and the limiter's cost: logins with
+#      logins), sign (criterion), the limiter's cost: logins with
 #      every budget off, then at the shipped budgets (users from 2000
-#      addresses of their own over 32 apps, behind a trusted proxy);
+#      addresses of their own over 32 apps, behind a trusted proxy), and
+#      a subscribed webhook endpoint's cost: logins without, then with
+#      one endpoint subscribed to the login events, interleaved for
+#      WEBHOOK_ROUNDS rounds (off, on, off, on, ...);
 #   4. every figure of the targets table, as a ratio to the matching
 #      pgbench figure where there is one.
 #
 # Environment: DATABASE_URL (any database on the server; default
 # postgres://postgres@127.0.0.1:5432/postgres), CONCURRENCY (8), DURATION
-# (measured seconds per Perch run, 20), TEN_MILLION (0), OUT (results
-# directory), CARGO_TARGET_DIR (target/bench).
+# (measured seconds per Perch run, 20), TEN_MILLION (0), WEBHOOK_ROUNDS
+# (2), OUT (results directory), CARGO_TARGET_DIR (target/bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +34,7 @@ export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres
 CONCURRENCY="${CONCURRENCY:-8}"
 DURATION="${DURATION:-20}"
 TEN_MILLION="${TEN_MILLION:-0}"
+WEBHOOK_ROUNDS="${WEBHOOK_ROUNDS:-2}"
 OUT="${OUT:-$CARGO_TARGET_DIR/bench-results}"
 PGBENCH_DB=perch_pgbench
 mkdir -p "$OUT"
@@ -81,6 +86,8 @@ run() {
 
 run logins logins --concurrency "$CONCURRENCY" --duration "$DURATION" --users 2000 \
   --seed-accounts 1000000
+run oidc-logins oidc-logins --concurrency "$CONCURRENCY" --duration "$DURATION" --users 2000 \
+  --seed-accounts 1000000
 run accounts-read accounts-read --concurrency "$CONCURRENCY" --duration "$DURATION" \
   --accounts 1000000
 LIST_FLAGS=()
@@ -93,6 +100,12 @@ run logins-budgets-off logins --concurrency "$CONCURRENCY" --duration "$DURATION
   --apps 32 --budgets off
 run logins-budgets-default logins --concurrency "$CONCURRENCY" --duration "$DURATION" --users 2000 \
   --apps 32 --budgets default
+for round in $(seq 1 "$WEBHOOK_ROUNDS"); do
+  run "logins-webhook-off-$round" logins --concurrency "$CONCURRENCY" --duration "$DURATION" \
+    --users 2000
+  run "logins-webhook-on-$round" logins --concurrency "$CONCURRENCY" --duration "$DURATION" \
+    --users 2000 --webhook-endpoint
+done
 
 log "results (concurrency $CONCURRENCY; pgbench -S $TPS_S tps, -N $TPS_N tps)"
 j() { jq -r "$2" "$OUT/$1.json"; }
@@ -146,6 +159,32 @@ cmp() { awk -v a="$1" -v op="$2" -v b="$3" 'BEGIN { r = (op == ">=") ? a >= b : 
     on="$(j logins-budgets-default ".half_rate.perch_own.$hop.p99_ms")"
     r="$(ratio "$on" "$off")"
     printf '%-48s %-14s %-12s %-10s %s\n' "own p99 $hop at half rate, default vs off" "$on ms" "$r" "<= 1.1" "$(verdict "$(cmp "$r" "<=" 1.1)")"
+  done
+  # OpenID Connect logins, against the native logins' targets.
+  OIDC="$(j oidc-logins '.max.logins_per_sec')"
+  r="$(ratio "$OIDC" "$TPS_N")"
+  printf '%-48s %-14s %-12s %-10s %s\n' "OIDC logins/s vs pgbench -N tps" "$OIDC" "$r" ">= 0.25" "$(verdict "$(cmp "$r" ">=" 0.25)")"
+  r="$(ratio "$OIDC" "$LOGINS")"
+  printf '%-48s %-14s %-12s %-10s %s\n' "  (OIDC logins/s vs native logins/s)" "-" "$r" "-" "-"
+  OIDC_P99="$(j oidc-logins '.half_rate.worst_own_p99_ms')"
+  printf '%-48s %-14s %-12s %-10s %s\n' "OIDC, Perch's own worst hop p99, half rate (ms)" "$OIDC_P99" "-" "<= 5" "$(verdict "$(cmp "$OIDC_P99" "<=" 5)")"
+  echo "    Perch's own p99 per hop (ms): $(j oidc-logins '.half_rate.perch_own | to_entries | map("\(.key) \(.value.p99_ms)") | join(", ")')"
+  echo "    the same as Perch measured it (Server-Timing), p99 (ms): $(j oidc-logins '.half_rate.perch_own_server_side | to_entries | map("\(.key) \(.value.p99_ms)") | join(", ")')"
+  echo "    commits per login (Perch and sandbox): $(j oidc-logins '.commits_per_login')"
+  # One subscribed webhook endpoint against none: the means of the
+  # interleaved rounds.
+  mean() { jq -s "map($2) | add / length" $(for round in $(seq 1 "$WEBHOOK_ROUNDS"); do echo "$OUT/logins-webhook-$1-$round.json"; done); }
+  OFF_RATE="$(mean off '.max.logins_per_sec')"
+  ON_RATE="$(mean on '.max.logins_per_sec')"
+  r="$(ratio "$ON_RATE" "$OFF_RATE")"
+  printf '%-48s %-14s %-12s %-10s %s\n' "logins/s, one webhook endpoint vs none (mean)" "$ON_RATE" "$r" ">= 0.9" "$(verdict "$(cmp "$r" ">=" 0.9)")"
+  for hop in link callback exchange; do
+    off="$(mean off ".half_rate.perch_own.$hop.p99_ms")"
+    on="$(mean on ".half_rate.perch_own.$hop.p99_ms")"
+    printf '%-48s %-14s %-12s %-10s %s\n' "  (own p99 $hop, half rate, webhook vs none)" "$on ms" "$(ratio "$on" "$off")" "-" "-"
+  done
+  for round in $(seq 1 "$WEBHOOK_ROUNDS"); do
+    echo "    round $round: off $(j "logins-webhook-off-$round" '.max.logins_per_sec') logins/s, on $(j "logins-webhook-on-$round" '.max.logins_per_sec') logins/s; $(j "logins-webhook-on-$round" '.webhook | "deliveries \(.received_per_sec_during_max)/s during the flat-out run, \(.events) events, \(.undelivered) undelivered after the drain (drained in \(.drain_secs // "-") s), Perch queue due \(.perch.queue_due)"')"
   done
 } | tee "$OUT/summary.txt"
 echo "raw results: $OUT"

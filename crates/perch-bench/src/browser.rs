@@ -85,6 +85,11 @@ pub fn location(response: &Response) -> Option<String> {
 /// waited on the provider during this hop; `perch`: the rest of its
 /// handling); zero when absent.
 pub fn server_timing(headers: &HeaderMap, metric: &str) -> std::time::Duration {
+    server_timing_reported(headers, metric).unwrap_or_default()
+}
+
+/// A metric of a `Server-Timing` header, if the response carries it.
+pub fn server_timing_reported(headers: &HeaderMap, metric: &str) -> Option<std::time::Duration> {
     let prefix = format!("{metric};dur=");
     headers
         .get_all("server-timing")
@@ -94,9 +99,7 @@ pub fn server_timing(headers: &HeaderMap, metric: &str) -> std::time::Duration {
         .find_map(|entry| entry.trim().strip_prefix(prefix.as_str()))
         .and_then(|ms| ms.parse::<f64>().ok())
         .filter(|ms| ms.is_finite() && *ms >= 0.0)
-        .map_or(std::time::Duration::ZERO, |ms| {
-            std::time::Duration::from_secs_f64(ms / 1e3)
-        })
+        .map(|ms| std::time::Duration::from_secs_f64(ms / 1e3))
 }
 
 /// A query parameter of an absolute URL.

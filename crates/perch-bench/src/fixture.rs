@@ -359,22 +359,27 @@ impl Fixture {
         app: usize,
         code: &str,
     ) -> reqwest::Result<reqwest::Response> {
-        let (basic, address) = match self.apps.get(app) {
-            Some(app) => (&app.basic, app.server_address.as_deref()),
-            None => (&self.basic, None),
-        };
+        let basic = self.apps.get(app).map_or(&self.basic, |app| &app.basic);
         let request = target
             .http
             .post(target.url("/v1/logins/exchange"))
             .header("authorization", basic)
             .header("content-type", "application/json")
             .body(format!("{{\"code\":\"{code}\"}}"));
-        match address {
+        self.as_app_server(app, request).send().await
+    }
+
+    /// `request` as app `app`'s server sends it: from the address a proxy
+    /// reports for that server, when addresses are spread.
+    pub(crate) fn as_app_server(
+        &self,
+        app: usize,
+        request: reqwest::RequestBuilder,
+    ) -> reqwest::RequestBuilder {
+        match self.apps.get(app).and_then(|a| a.server_address.as_deref()) {
             Some(address) => request.header("x-forwarded-for", address),
             None => request,
         }
-        .send()
-        .await
     }
 
     /// Seeded accounts so far (see [`Fixture::seed_accounts`]).

@@ -9,13 +9,19 @@
 //!   pool on its database, used only to seed rows.
 //! - [`fixture`]: a tenant, a sandbox app and signed-in, approving virtual
 //!   users; bulk seeding of linked accounts and expired logins.
-//! - [`scenarios`]: `logins`, `accounts-read`, `accounts-list`, `sweep`.
+//! - [`scenarios`]: `logins` (through the hosted login or the OpenID
+//!   Provider), `accounts-read`, `accounts-list`, `sweep`.
+//! - [`oidc`]: the relying party's side of an OIDC login.
+//! - [`webhooks`]: a webhook receiver of the load tool's own, and Perch's
+//!   delivery queue as `/metrics` shows it.
 //! - [`stats`]: latency histograms (HdrHistogram, microseconds).
 
 pub mod browser;
 pub mod fixture;
+pub mod oidc;
 pub mod scenarios;
 pub mod stats;
+pub mod webhooks;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -13,9 +13,10 @@ use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use perch_bench::fixture::Fixture;
 use perch_bench::scenarios::{
-    self, HOPS, HealthStep, ListStep, LoginOptions, LoginReport, LoopOptions, OWN_HOPS, ReadStep,
+    self, HealthStep, ListStep, LoginFlow, LoginOptions, LoginReport, LoopOptions, ReadStep,
 };
 use perch_bench::stats::round3;
+use perch_bench::webhooks::{self, QueueState, Receiver};
 use perch_bench::{Progress, Target};
 use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -65,6 +66,10 @@ enum Command {
     /// Complete brokered logins on the instant path; then the same load
     /// paced at half the rate reached.
     Logins(LoginsArgs),
+    /// The same logins through the tenant's OpenID Provider: authorization
+    /// request (state, nonce, PKCE S256), the token request
+    /// (client_secret_basic) and its ID token's iss, aud and nonce checked.
+    OidcLogins(OidcLoginsArgs),
     /// `GET /v1/accounts/{id}` of random seeded accounts.
     AccountsRead(ReadArgs),
     /// Paging through `GET /v1/apps/{id}/accounts` at growing table sizes.
@@ -125,6 +130,25 @@ struct LoginsArgs {
     /// 1200 login starts a minute: at 20 logins/s per app a run meets it).
     #[arg(long, default_value_t = 1)]
     apps: usize,
+    /// Subscribe one webhook endpoint of the tenant to the login events
+    /// before the load: a receiver this tool runs on 127.0.0.1 (Perch is
+    /// started with PERCH_WEBHOOK_ALLOW_PRIVATE=on), answering 204. Reports
+    /// the deliveries it received and Perch's delivery queue at the end.
+    #[arg(long)]
+    webhook_endpoint: bool,
+    /// With --webhook-endpoint: how long, at most, to wait after the load
+    /// for the deliveries still queued, seconds.
+    #[arg(long, default_value_t = 30)]
+    webhook_drain: u64,
+}
+
+#[derive(Debug, Args)]
+struct OidcLoginsArgs {
+    #[command(flatten)]
+    logins: LoginsArgs,
+    /// Also call userinfo with each login's access token (a fifth hop).
+    #[arg(long)]
+    userinfo: bool,
 }
 
 /// How Perch's rate-limit budgets are set for a run.
@@ -234,7 +258,13 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let global = &cli.global;
     let result = match &cli.command {
-        Command::Logins(args) => logins(global, args).await?,
+        Command::Logins(args) => logins(global, args, LoginFlow::Native).await?,
+        Command::OidcLogins(args) => {
+            let flow = LoginFlow::Oidc {
+                userinfo: args.userinfo,
+            };
+            logins(global, &args.logins, flow).await?
+        }
         Command::AccountsRead(args) => accounts_read(global, args).await?,
         Command::AccountsList(args) => accounts_list(global, args).await?,
         Command::Sweep(args) => sweep(global, args).await?,
@@ -527,6 +557,7 @@ fn load_options(load: &LoadArgs) -> LoginOptions {
         duration: Duration::from_secs(load.duration),
         warmup: Duration::from_secs(load.warmup),
         rate: None,
+        flow: LoginFlow::Native,
     }
 }
 
@@ -551,17 +582,21 @@ fn print_login_table(title: &str, report: &LoginReport) {
         "  {:<10} {:>9} {:>9} {:>9} {:>9} {:>9}",
         "hop (ms)", "count", "p50", "p90", "p99", "max"
     );
-    for (name, histogram) in HOPS.iter().zip(&report.hops) {
+    for (name, histogram) in report.hop_names.iter().zip(&report.hops) {
         println!("  {name:<10} {}", histogram.row());
     }
     println!("  {:<10} {}", "login", report.total.row());
     println!("  Perch's own time per hop (the hop less its upstream calls):");
-    for (&hop, histogram) in OWN_HOPS.iter().zip(&report.own) {
-        println!("  {:<10} {}", HOPS[hop], histogram.row());
+    for (&hop, histogram) in report.own_hops.iter().zip(&report.own) {
+        println!("  {:<10} {}", report.hop_names[hop], histogram.row());
     }
-    println!("  ... as Perch measured it (Server-Timing: perch):");
-    for (&hop, histogram) in OWN_HOPS.iter().zip(&report.server_own) {
-        println!("  {:<10} {}", HOPS[hop], histogram.row());
+    let note = match report.hop_names.contains(&"userinfo") {
+        true => "; userinfo sends none",
+        false => "",
+    };
+    println!("  ... as Perch measured it (Server-Timing: perch{note}):");
+    for (&hop, histogram) in report.own_hops.iter().zip(&report.server_own) {
+        println!("  {:<10} {}", report.hop_names[hop], histogram.row());
     }
     for (kind, n) in &report.errors.0 {
         println!("  error {kind}: {n}");
@@ -572,9 +607,18 @@ fn print_rss(kib: u64) {
     println!("  perch peak RSS (VmHWM): {:.1} MiB", kib as f64 / 1024.0);
 }
 
-async fn logins(global: &Global, args: &LoginsArgs) -> anyhow::Result<Value> {
+async fn logins(global: &Global, args: &LoginsArgs, flow: LoginFlow) -> anyhow::Result<Value> {
     let load = &args.load;
-    let mut perch = Perch::start_with(global, &[], args.budgets, load.concurrency).await?;
+    // The receiver first: its address is what the endpoint is registered at.
+    let receiver = match args.webhook_endpoint {
+        true => Some(Receiver::start().await?),
+        false => None,
+    };
+    let env: Vec<(&str, String)> = match receiver {
+        Some(_) => vec![("PERCH_WEBHOOK_ALLOW_PRIVATE", "on".to_owned())],
+        None => Vec::new(),
+    };
+    let mut perch = Perch::start_with(global, &env, args.budgets, load.concurrency).await?;
     let progress = Arc::new(Progress::default());
     let fixture = fixture_with(&perch, args.users, args.apps, args.budgets, 4, &progress).await?;
     if args.seed_accounts > 0 {
@@ -586,42 +630,83 @@ async fn logins(global: &Global, args: &LoginsArgs) -> anyhow::Result<Value> {
         setup_rss as f64 / 1024.0
     );
     perch.restart().await?;
-    let options = load_options(load);
+    // Registered after the setup, so that every event it hears of is one
+    // of the measured runs' logins: one `account.login` each (the users'
+    // accounts were linked by their first logins, before it).
+    let endpoint = match &receiver {
+        Some(receiver) => {
+            Some(webhooks::register(&perch.target, &fixture.api_key, &receiver.url).await?)
+        }
+        None => None,
+    };
+    let received = || receiver.as_ref().map_or(0, Receiver::received);
+    let options = LoginOptions {
+        flow,
+        ..load_options(load)
+    };
     let commits_before = committed_transactions(&perch.target.pool).await?;
-    let max = run_logins(&perch, &fixture, &options, &progress, "logins (flat out)").await?;
-    let logins_run = progress.done.load(std::sync::atomic::Ordering::Relaxed);
+    let received_before = received();
+    let max = run_logins(&perch, &fixture, &options, &progress, flow.name()).await?;
+    let logins_run = progress.done.load(Ordering::Relaxed);
+    let received_max = received() - received_before;
     // Backends publish their counters within a second of going idle.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let commits = committed_transactions(&perch.target.pool).await? - commits_before;
     let commits_per_login = commits as f64 / logins_run.max(1) as f64;
     print_login_table(
-        &format!("logins, concurrency {}, flat out", load.concurrency),
+        &format!(
+            "{}, concurrency {}, flat out",
+            flow.name(),
+            load.concurrency
+        ),
         &max,
     );
     println!(
-        "  commits per login (Perch and sandbox, pg_stat_database): {commits_per_login:.2} \
-         ({commits} for {logins_run} logins, warm-up included)"
+        "  commits per login (Perch and sandbox{}, pg_stat_database): {commits_per_login:.2} \
+         ({commits} for {logins_run} logins, warm-up included)",
+        if endpoint.is_some() {
+            " and webhook deliveries"
+        } else {
+            ""
+        }
     );
     let mut half = None;
+    let mut logins_half = 0;
     if !args.no_half_rate {
         let rate = max.per_sec() / 2.0;
         let options = LoginOptions {
             rate: Some(rate),
             ..options.clone()
         };
-        let label = format!("logins paced at {rate:.1}/s");
+        let label = format!("{} paced at {rate:.1}/s", flow.name());
         let report = run_logins(&perch, &fixture, &options, &progress, &label).await?;
+        logins_half = progress.done.load(Ordering::Relaxed);
         print_login_table(
-            &format!("logins paced at half that rate ({rate:.1}/s)"),
+            &format!("{} paced at half that rate ({rate:.1}/s)", flow.name()),
             &report,
         );
         half = Some(report);
     }
+    let webhook = match (&receiver, endpoint) {
+        (Some(receiver), Some(endpoint)) => Some(
+            webhook_report(
+                &perch,
+                receiver,
+                &endpoint,
+                logins_run + logins_half,
+                (received_max, &max),
+                Duration::from_secs(args.webhook_drain),
+            )
+            .await?,
+        ),
+        _ => None,
+    };
     let rss = perch.peak_rss_kib()?;
     print_rss(rss);
     perch.stop().await?;
     Ok(json!({
-        "scenario": "logins",
+        "scenario": flow.name(),
+        "userinfo": matches!(flow, LoginFlow::Oidc { userinfo: true }),
         "concurrency": load.concurrency,
         "users": args.users,
         "apps": args.apps.max(1),
@@ -630,8 +715,74 @@ async fn logins(global: &Global, args: &LoginsArgs) -> anyhow::Result<Value> {
         "max": max.to_json(),
         "commits_per_login": round3(commits_per_login),
         "half_rate": half.map(|h| h.to_json()),
+        "webhook": webhook,
         "perch_peak_rss_kib": rss,
         "setup_peak_rss_kib": setup_rss,
+    }))
+}
+
+/// After a load with a subscribed endpoint: waits (up to `drain`) for the
+/// deliveries still queued, prints what arrived and Perch's queue, and
+/// returns it as JSON. `events` is the logins the runs completed (each
+/// emits one `account.login`); `during_max` what arrived during the
+/// flat-out run, beside that run's report.
+async fn webhook_report(
+    perch: &Perch,
+    receiver: &Receiver,
+    endpoint: &str,
+    events: u64,
+    (during_max, max): (u64, &LoginReport),
+    drain: Duration,
+) -> anyhow::Result<Value> {
+    let at_load_end = receiver.distinct();
+    let drained = receiver.wait_for(events, drain).await;
+    let queue =
+        QueueState::read_when_delivered(&perch.target, events, Duration::from_secs(2)).await?;
+    let distinct = receiver.distinct();
+    let undelivered = events.saturating_sub(distinct);
+    // The flat-out window's deliveries over the same window as its logins
+    // (the warm-up's deliveries may land in it too).
+    let per_sec = during_max as f64 / max.window.as_secs_f64().max(1e-9);
+    println!("\nwebhook endpoint {endpoint} (subscribed to account.linked, account.login)");
+    println!(
+        "  login events: {events}; received by the end of the load: {at_load_end}; \
+         during the flat-out run: {during_max} ({per_sec:.1}/s beside {:.1} logins/s)",
+        max.per_sec()
+    );
+    match drained {
+        Some(took) => println!(
+            "  every event delivered {:.1} s after the load",
+            took.as_secs_f64()
+        ),
+        None => println!(
+            "  {undelivered} events still undelivered {} s after the load",
+            drain.as_secs()
+        ),
+    }
+    println!(
+        "  receiver: {} deliveries, {distinct} distinct webhook-ids, {} malformed; by type: {:?}",
+        receiver.received(),
+        receiver.malformed(),
+        receiver.by_type()
+    );
+    println!(
+        "  Perch (/metrics, since the restart): {} delivered, {} failed, {} failed attempts; \
+         queue due {} (oldest {:.1} s), as its worker last measured",
+        queue.delivered, queue.failed, queue.failed_attempts, queue.due, queue.oldest_due_secs
+    );
+    Ok(json!({
+        "endpoint_id": endpoint,
+        "events": events,
+        "received_at_load_end": at_load_end,
+        "received_during_max": during_max,
+        "received_per_sec_during_max": round3(per_sec),
+        "drain_secs": drained.map(|took| round3(took.as_secs_f64())),
+        "undelivered": undelivered,
+        "received": receiver.received(),
+        "distinct": distinct,
+        "malformed": receiver.malformed(),
+        "by_type": receiver.by_type(),
+        "perch": queue.to_json(),
     }))
 }
 
@@ -948,10 +1099,51 @@ async fn smoke(global: &Global) -> anyhow::Result<Value> {
             no_half_rate: false,
             budgets: Budgets::Unreachable,
             apps: 1,
+            webhook_endpoint: false,
+            webhook_drain: 0,
         },
+        LoginFlow::Native,
     )
     .await?;
     results.push(login);
+    let oidc = logins(
+        global,
+        &LoginsArgs {
+            load: quick(2),
+            users: 40,
+            seed_accounts: 0,
+            no_half_rate: true,
+            budgets: Budgets::Unreachable,
+            apps: 1,
+            webhook_endpoint: false,
+            webhook_drain: 0,
+        },
+        LoginFlow::Oidc { userinfo: true },
+    )
+    .await?;
+    results.push(oidc);
+    let subscribed = logins(
+        global,
+        &LoginsArgs {
+            load: quick(2),
+            users: 40,
+            seed_accounts: 0,
+            no_half_rate: true,
+            budgets: Budgets::Unreachable,
+            apps: 1,
+            webhook_endpoint: true,
+            webhook_drain: 60,
+        },
+        LoginFlow::Native,
+    )
+    .await?;
+    if subscribed["webhook"]["undelivered"].as_u64() != Some(0) {
+        bail!(
+            "smoke: deliveries still missing after the drain: {}",
+            subscribed["webhook"]
+        );
+    }
+    results.push(subscribed);
     let spread = logins(
         global,
         &LoginsArgs {
@@ -961,7 +1153,10 @@ async fn smoke(global: &Global) -> anyhow::Result<Value> {
             no_half_rate: true,
             budgets: Budgets::Default,
             apps: 2,
+            webhook_endpoint: false,
+            webhook_drain: 0,
         },
+        LoginFlow::Native,
     )
     .await?;
     results.push(spread);

@@ -11,16 +11,71 @@ use serde_json::{Value, json};
 
 use crate::browser;
 use crate::fixture::{self, Fixture, VirtualUser};
+use crate::oidc::{self, Provider};
 use crate::stats::{Errors, Latency, LoopReport, round3};
 use crate::{Progress, Rng, Target};
 
-/// The hops of a measured login, in order.
+/// The hops of a measured native login, in order.
 pub const HOPS: [&str; 4] = ["link", "sandbox", "callback", "exchange"];
 
 /// Perch's own hops (the sandbox hop is the provider's page), by their
 /// index in [`HOPS`]. Their "own" time is the hop's time less the upstream
 /// time Perch reported for it in `Server-Timing`.
 pub const OWN_HOPS: [usize; 3] = [0, 2, 3];
+
+/// The hops of a measured OpenID Connect login, in order; `userinfo` only
+/// when the logins ask for it ([`LoginFlow::Oidc`]).
+pub const OIDC_HOPS: [&str; 5] = ["authorize", "sandbox", "callback", "token", "userinfo"];
+
+/// Perch's own hops of an OIDC login with userinfo, by their index in
+/// [`OIDC_HOPS`] (without userinfo, the first three, as [`OWN_HOPS`]).
+const OIDC_OWN_HOPS: [usize; 4] = [0, 2, 3, 4];
+
+/// The most hops any login has.
+const MAX_HOPS: usize = OIDC_HOPS.len();
+
+/// Which front door of Perch the logins go through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LoginFlow {
+    /// The hosted login link, then `POST /v1/logins/exchange`.
+    #[default]
+    Native,
+    /// The tenant's OpenID Provider: the authorization request (code flow,
+    /// state, nonce, PKCE S256), then the token request
+    /// (`client_secret_basic`) and its ID token checked; with `userinfo`
+    /// also `GET userinfo` with the access token, as a fifth hop.
+    Oidc {
+        /// Also call userinfo.
+        userinfo: bool,
+    },
+}
+
+impl LoginFlow {
+    /// The hops of one login, in order.
+    pub fn hops(self) -> &'static [&'static str] {
+        match self {
+            Self::Native => &HOPS,
+            Self::Oidc { userinfo: false } => &OIDC_HOPS[..4],
+            Self::Oidc { userinfo: true } => &OIDC_HOPS,
+        }
+    }
+
+    /// Perch's own hops among them, by index.
+    pub fn own_hops(self) -> &'static [usize] {
+        match self {
+            Self::Native | Self::Oidc { userinfo: false } => &OWN_HOPS,
+            Self::Oidc { userinfo: true } => &OIDC_OWN_HOPS,
+        }
+    }
+
+    /// The scenario's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Native => "logins",
+            Self::Oidc { .. } => "oidc-logins",
+        }
+    }
+}
 
 /// How to run a login load.
 #[derive(Debug, Clone)]
@@ -34,6 +89,8 @@ pub struct LoginOptions {
     /// Logins per second to pace at (open loop, up to `concurrency` in
     /// flight); `None` runs flat out.
     pub rate: Option<f64>,
+    /// The front door.
+    pub flow: LoginFlow,
 }
 
 /// What a login load measured.
@@ -45,14 +102,19 @@ pub struct LoginReport {
     pub window: Duration,
     /// The pacing asked for, if any.
     pub rate: Option<f64>,
-    /// Latency per hop (index as [`HOPS`]) of logins started in the window.
+    /// The hops' names ([`LoginFlow::hops`]).
+    pub hop_names: &'static [&'static str],
+    /// Perch's own hops, by index into `hop_names` ([`LoginFlow::own_hops`]).
+    pub own_hops: &'static [usize],
+    /// Latency per hop (index as `hop_names`) of logins started in the window.
     pub hops: Vec<Latency>,
-    /// Perch's own time per hop (index as [`OWN_HOPS`]): the hop's latency
+    /// Perch's own time per hop (index as `own_hops`): the hop's latency
     /// as the client saw it, less the time Perch waited on the provider.
     pub own: Vec<Latency>,
     /// The same as Perch itself measured it (`Server-Timing: perch`): from
     /// the handler's start to its response, so without the time the request
-    /// spent in sockets and run queues on either side.
+    /// spent in sockets and run queues on either side. Empty for a hop
+    /// that sends no `Server-Timing` (userinfo).
     pub server_own: Vec<Latency>,
     /// Whole-login latency.
     pub total: Latency,
@@ -84,16 +146,17 @@ impl LoginReport {
 
     /// As JSON.
     pub fn to_json(&self) -> Value {
-        let hops: serde_json::Map<String, Value> = HOPS
+        let hops: serde_json::Map<String, Value> = self
+            .hop_names
             .iter()
             .zip(&self.hops)
             .map(|(name, h)| ((*name).to_owned(), h.to_json()))
             .collect();
         let by_own_hop = |histograms: &[Latency]| -> serde_json::Map<String, Value> {
-            OWN_HOPS
+            self.own_hops
                 .iter()
                 .zip(histograms)
-                .map(|(&hop, h)| (HOPS[hop].to_owned(), h.to_json()))
+                .map(|(&hop, h)| (self.hop_names[hop].to_owned(), h.to_json()))
                 .collect()
         };
         json!({
@@ -162,18 +225,24 @@ async fn redirect(response: reqwest::Response, hop: &str) -> Result<String, Stri
     }
 }
 
-/// The time of each hop of one login (index as [`HOPS`]), and the part of
-/// it Perch said it spent waiting on the provider.
+/// The time of each hop of one login (index as the flow's hops), and the
+/// part of it Perch said it spent waiting on the provider.
 #[derive(Debug, Clone, Copy, Default)]
 struct HopTimes {
-    took: [Duration; 4],
-    upstream: [Duration; 4],
-    server_own: [Duration; 4],
+    took: [Duration; MAX_HOPS],
+    upstream: [Duration; MAX_HOPS],
+    /// `Server-Timing: perch`, when the hop sent one.
+    server_own: [Option<Duration>; MAX_HOPS],
 }
 
 impl HopTimes {
     fn own(&self, hop: usize) -> Duration {
         self.took[hop].saturating_sub(self.upstream[hop])
+    }
+
+    fn server_timing(&mut self, hop: usize, headers: &reqwest::header::HeaderMap) {
+        self.upstream[hop] = browser::server_timing(headers, "upstream");
+        self.server_own[hop] = browser::server_timing_reported(headers, "perch");
     }
 }
 
@@ -183,10 +252,9 @@ async fn follow(
     target: &Target,
     user: &mut VirtualUser,
     url: &str,
-    hop: usize,
+    (hop, name): (usize, &str),
     times: &mut HopTimes,
 ) -> Result<String, String> {
-    let name = HOPS[hop];
     let began = Instant::now();
     let response = user
         .jar
@@ -195,47 +263,159 @@ async fn follow(
         .await
         .map_err(|e| transport(name, &e))?;
     user.jar.store(response.headers());
-    times.upstream[hop] = browser::server_timing(response.headers(), "upstream");
-    times.server_own[hop] = browser::server_timing(response.headers(), "perch");
+    times.server_timing(hop, response.headers());
     let location = redirect(response, name).await?;
     times.took[hop] = began.elapsed();
     Ok(location)
 }
 
-/// One login on the instant path; `times` gets each hop's latency.
-async fn login_once(
+/// The browser's part of a login on the instant path, the same through
+/// either front door: Perch's first hop at `start`, the provider's page
+/// (answering 302 at once), Perch's callback. Returns where the callback
+/// sends the browser back to the app, and the code it carries.
+async fn browser_hops(
     target: &Target,
-    fixture: &Fixture,
-    links: &[String],
     user: &mut VirtualUser,
+    names: &[&str],
+    start: &str,
     times: &mut HopTimes,
-) -> Result<(), String> {
-    let link = links.get(user.app).ok_or("a user of an unknown app")?;
-    let provider = follow(target, user, link, 0, times).await?;
-    let callback = follow(target, user, &provider, 1, times).await?;
-    let landing = follow(target, user, &callback, 2, times).await?;
+) -> Result<(String, String), String> {
+    let provider = follow(target, user, start, (0, names[0]), times).await?;
+    let callback = follow(target, user, &provider, (1, names[1]), times).await?;
+    let landing = follow(target, user, &callback, (2, names[2]), times).await?;
     let code = browser::query_param(&landing, "code").ok_or_else(|| {
         format!(
             "callback: error={}",
             browser::query_param(&landing, "error").unwrap_or_default()
         )
     })?;
+    Ok((landing, code))
+}
 
+/// A call of the app's server to Perch (the code exchange, the token
+/// request, userinfo), timed as hop `hop`; expects 200 and returns the body.
+async fn server_hop(
+    (hop, name): (usize, &str),
+    times: &mut HopTimes,
+    call: impl Future<Output = reqwest::Result<reqwest::Response>>,
+) -> Result<bytes::Bytes, String> {
     let began = Instant::now();
-    let response = fixture
-        .exchange(target, user.app, &code)
-        .await
-        .map_err(|e| transport("exchange", &e))?;
+    let response = call.await.map_err(|e| transport(name, &e))?;
     let status = response.status();
-    times.server_own[3] = browser::server_timing(response.headers(), "perch");
-    response
-        .bytes()
-        .await
-        .map_err(|e| transport("exchange", &e))?;
+    times.server_timing(hop, response.headers());
+    let body = response.bytes().await.map_err(|e| transport(name, &e))?;
     if status != StatusCode::OK {
-        return Err(format!("exchange: HTTP {}", status.as_u16()));
+        return Err(format!("{name}: HTTP {}", status.as_u16()));
     }
-    times.took[3] = began.elapsed();
+    times.took[hop] = began.elapsed();
+    Ok(body)
+}
+
+/// What a login run goes through, prepared once per run.
+#[derive(Debug)]
+enum Door {
+    /// Each app's hosted login link.
+    Native { links: Vec<String> },
+    /// The tenant's OpenID Provider, as discovered.
+    Oidc { provider: Provider, userinfo: bool },
+}
+
+impl Door {
+    async fn open(target: &Target, fixture: &Fixture, flow: LoginFlow) -> anyhow::Result<Self> {
+        Ok(match flow {
+            LoginFlow::Native => Self::Native {
+                links: (0..fixture.apps.len())
+                    .map(|app| fixture.login_url_of(target, app, "bench"))
+                    .collect(),
+            },
+            LoginFlow::Oidc { userinfo } => Self::Oidc {
+                provider: Provider::discover(target, &fixture.tenant_id.to_string()).await?,
+                userinfo,
+            },
+        })
+    }
+}
+
+/// One login on the instant path; `times` gets each hop's latency.
+async fn login_once(
+    target: &Target,
+    fixture: &Fixture,
+    door: &Door,
+    user: &mut VirtualUser,
+    times: &mut HopTimes,
+) -> Result<(), String> {
+    match door {
+        Door::Native { links } => {
+            let link = links.get(user.app).ok_or("a user of an unknown app")?;
+            let (_, code) = browser_hops(target, user, &HOPS, link, times).await?;
+            let exchange = fixture.exchange(target, user.app, &code);
+            server_hop((3, HOPS[3]), times, exchange).await?;
+            Ok(())
+        }
+        Door::Oidc { provider, userinfo } => {
+            oidc_login(target, fixture, provider, *userinfo, user, times).await
+        }
+    }
+}
+
+/// The OIDC login: the browser hops from an authorization request, the
+/// redirect's `state` and `iss` checked, the token request and its ID
+/// token checked, and userinfo (its `sub` the ID token's) when asked.
+async fn oidc_login(
+    target: &Target,
+    fixture: &Fixture,
+    provider: &Provider,
+    userinfo: bool,
+    user: &mut VirtualUser,
+    times: &mut HopTimes,
+) -> Result<(), String> {
+    let app = fixture
+        .apps
+        .get(user.app)
+        .ok_or("a user of an unknown app")?;
+    let request = provider.authorization(&app.app_id);
+    let (landing, code) = browser_hops(target, user, &OIDC_HOPS, &request.url, times).await?;
+    if browser::query_param(&landing, "state").as_deref() != Some(request.state.as_str()) {
+        return Err("callback: state differs from the request's".to_owned());
+    }
+    if browser::query_param(&landing, "iss").as_deref() != Some(provider.issuer.as_str()) {
+        return Err("callback: iss differs from the issuer".to_owned());
+    }
+    // client_secret_basic: app ids and secrets are letters, digits and
+    // `_`, which form-encoding (RFC 6749 §2.3.1) leaves as they are, so
+    // the native exchange's Basic value is the same.
+    let token_request = provider
+        .token_request(target, &code, &request.verifier)
+        .header("authorization", &app.basic);
+    let body = server_hop(
+        (3, OIDC_HOPS[3]),
+        times,
+        fixture.as_app_server(user.app, token_request).send(),
+    )
+    .await?;
+    let answer: Value =
+        serde_json::from_slice(&body).map_err(|_| "token: body is not JSON".to_owned())?;
+    let id_token = answer["id_token"]
+        .as_str()
+        .ok_or("token: the answer has no id_token")?;
+    let claims = oidc::check_id_token(id_token, &provider.issuer, &app.app_id, &request.nonce)?;
+    if userinfo {
+        let access_token = answer["access_token"]
+            .as_str()
+            .ok_or("token: the answer has no access_token")?;
+        let info_request = provider.userinfo_request(target, access_token);
+        let body = server_hop(
+            (4, OIDC_HOPS[4]),
+            times,
+            fixture.as_app_server(user.app, info_request).send(),
+        )
+        .await?;
+        let info: Value =
+            serde_json::from_slice(&body).map_err(|_| "userinfo: body is not JSON".to_owned())?;
+        if info["sub"].as_str() != Some(claims.sub.as_str()) {
+            return Err("userinfo: sub differs from the ID token's".to_owned());
+        }
+    }
     Ok(())
 }
 
@@ -250,7 +430,8 @@ struct LoginWorkerOut {
 }
 
 /// Runs complete logins (link → sandbox authenticate → callback →
-/// exchange) until the window ends or `stop` turns true.
+/// exchange, or their OIDC counterparts: [`LoginFlow`]) until the window
+/// ends or `stop` turns true.
 pub async fn logins(
     target: Arc<Target>,
     fixture: Arc<Fixture>,
@@ -265,21 +446,18 @@ pub async fn logins(
             options.concurrency
         );
     }
-    let links: Arc<Vec<String>> = Arc::new(
-        (0..fixture.apps.len())
-            .map(|app| fixture.login_url_of(&target, app, "bench"))
-            .collect(),
-    );
+    let door = Arc::new(Door::open(&target, &fixture, options.flow).await?);
+    let (hop_names, own_hops) = (options.flow.hops(), options.flow.own_hops());
     let start = Instant::now();
     let measure_from = start + options.warmup;
     let deadline = measure_from + options.duration;
     let slot = Arc::new(AtomicU64::new(0));
     let mut handles = Vec::new();
     for _ in 0..options.concurrency.max(1) {
-        let (target, fixture, links, progress, stop, slot) = (
+        let (target, fixture, door, progress, stop, slot) = (
             target.clone(),
             fixture.clone(),
-            links.clone(),
+            door.clone(),
             progress.clone(),
             stop.clone(),
             slot.clone(),
@@ -287,15 +465,14 @@ pub async fn logins(
         let rate = options.rate;
         let mut out = LoginWorkerOut {
             completed: 0,
-            hops: histograms(HOPS.len())?,
-            own: histograms(OWN_HOPS.len())?,
-            server_own: histograms(OWN_HOPS.len())?,
+            hops: histograms(hop_names.len())?,
+            own: histograms(own_hops.len())?,
+            server_own: histograms(own_hops.len())?,
             total: Latency::new()?,
             errors: Errors::default(),
             last_end: None,
         };
         handles.push(tokio::spawn(async move {
-            let mut times = HopTimes::default();
             loop {
                 let scheduled = match rate {
                     Some(rate) => {
@@ -318,8 +495,9 @@ pub async fn logins(
                     tokio::time::sleep(Duration::from_millis(1)).await;
                     continue;
                 };
+                let mut times = HopTimes::default();
                 let began = Instant::now();
-                let result = login_once(&target, &fixture, &links, &mut user, &mut times).await;
+                let result = login_once(&target, &fixture, &door, &mut user, &mut times).await;
                 fixture.give_back(user);
                 let ended = Instant::now();
                 let measured = scheduled >= measure_from;
@@ -330,9 +508,11 @@ pub async fn logins(
                             for (histogram, time) in out.hops.iter_mut().zip(times.took) {
                                 histogram.record(time);
                             }
-                            for (i, &hop) in OWN_HOPS.iter().enumerate() {
+                            for (i, &hop) in own_hops.iter().enumerate() {
                                 out.own[i].record(times.own(hop));
-                                out.server_own[i].record(times.server_own[hop]);
+                                if let Some(server_own) = times.server_own[hop] {
+                                    out.server_own[i].record(server_own);
+                                }
                             }
                             out.total.record(ended - began);
                         }
@@ -356,9 +536,11 @@ pub async fn logins(
         completed: 0,
         window: options.duration,
         rate: options.rate,
-        hops: histograms(HOPS.len())?,
-        own: histograms(OWN_HOPS.len())?,
-        server_own: histograms(OWN_HOPS.len())?,
+        hop_names,
+        own_hops,
+        hops: histograms(hop_names.len())?,
+        own: histograms(own_hops.len())?,
+        server_own: histograms(own_hops.len())?,
         total: Latency::new()?,
         errors: Errors::default(),
     };

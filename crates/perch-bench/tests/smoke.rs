@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use perch_bench::fixture::Fixture;
-use perch_bench::scenarios::{self, ListStep, LoginOptions, LoopOptions, ReadStep};
+use perch_bench::scenarios::{self, ListStep, LoginFlow, LoginOptions, LoopOptions, ReadStep};
+use perch_bench::webhooks::{self, QueueState, Receiver};
 use perch_bench::{Progress, Target};
 use perch_core::clock::SharedClock;
 use perch_tests::TestServer;
@@ -22,6 +23,7 @@ fn login_options() -> LoginOptions {
         duration: Duration::from_millis(1500),
         warmup: Duration::from_millis(500),
         rate: None,
+        flow: LoginFlow::Native,
     }
 }
 
@@ -53,10 +55,10 @@ async fn every_scenario_completes_without_errors() {
         .unwrap(),
     );
     let progress = Arc::new(Progress::default());
-    // The sandbox allows each user 75 logins per 15 minutes: 16 users cover
+    // The sandbox allows each user 75 logins per 15 minutes: 24 users cover
     // every login this test can make.
     let mut fixture = Fixture::create(&target, "Smoke").await.unwrap();
-    fixture.add_users(&target, 16, 2, &progress).await.unwrap();
+    fixture.add_users(&target, 24, 2, &progress).await.unwrap();
     fixture
         .seed_accounts(&target, 0, 300, &progress)
         .await
@@ -101,6 +103,50 @@ async fn every_scenario_completes_without_errors() {
     .unwrap();
     assert_eq!(paced.errors.total(), 0, "{}", paced.to_json());
     assert!(paced.completed > 0);
+
+    // oidc-logins, with userinfo: the same users, through the tenant's
+    // OpenID Provider; every ID token's iss, aud and nonce checked
+    let oidc = scenarios::logins(
+        target.clone(),
+        fixture.clone(),
+        &LoginOptions {
+            flow: LoginFlow::Oidc { userinfo: true },
+            ..login_options()
+        },
+        progress.clone(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(oidc.completed > 0, "{}", oidc.to_json());
+    assert_eq!(oidc.errors.total(), 0, "{}", oidc.to_json());
+    assert_eq!(
+        oidc.hop_names,
+        ["authorize", "sandbox", "callback", "token", "userinfo"]
+    );
+    assert!(oidc.hops.iter().all(|h| h.count() > 0));
+    assert_eq!(oidc.own.len(), 4);
+    assert!(oidc.own.iter().all(|h| h.count() > 0));
+    // authorize, callback and token tell their own time (Server-Timing).
+    assert!(
+        oidc.server_own[..3]
+            .iter()
+            .all(|h| h.count() > 0 && h.mean_ms() > 0.0),
+        "{}",
+        oidc.to_json()
+    );
+    let (oidc_logins,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM audit_events WHERE action = 'login.exchange' \
+         AND details->>'oidc' = 'true' AND outcome = 'success'",
+    )
+    .fetch_one(&server.db.pool)
+    .await
+    .unwrap();
+    assert!(
+        oidc_logins >= i64::try_from(oidc.completed).unwrap(),
+        "{oidc_logins} OIDC exchanges audited for {} logins",
+        oidc.completed
+    );
 
     // accounts-read
     let read = scenarios::run_loop(&loop_options(), progress.clone(), || {
@@ -219,5 +265,70 @@ async fn spread_users_log_in_under_the_default_budgets() {
     .unwrap();
     assert_eq!(addresses, 12, "one address per user");
     assert_eq!(apps, 2);
+    server.shutdown().await;
+}
+
+/// `perch-bench logins --webhook-endpoint`: with the load tool's receiver
+/// subscribed, every login of the run is delivered to it, once, and
+/// Perch's `/metrics` counts them delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_with_a_subscribed_endpoint_deliver_every_event() {
+    let server = TestServer::start_with(perch_tests::TestServerOptions {
+        budgets: perch_core::limits::Budgets::new(100_000_000, 100_000_000, 100_000_000),
+        webhook_allow_private: true,
+        ..perch_tests::TestServerOptions::default()
+    })
+    .await;
+    let target = Arc::new(
+        Target::new(
+            &server.base,
+            OPERATOR_TOKEN,
+            "test1",
+            server.db.pool.clone(),
+            CONCURRENCY,
+        )
+        .unwrap(),
+    );
+    let progress = Arc::new(Progress::default());
+    let mut fixture = Fixture::create(&target, "Hooked").await.unwrap();
+    fixture.add_users(&target, 12, 2, &progress).await.unwrap();
+    let fixture = Arc::new(fixture);
+    let receiver = Receiver::start().await.unwrap();
+    let endpoint = webhooks::register(&target, &fixture.api_key, &receiver.url)
+        .await
+        .unwrap();
+    assert!(endpoint.starts_with("whep_"), "{endpoint}");
+
+    progress.reset();
+    let report = scenarios::logins(
+        target.clone(),
+        fixture.clone(),
+        &login_options(),
+        progress.clone(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.errors.total(), 0, "{}", report.to_json());
+    assert!(report.completed > 0);
+    let events = progress.done.load(std::sync::atomic::Ordering::Relaxed);
+    let drained = receiver.wait_for(events, Duration::from_secs(60)).await;
+    assert!(
+        drained.is_some(),
+        "{} of {events} events delivered",
+        receiver.distinct()
+    );
+    assert_eq!(receiver.distinct(), events);
+    assert_eq!(receiver.malformed(), 0);
+    // Registered after the users' first logins: only account.login.
+    assert_eq!(
+        receiver.by_type().into_iter().collect::<Vec<_>>(),
+        vec![("account.login".to_owned(), events)]
+    );
+    let queue = QueueState::read_when_delivered(&target, events, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(queue.delivered >= events, "{queue:?} for {events} events");
+    assert_eq!(queue.failed_attempts, 0, "{queue:?}");
     server.shutdown().await;
 }

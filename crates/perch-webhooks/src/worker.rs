@@ -163,6 +163,11 @@ impl Worker {
     /// flight finish (each is bounded by the timeout).
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let busy: Arc<Mutex<HashSet<uuid::Uuid>>> = Arc::default();
+        // An endpoint whose group finished may have more due at once: its
+        // task wakes the loop rather than leaving it to the poll interval,
+        // so one busy endpoint's queue drains at the receiver's pace, not
+        // one batch a poll.
+        let finished = Arc::new(tokio::sync::Notify::new());
         let mut tasks = JoinSet::new();
         let mut rounds: u64 = 0;
         loop {
@@ -189,16 +194,19 @@ impl Worker {
                 }
                 let worker = self.clone();
                 let busy = busy.clone();
+                let finished = finished.clone();
                 tasks.spawn(async move {
                     worker.send_group(group).await;
                     if let Ok(mut set) = busy.lock() {
                         set.remove(&endpoint);
                     }
+                    finished.notify_one();
                 });
             }
             if !full {
                 tokio::select! {
                     _ = tokio::time::sleep(self.config.poll_interval) => {}
+                    _ = finished.notified() => {}
                     _ = shutdown.changed() => {}
                 }
             }

@@ -499,7 +499,9 @@ pub async fn record_attempt(
 
 /// Notes an endpoint's health after an attempt: a success clears
 /// `failing_since`, a failure sets it if unset. Returns the first failure
-/// time after a failure.
+/// time after a failure. A success on a healthy endpoint writes nothing:
+/// every delivery to an endpoint would otherwise rewrite (and lock) its
+/// one row, which concurrent deliveries then queue on.
 pub async fn note_endpoint_result(
     conn: &mut PgConnection,
     tenant_id: TenantId,
@@ -510,7 +512,8 @@ pub async fn note_endpoint_result(
     let row = sqlx::query(
         "UPDATE webhook_endpoints SET failing_since = CASE WHEN $3 THEN NULL \
          ELSE COALESCE(failing_since, $4) END \
-         WHERE tenant_id = $1 AND id = $2 RETURNING failing_since",
+         WHERE tenant_id = $1 AND id = $2 AND (NOT $3 OR failing_since IS NOT NULL) \
+         RETURNING failing_since",
     )
     .bind(tenant_id)
     .bind(id)

@@ -7,6 +7,8 @@ use axum::response::{IntoResponse, Response};
 /// two directives that differ between Perch's pages.
 #[derive(Debug, Clone, Copy)]
 pub struct PagePolicy {
+    /// `style-src` sources.
+    pub style_src: &'static str,
     /// `img-src` sources.
     pub img_src: &'static str,
     /// `form-action` sources; `None` leaves the directive out (see
@@ -17,6 +19,7 @@ pub struct PagePolicy {
 impl PagePolicy {
     /// Own and inline images, forms only to Perch itself.
     pub const STRICT: Self = Self {
+        style_src: "'unsafe-inline'",
         img_src: "'self' data:",
         form_action: Some("'self'"),
     };
@@ -25,18 +28,28 @@ impl PagePolicy {
     /// callback, whose origin each consumer chooses): browsers check
     /// `form-action` along the redirect chain too, so it is left out.
     pub const FORMS_REDIRECT_ANYWHERE: Self = Self {
+        style_src: "'unsafe-inline'",
         img_src: "'self' data:",
         form_action: None,
     };
 
+    /// The console's pages: one stylesheet served by Perch itself, so not
+    /// even inline styles are allowed.
+    pub const CONSOLE: Self = Self {
+        style_src: "'self'",
+        img_src: "'self' data:",
+        form_action: Some("'self'"),
+    };
+
     /// The `Content-Security-Policy` value: no script at all, styles inline
-    /// only (every page carries its own `<style>`; `'unsafe-inline'` for
-    /// styles cannot run code), never framed, no `<base>` rewriting.
-    fn header(self) -> String {
+    /// (every login and sandbox page carries its own `<style>`;
+    /// `'unsafe-inline'` for styles cannot run code) or, for the console,
+    /// only its own stylesheet; never framed, no `<base>` rewriting.
+    pub fn header(self) -> String {
         let mut csp = format!(
-            "default-src 'none'; style-src 'unsafe-inline'; img-src {}; \
+            "default-src 'none'; style-src {}; img-src {}; \
              frame-ancestors 'none'; base-uri 'none'",
-            self.img_src
+            self.style_src, self.img_src
         );
         if let Some(form_action) = self.form_action {
             csp.push_str("; form-action ");

@@ -90,6 +90,25 @@ pub async fn authenticate(
     accept(pool, clock, key_id, presented, candidates).await
 }
 
+/// The live key `key_id` of `tenant_id`, by id alone: what a console
+/// session, which holds no secret, checks on every request so that a key
+/// revoked through the API ends the sessions it opened.
+pub async fn live(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    key_id: ApiKeyId,
+) -> Result<Option<TenantAuth>, Error> {
+    let rows = store::find_live_by_id(pool, key_id).await?;
+    Ok(rows
+        .into_iter()
+        .find(|row| row.tenant_id == tenant_id)
+        .map(|row| TenantAuth {
+            tenant_id,
+            api_key_id: key_id,
+            scopes: row.scopes,
+        }))
+}
+
 /// The second half of [`authenticate`], for callers that fetched the live
 /// rows of `key_id` themselves (together with what the request reads, in
 /// one statement): `Some` when one of them matches `presented`, after

@@ -94,6 +94,12 @@ async function tour(page, base, key, out, shots) {
     throw new Error('the unlink is not in the audit log');
   }
   await visit(page, 'audit', out, shots);
+  await Promise.all([page.waitForNavigation(), page.getByRole('link', { name: 'API keys', exact: true }).click()]);
+  await page.fill('#label', 'reporting');
+  await page.getByLabel('apps:write').uncheck();
+  await submit(page, 'Create key');
+  await page.locator('#new-key').waitFor();
+  await visit(page, 'api-keys', out, shots);
   await submit(page, 'Sign out');
   await visit(page, 'signed-out', out, shots);
 }

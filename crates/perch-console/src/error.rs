@@ -41,6 +41,9 @@ pub enum ConsoleError {
     /// The session's key lacks the scope: 403.
     #[error("the API key lacks the {} scope", .0.as_str())]
     Forbidden(Scope),
+    /// Key management with a key that lacks some scope: 403.
+    #[error("only a key with every scope manages API keys")]
+    NotEveryScope,
     /// A POST without this session's form token: 403.
     #[error("missing or wrong form token")]
     Csrf,
@@ -97,6 +100,12 @@ impl IntoResponse for ConsoleError {
                      that has it to do this.",
                     scope.as_str()
                 ),
+            ),
+            Self::NotEveryScope => view::error_page(
+                StatusCode::FORBIDDEN,
+                "Not allowed with this key",
+                "Only an API key with every scope can manage API keys (a narrower key \
+                 could otherwise mint itself a broader one).",
             ),
             Self::Csrf => view::error_page(
                 StatusCode::FORBIDDEN,

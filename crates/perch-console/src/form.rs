@@ -22,6 +22,14 @@ impl Fields {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every value of `name` (checkboxes), in order.
+    pub(crate) fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The first value of `name`, or the empty string.
     pub(crate) fn text(&self, name: &str) -> &str {
         self.get(name).unwrap_or_default()

@@ -9,6 +9,7 @@
 //! The one table it owns is `console_sessions` ([`session`]).
 
 mod accounts;
+mod api_keys;
 mod apps;
 mod assets;
 mod audit;
@@ -115,6 +116,11 @@ pub fn router(state: ConsoleState) -> Router {
             get(accounts::confirm_unlink).post(accounts::unlink),
         )
         .route("/audit", get(audit::list))
+        .route("/api-keys", get(api_keys::list).post(api_keys::create))
+        .route(
+            "/api-keys/{id}/revoke",
+            get(api_keys::confirm_revoke).post(api_keys::revoke),
+        )
         .route("/operator", get(operator::page))
         .route("/operator/tenants", post(operator::create_tenant))
         .fallback(error::not_found)

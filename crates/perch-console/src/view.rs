@@ -29,6 +29,7 @@ pub(crate) struct Nav {
     pub(crate) apps: bool,
     pub(crate) accounts: bool,
     pub(crate) audit: bool,
+    pub(crate) api_keys: bool,
     pub(crate) who: String,
     pub(crate) csrf: String,
 }
@@ -60,6 +61,7 @@ impl Layout {
                 apps: session.can(Scope::AppsRead),
                 accounts: session.can(Scope::AccountsRead),
                 audit: session.can(Scope::AuditRead),
+                api_keys: matches!(&session.principal, Principal::Tenant(auth) if auth.scopes.is_all()),
                 who,
                 csrf: session.csrf_token().to_owned(),
             }),

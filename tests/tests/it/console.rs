@@ -851,3 +851,168 @@ async fn an_app_is_created_with_javascript_off() {
         .collect();
     assert!(names.contains(&"Scriptless App"), "{names:?}");
 }
+
+#[tokio::test]
+async fn sessions_end_when_idle_or_old_and_are_swept() {
+    use perch_core::Clock as _;
+    let clock = perch_core::clock::ManualClock::new(time::macros::datetime!(2026-01-01 12:00 UTC));
+    let server = TestServer::start_with(TestServerOptions {
+        clock: std::sync::Arc::new(clock.clone()),
+        ..TestServerOptions::default()
+    })
+    .await;
+    let tenant = tenants::create_tenant(&server, "Acme").await;
+
+    // Use keeps a session alive; 30 idle minutes end it.
+    let (client, _) = sign_in(&server, &tenant.key).await;
+    for _ in 0..3 {
+        clock.advance(time::Duration::minutes(29));
+        let (status, _) = get(&client, &server, "/console/overview").await;
+        assert_eq!(status, 200, "used within 30 minutes");
+    }
+    clock.advance(time::Duration::minutes(31));
+    let (status, to) = get(&client, &server, "/console/overview").await;
+    assert_eq!(
+        (status, to.as_str()),
+        (303, "/console/sign-in?notice=expired")
+    );
+
+    // However busy, a session ends 12 hours after sign-in.
+    let (client, _) = sign_in(&server, &tenant.key).await;
+    for _ in 0..28 {
+        clock.advance(time::Duration::minutes(25));
+        let (status, _) = get(&client, &server, "/console/apps").await;
+        assert_eq!(status, 200);
+    }
+    clock.advance(time::Duration::minutes(25));
+    let (status, to) = get(&client, &server, "/console/apps").await;
+    assert_eq!(
+        (status, to.as_str()),
+        (303, "/console/sign-in?notice=expired")
+    );
+
+    // A live session survives the sweep; the two expired ones go.
+    let (live, _) = sign_in(&server, &tenant.key).await;
+    let swept = perch_console::sweep(&server.db.pool, clock.now(), 1000)
+        .await
+        .unwrap();
+    assert_eq!(swept, 2);
+    let (status, _) = get(&live, &server, "/console/overview").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_full_key_manages_api_keys_and_a_narrower_one_cannot() {
+    let server = TestServer::start().await;
+    let tenant = tenants::create_tenant(&server, "Acme").await;
+    let (client, csrf) = sign_in(&server, &tenant.key).await;
+    let (status, page) = get(&client, &server, "/console/api-keys").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("This is your only key"), "{page}");
+    assert!(
+        !page.contains("/revoke\""),
+        "the last key offers no revocation"
+    );
+
+    let (status, page) = post(
+        &client,
+        &server,
+        "/console/api-keys",
+        &[("csrf", &csrf), ("label", "reports")],
+    )
+    .await;
+    assert_eq!(status, 422, "no scope chosen");
+    assert!(page.contains("id=\"scopes-error\""));
+    let (status, page) = post(
+        &client,
+        &server,
+        "/console/api-keys",
+        &[
+            ("csrf", &csrf),
+            ("label", "reports"),
+            ("scope", "apps:read"),
+            ("scope", "audit:read"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 201, "{page}");
+    let start = page.find("id=\"new-key\">").unwrap() + "id=\"new-key\">".len();
+    let secret = page[start..start + page[start..].find('<').unwrap()].to_owned();
+    let (status, page) = post(
+        &client,
+        &server,
+        "/console/api-keys",
+        &[
+            ("csrf", &csrf),
+            ("label", "reports"),
+            ("scope", "apps:read"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 422, "labels are unique among live keys");
+    assert!(page.contains("id=\"label-error\""));
+
+    let keys = tenants::call(
+        &server,
+        Method::GET,
+        "/v1/api-keys",
+        Some(&tenant.key),
+        None,
+    )
+    .await;
+    let made = keys.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["label"] == "reports")
+        .unwrap()
+        .clone();
+    assert_eq!(made["scopes"], json!(["apps:read", "audit:read"]));
+
+    // The narrower key signs in, but cannot manage keys.
+    let (narrow, narrow_csrf) = sign_in(&server, &secret).await;
+    let (_, overview) = get(&narrow, &server, "/console/overview").await;
+    assert!(!overview.contains("API keys"));
+    let (status, _) = get(&narrow, &server, "/console/api-keys").await;
+    assert_eq!(status, 403);
+    let (status, _) = post(
+        &narrow,
+        &server,
+        "/console/api-keys",
+        &[
+            ("csrf", &narrow_csrf),
+            ("label", "escalate"),
+            ("scope", "apps:write"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // Revoking it (after the confirmation step) ends its session.
+    let id = made["id"].as_str().unwrap();
+    let (status, confirm) = get(&client, &server, &format!("/console/api-keys/{id}/revoke")).await;
+    assert_eq!(status, 200);
+    assert!(confirm.contains("Revoke key"));
+    let (status, to) = post(
+        &client,
+        &server,
+        &format!("/console/api-keys/{id}/revoke"),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!((status, to.as_str()), (303, "/console/api-keys"));
+    let (status, to) = get(&narrow, &server, "/console/apps").await;
+    assert_eq!(
+        (status, to.as_str()),
+        (303, "/console/sign-in?notice=revoked")
+    );
+    // The last key cannot be revoked.
+    let (status, page) = post(
+        &client,
+        &server,
+        &format!("/console/api-keys/{}/revoke", tenant.key_id),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(status, 409, "{page}");
+}

@@ -1,12 +1,13 @@
 //! The pages' data (askama templates under `templates/`) and the response
 //! every page goes out in: `text/html`, never cached, the console's
 //! content security policy (no script at all, only the console's own
-//! stylesheet, never framed), set once in `perch_core::html`.
+//! stylesheet, never framed), set once in `perch_core::html`
+//! (`self_styled_page_response`).
 
 use askama::Template;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
-use perch_core::html::{PagePolicy, page_response_with};
+use perch_core::html::self_styled_page_response;
 use perch_tenants::scopes::Scope;
 use time::OffsetDateTime;
 
@@ -71,11 +72,7 @@ impl Layout {
 
 /// Renders `page` with `status`.
 pub(crate) fn render<T: Template>(status: StatusCode, page: &T) -> Result<Response, ConsoleError> {
-    Ok(page_response_with(
-        status,
-        page.render()?,
-        PagePolicy::CONSOLE,
-    ))
+    Ok(self_styled_page_response(status, page.render()?))
 }
 
 /// A page saying what went wrong.
@@ -94,18 +91,17 @@ pub(crate) fn error_page(status: StatusCode, title: &str, message: &str) -> Resp
         message,
     };
     match page.render() {
-        Ok(html) => page_response_with(status, html, PagePolicy::CONSOLE),
+        Ok(html) => self_styled_page_response(status, html),
         Err(error) => {
             tracing::error!(%error, "rendering the console's error page");
-            page_response_with(status, String::from("Error"), PagePolicy::CONSOLE)
+            self_styled_page_response(status, String::from("Error"))
         }
     }
 }
 
 /// A 303 to `location` (after a form, the browser GETs the next page).
 pub(crate) fn see_other(location: &str) -> Response {
-    let mut response =
-        page_response_with(StatusCode::SEE_OTHER, String::new(), PagePolicy::CONSOLE);
+    let mut response = self_styled_page_response(StatusCode::SEE_OTHER, String::new());
     if let Ok(value) = HeaderValue::from_str(location) {
         response.headers_mut().insert(header::LOCATION, value);
     }

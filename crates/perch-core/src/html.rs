@@ -1,4 +1,5 @@
-//! HTML escaping for the server-rendered pages (sandbox, hosted login, demo).
+//! HTML escaping for the server-rendered pages (sandbox, hosted login, demo,
+//! console) and the headers they go out with.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -7,8 +8,6 @@ use axum::response::{IntoResponse, Response};
 /// two directives that differ between Perch's pages.
 #[derive(Debug, Clone, Copy)]
 pub struct PagePolicy {
-    /// `style-src` sources.
-    pub style_src: &'static str,
     /// `img-src` sources.
     pub img_src: &'static str,
     /// `form-action` sources; `None` leaves the directive out (see
@@ -19,7 +18,6 @@ pub struct PagePolicy {
 impl PagePolicy {
     /// Own and inline images, forms only to Perch itself.
     pub const STRICT: Self = Self {
-        style_src: "'unsafe-inline'",
         img_src: "'self' data:",
         form_action: Some("'self'"),
     };
@@ -28,28 +26,23 @@ impl PagePolicy {
     /// callback, whose origin each consumer chooses): browsers check
     /// `form-action` along the redirect chain too, so it is left out.
     pub const FORMS_REDIRECT_ANYWHERE: Self = Self {
-        style_src: "'unsafe-inline'",
         img_src: "'self' data:",
         form_action: None,
     };
 
-    /// The console's pages: one stylesheet served by Perch itself, so not
-    /// even inline styles are allowed.
-    pub const CONSOLE: Self = Self {
-        style_src: "'self'",
-        img_src: "'self' data:",
-        form_action: Some("'self'"),
-    };
-
     /// The `Content-Security-Policy` value: no script at all, styles inline
-    /// (every login and sandbox page carries its own `<style>`;
-    /// `'unsafe-inline'` for styles cannot run code) or, for the console,
-    /// only its own stylesheet; never framed, no `<base>` rewriting.
-    pub fn header(self) -> String {
+    /// only (every page carries its own `<style>`; `'unsafe-inline'` for
+    /// styles cannot run code), never framed, no `<base>` rewriting.
+    fn header(self) -> String {
+        self.header_with_styles("'unsafe-inline'")
+    }
+
+    /// The policy with `style_src` as its `style-src`.
+    fn header_with_styles(self, style_src: &str) -> String {
         let mut csp = format!(
-            "default-src 'none'; style-src {}; img-src {}; \
+            "default-src 'none'; style-src {style_src}; img-src {}; \
              frame-ancestors 'none'; base-uri 'none'",
-            self.style_src, self.img_src
+            self.img_src
         );
         if let Some(form_action) = self.form_action {
             csp.push_str("; form-action ");
@@ -72,6 +65,22 @@ pub fn page_response(status: StatusCode, html: String) -> Response {
 /// nosniff` and `X-Frame-Options: DENY` (for browsers that predate
 /// `frame-ancestors`).
 pub fn page_response_with(status: StatusCode, html: String, policy: PagePolicy) -> Response {
+    page_response_under(status, html, &policy.header())
+}
+
+/// A whole HTML page that takes its styles only from Perch's own
+/// stylesheets and has no inline style (the console), with
+/// [`PagePolicy::STRICT`]'s other directives and the same headers as
+/// [`page_response_with`].
+pub fn self_styled_page_response(status: StatusCode, html: String) -> Response {
+    page_response_under(
+        status,
+        html,
+        &PagePolicy::STRICT.header_with_styles("'self'"),
+    )
+}
+
+fn page_response_under(status: StatusCode, html: String, csp: &str) -> Response {
     let mut response = (status, html).into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -79,7 +88,7 @@ pub fn page_response_with(status: StatusCode, html: String, policy: PagePolicy) 
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Ok(csp) = HeaderValue::from_str(&policy.header()) {
+    if let Ok(csp) = HeaderValue::from_str(csp) {
         headers.insert(header::CONTENT_SECURITY_POLICY, csp);
     }
     headers.insert(
@@ -136,6 +145,13 @@ mod tests {
             .unwrap()
             .to_owned();
         assert!(!csp.contains("form-action"), "{csp}");
+        let response = self_styled_page_response(StatusCode::OK, String::new());
+        assert_eq!(
+            response.headers()[header::CONTENT_SECURITY_POLICY],
+            "default-src 'none'; style-src 'self'; img-src 'self' data:; \
+             frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+        );
+        assert_eq!(response.headers()[header::X_FRAME_OPTIONS], "DENY");
     }
 
     #[test]

@@ -618,7 +618,6 @@ fn page(status: StatusCode, title: &str, body_html: &str) -> Response {
         status,
         html,
         perch_core::html::PagePolicy {
-            style_src: "'unsafe-inline'",
             img_src: "'self' http: https: data:",
             form_action: Some("'none'"),
         },

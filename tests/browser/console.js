@@ -100,6 +100,10 @@ async function tour(page, base, key, out, shots) {
   await submit(page, 'Create key');
   await page.locator('#new-key').waitFor();
   await visit(page, 'api-keys', out, shots);
+  await Promise.all([page.waitForNavigation(), page.getByRole('link', { name: 'Webhooks', exact: true }).click()]);
+  await visit(page, 'webhooks', out, shots);
+  await Promise.all([page.waitForNavigation(), page.getByRole('link', { name: 'OpenID Connect', exact: true }).click()]);
+  await visit(page, 'oidc', out, shots);
   await submit(page, 'Sign out');
   await visit(page, 'signed-out', out, shots);
 }

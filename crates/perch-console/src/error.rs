@@ -56,6 +56,9 @@ pub enum ConsoleError {
     /// The flow crate failed.
     #[error(transparent)]
     Flow(#[from] perch_flow::FlowError),
+    /// The webhooks crate failed.
+    #[error(transparent)]
+    Webhooks(#[from] perch_webhooks::WebhookError),
     /// The database failed.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
@@ -70,6 +73,10 @@ impl ConsoleError {
             Self::Database(error) => perch_core::unavailable::is_unavailable(error),
             Self::Tenants(error) => error.is_unavailable(),
             Self::Flow(error) => error.is_unavailable(),
+            Self::Webhooks(perch_webhooks::WebhookError::Database(error)) => {
+                perch_core::unavailable::is_unavailable(error)
+            }
+            Self::Webhooks(perch_webhooks::WebhookError::Tenants(error)) => error.is_unavailable(),
             _ => false,
         }
     }

@@ -15,12 +15,14 @@ mod assets;
 mod audit;
 mod error;
 mod form;
+mod oidc;
 mod operator;
 mod overview;
 pub mod session;
 mod sign_in;
 mod store;
 mod view;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -53,6 +55,8 @@ pub struct ConsoleConfig {
     pub tenants: perch_tenants::TenantsState,
     /// The login flow's state (accounts, audit trail, OIDC issuer).
     pub flow: perch_flow::FlowState,
+    /// The webhooks API's state (endpoints).
+    pub webhooks: perch_webhooks::WebhooksState,
 }
 
 #[derive(Debug)]
@@ -87,6 +91,9 @@ impl ConsoleState {
     pub(crate) fn flow(&self) -> &perch_flow::FlowState {
         &self.0.config.flow
     }
+    pub(crate) fn webhooks(&self) -> &perch_webhooks::WebhooksState {
+        &self.0.config.webhooks
+    }
     pub(crate) fn cookies(&self) -> &session::CookieNames {
         &self.0.cookies
     }
@@ -116,6 +123,9 @@ pub fn router(state: ConsoleState) -> Router {
             get(accounts::confirm_unlink).post(accounts::unlink),
         )
         .route("/audit", get(audit::list))
+        .route("/webhooks", get(webhooks::list))
+        .route("/oidc", get(oidc::page))
+        .route("/oidc/rotate", post(oidc::rotate))
         .route("/api-keys", get(api_keys::list).post(api_keys::create))
         .route(
             "/api-keys/{id}/revoke",

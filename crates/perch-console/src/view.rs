@@ -31,6 +31,7 @@ pub(crate) struct Nav {
     pub(crate) accounts: bool,
     pub(crate) audit: bool,
     pub(crate) api_keys: bool,
+    pub(crate) webhooks: bool,
     pub(crate) who: String,
     pub(crate) csrf: String,
 }
@@ -62,6 +63,7 @@ impl Layout {
                 apps: session.can(Scope::AppsRead),
                 accounts: session.can(Scope::AccountsRead),
                 audit: session.can(Scope::AuditRead),
+                webhooks: session.can(Scope::WebhooksRead),
                 api_keys: matches!(&session.principal, Principal::Tenant(auth) if auth.scopes.is_all()),
                 who,
                 csrf: session.csrf_token().to_owned(),

@@ -151,6 +151,15 @@ pub fn router_with(
             &shared.public_url,
         ))),
     })?;
+    let webhooks = perch_webhooks::WebhooksConfig {
+        pool: shared.pool.clone(),
+        keyring: shared.keyring.clone(),
+        clock: shared.clock.clone(),
+        policy: perch_webhooks::TargetPolicy {
+            allow_private: config.webhook_allow_private,
+        },
+        limits: shared.limits.clone(),
+    };
     app = app.merge(perch_console::router(perch_console::ConsoleState::new(
         perch_console::ConsoleConfig {
             pool: shared.pool.clone(),
@@ -159,18 +168,11 @@ pub fn router_with(
             limits: shared.limits.clone(),
             tenants,
             flow: flow.clone(),
+            webhooks: perch_webhooks::WebhooksState::new(webhooks.clone()),
         },
     )));
     app = app.merge(perch_flow::router(flow));
-    app = app.merge(perch_webhooks::router(perch_webhooks::WebhooksConfig {
-        pool: shared.pool.clone(),
-        keyring: shared.keyring.clone(),
-        clock: shared.clock.clone(),
-        policy: perch_webhooks::TargetPolicy {
-            allow_private: config.webhook_allow_private,
-        },
-        limits: shared.limits.clone(),
-    }));
+    app = app.merge(perch_webhooks::router(webhooks));
     let openapi_document = serde_json::to_value(openapi())?;
     app = app.route(
         "/openapi.json",

@@ -473,6 +473,16 @@ async fn a_key_without_the_write_scope_sees_no_actions_and_is_refused() {
     assert_eq!(status, 403);
     let (status, _) = get(&client, server, "/console/audit").await;
     assert_eq!(status, 403);
+    let (status, _) = get(&client, server, "/console/webhooks").await;
+    assert_eq!(status, 403);
+    let (status, oidc) = get(&client, server, "/console/oidc").await;
+    assert_eq!(
+        status, 200,
+        "apps:read reads the signing keys, as in the API"
+    );
+    assert!(!oidc.contains("Rotate signing keys"));
+    let (status, _) = post(&client, server, "/console/oidc/rotate", &[("csrf", &csrf)]).await;
+    assert_eq!(status, 403);
 
     // Posted anyway, with a good form token: refused, nothing changes.
     let (status, page) = post(
@@ -1015,4 +1025,95 @@ async fn a_full_key_manages_api_keys_and_a_narrower_one_cannot() {
     )
     .await;
     assert_eq!(status, 409, "{page}");
+}
+
+#[tokio::test]
+async fn webhook_endpoints_and_signing_keys_are_shown_and_keys_rotate() {
+    let clock = perch_core::clock::ManualClock::new(time::macros::datetime!(2026-01-01 12:00 UTC));
+    let server = TestServer::start_with(TestServerOptions {
+        clock: std::sync::Arc::new(clock.clone()),
+        ..TestServerOptions::default()
+    })
+    .await;
+    let tenant = tenants::create_tenant(&server, "Acme").await;
+    let (client, csrf) = sign_in(&server, &tenant.key).await;
+
+    let (status, page) = get(&client, &server, "/console/webhooks").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("No webhook endpoints yet"), "{page}");
+    let made = tenants::call(
+        &server,
+        Method::POST,
+        "/v1/webhook-endpoints",
+        Some(&tenant.key),
+        Some(&json!({ "url": "https://hooks.example/in", "events": ["account.linked"], "description": "crm" })),
+    )
+    .await;
+    assert_eq!(made.status, 201, "{:?}", made.body);
+    let (_, page) = get(&client, &server, "/console/webhooks").await;
+    assert!(
+        page.contains("<code>https://hooks.example/in</code>"),
+        "{page}"
+    );
+    assert!(page.contains("account.linked") && page.contains("enabled"));
+    assert!(!page.contains("whsec_"), "never a secret");
+
+    let (status, page) = get(&client, &server, "/console/oidc").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains(&format!("<code>{}/oidc/{}</code>", server.base, tenant.id)),
+        "{page}"
+    );
+    let before = tenants::call(
+        &server,
+        Method::GET,
+        "/v1/oidc/keys",
+        Some(&tenant.key),
+        None,
+    )
+    .await;
+    let current = |keys: &serde_json::Value| -> Vec<String> {
+        keys["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|k| k["state"] == "current")
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for kid in current(&before.body) {
+        assert!(page.contains(&kid), "{kid} listed");
+    }
+    // Too soon after the next key was published: refused, the API's reason shown.
+    let (status, page) = post(&client, &server, "/console/oidc/rotate", &[("csrf", &csrf)]).await;
+    assert_eq!(status, 409, "{page}");
+    assert!(page.contains("role=\"alert\""));
+    clock.advance(time::Duration::minutes(6));
+    let (status, page) = post(&client, &server, "/console/oidc/rotate", &[("csrf", &csrf)]).await;
+    assert_eq!(status, 200, "{page}");
+    let after = tenants::call(
+        &server,
+        Method::GET,
+        "/v1/oidc/keys",
+        Some(&tenant.key),
+        None,
+    )
+    .await;
+    assert_ne!(
+        current(&before.body),
+        current(&after.body),
+        "the next keys sign now"
+    );
+    let events = tenants::call(
+        &server,
+        Method::GET,
+        "/v1/audit-events?action=oidc.keys.rotate",
+        Some(&tenant.key),
+        None,
+    )
+    .await;
+    assert_eq!(
+        events.body["data"][0]["actor"],
+        format!("api_key:{}", tenant.key_id)
+    );
 }

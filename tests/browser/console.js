@@ -2,7 +2,7 @@
 // would, with axe-core run on every page (serious and critical violations
 // are reported) and a screenshot of each. Prints one JSON line.
 //
-// usage: node console.js tour <base-url> <api-key> <screenshot-dir>
+// usage: node console.js tour <base-url> <api-key> <screenshot-dir> <operator-token>
 //        node console.js no-script <base-url> <api-key> <screenshot-dir>
 // `tour` expects the tenant's first app to have a linked account `alice`.
 const { chromium } = require('playwright-core');
@@ -49,7 +49,7 @@ async function signIn(page, base, key, out, shots) {
   if (!page.url().endsWith('/console/overview')) throw new Error(`after sign-in: ${page.url()}`);
 }
 
-async function tour(page, base, key, out, shots) {
+async function tour(page, base, key, out, shots, operatorToken) {
   await signIn(page, base, key, out, shots);
   await visit(page, 'overview', out, shots);
   await Promise.all([page.waitForNavigation(), page.getByRole('link', { name: 'Apps', exact: true }).click()]);
@@ -106,6 +106,14 @@ async function tour(page, base, key, out, shots) {
   await visit(page, 'oidc', out, shots);
   await submit(page, 'Sign out');
   await visit(page, 'signed-out', out, shots);
+
+  // The operator's view.
+  await page.fill('#credential', operatorToken);
+  await submit(page, 'Sign in');
+  await visit(page, 'operator', out, shots);
+  await page.fill('#name', 'Browser Tenant');
+  await submit(page, 'Create tenant');
+  await visit(page, 'operator-tenant-created', out, shots);
 }
 
 async function noScript(page, base, key, out, shots) {
@@ -120,7 +128,7 @@ async function noScript(page, base, key, out, shots) {
 }
 
 async function main() {
-  const [mode, base, key, shots] = process.argv.slice(2);
+  const [mode, base, key, shots, operatorToken] = process.argv.slice(2);
   const browser = await chromium.launch({
     executablePath: process.env.PERCH_TEST_CHROMIUM || '/usr/bin/chromium',
     args: [
@@ -136,7 +144,7 @@ async function main() {
       javaScriptEnabled: scripted,
     });
     const page = await context.newPage();
-    if (scripted) await tour(page, base, key, out, shots);
+    if (scripted) await tour(page, base, key, out, shots, operatorToken);
     else await noScript(page, base, key, out, shots);
     console.log(JSON.stringify(out));
   } finally {

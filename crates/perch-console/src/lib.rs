@@ -28,14 +28,18 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::response::Redirect;
+use axum::http::{HeaderValue, header};
 use axum::routing::{get, post};
 use perch_core::clock::SharedClock;
 use perch_core::limits::Limits;
 use sqlx::PgPool;
+use tower_http::set_header::SetResponseHeaderLayer;
 use url::Url;
 
 pub use error::ConsoleError;
+
+/// The policy of an answer that is not a page: nothing at all may load.
+const FALLBACK_POLICY: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Where the console is mounted; named once.
 pub const MOUNT: &str = "/console";
@@ -102,7 +106,7 @@ impl ConsoleState {
 /// The console's routes under [`MOUNT`], with a 64 KiB body limit.
 pub fn router(state: ConsoleState) -> Router {
     let console = Router::new()
-        .route("/", get(|| async { Redirect::to("/console/overview") }))
+        .route("/", get(|| async { view::see_other("/console/overview") }))
         .route("/assets/{file}", get(assets::stylesheet))
         .route("/sign-in", get(sign_in::page).post(sign_in::submit))
         .route("/sign-out", post(sign_in::sign_out))
@@ -135,6 +139,20 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/operator/tenants", post(operator::create_tenant))
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(perch_core::json::MAX_BODY_BYTES))
+        // Answers no handler wrote (axum's 405s, body-limit 413s) get the
+        // pages' policy too: no console response is ever framable.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(FALLBACK_POLICY),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
         .with_state(state);
     Router::new().nest(MOUNT, console)
 }

@@ -1,11 +1,14 @@
-//! The operator's view: creating a tenant (and its first API key, shown
-//! once) through `perch_tenants::tenants::create`, as `POST /v1/tenants`.
+//! The operator's view: every tenant (keyset pages), and creating one (and
+//! its first API key, shown once) through `perch_tenants::tenants::create`,
+//! as `POST /v1/tenants`.
 
 use askama::Template;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use perch_core::audit::RequestMeta;
+use perch_tenants::pagination::ListParams;
+use serde::Deserialize;
 
 use crate::ConsoleState;
 use crate::error::ConsoleError;
@@ -19,6 +22,12 @@ struct CreatedTenant {
     key: String,
 }
 
+struct TenantRow {
+    id: String,
+    name: String,
+    created: String,
+}
+
 #[derive(Template)]
 #[template(path = "operator.html")]
 struct OperatorPage {
@@ -27,6 +36,40 @@ struct OperatorPage {
     created: Option<CreatedTenant>,
     name: String,
     name_error: Option<String>,
+    tenants: Vec<TenantRow>,
+    next: Option<String>,
+}
+
+/// `?cursor=`.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Cursor {
+    cursor: Option<String>,
+}
+
+/// A page of tenants for the list, and the next page's link.
+async fn tenants(
+    state: &ConsoleState,
+    cursor: Option<String>,
+) -> Result<(Vec<TenantRow>, Option<String>), ConsoleError> {
+    let params = ListParams {
+        limit: None,
+        cursor,
+    };
+    let (rows, next) = match perch_tenants::tenants::list(state.pool(), &params).await {
+        // A cursor that is not this list's: nothing to show there.
+        Err(perch_tenants::Error::Invalid { .. }) => return Err(ConsoleError::NotFound),
+        other => other?,
+    };
+    Ok((
+        rows.into_iter()
+            .map(|t| TenantRow {
+                id: t.id.to_string(),
+                name: t.name,
+                created: view::when(t.created_at),
+            })
+            .collect(),
+        next.map(|c| format!("/console/operator?cursor={}", view::encode(&c))),
+    ))
 }
 
 fn operator_only(session: &Session) -> Result<(), ConsoleError> {
@@ -38,8 +81,14 @@ fn operator_only(session: &Session) -> Result<(), ConsoleError> {
 }
 
 /// `GET /console/operator`.
-pub(crate) async fn page(session: Session) -> Result<Response, ConsoleError> {
+pub(crate) async fn page(
+    State(state): State<ConsoleState>,
+    session: Session,
+    query: Result<Query<Cursor>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ConsoleError> {
     operator_only(&session)?;
+    let Query(query) = query.unwrap_or_default();
+    let (tenants, next) = tenants(&state, query.cursor).await?;
     view::render(
         StatusCode::OK,
         &OperatorPage {
@@ -48,6 +97,8 @@ pub(crate) async fn page(session: Session) -> Result<Response, ConsoleError> {
             created: None,
             name: String::new(),
             name_error: None,
+            tenants,
+            next,
         },
     )
 }
@@ -84,6 +135,7 @@ pub(crate) async fn create_tenant(
         ) => (StatusCode::UNPROCESSABLE_ENTITY, None, Some(message)),
         Err(error) => return Err(error.into()),
     };
+    let (tenants, next) = tenants(&state, None).await?;
     view::render(
         status,
         &OperatorPage {
@@ -96,6 +148,8 @@ pub(crate) async fn create_tenant(
                 String::new()
             },
             name_error,
+            tenants,
+            next,
         },
     )
 }

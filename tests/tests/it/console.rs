@@ -371,6 +371,16 @@ async fn the_operator_signs_in_and_creates_a_tenant() {
     let (client, csrf) = sign_in(&server, OPERATOR_TOKEN).await;
     let (status, to) = get(&client, &server, "/console/overview").await;
     assert_eq!((status, to.as_str()), (303, "/console/operator"));
+    let (_, page) = get(&client, &server, "/console/operator").await;
+    assert!(page.contains("No tenants yet"), "{page}");
+    for name in ["Acme", "Globex"] {
+        tenants::create_tenant(&server, name).await;
+    }
+    let (_, page) = get(&client, &server, "/console/operator").await;
+    assert!(
+        page.contains("<td>Acme</td>") && page.contains("<td>Globex</td>"),
+        "{page}"
+    );
     // The operator has no tenant pages.
     let (status, _) = get(&client, &server, "/console/apps").await;
     assert_eq!(status, 404);
@@ -735,6 +745,32 @@ async fn the_stylesheet_is_cached_for_a_year_under_its_digest() {
         .unwrap();
     assert_eq!(stale.status(), 404);
     assert!(!page.contains("<script"), "no script on any page");
+    // Answers that are not pages are not framable either.
+    let client = browser();
+    let root = client.get(server.url("/console")).send().await.unwrap();
+    assert_eq!(root.status(), 303);
+    assert_eq!(root.headers()["location"], "/console/overview");
+    assert_page_headers(&root);
+    let wrong_method = client
+        .put(server.url("/console/apps"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_method.status(), 405);
+    assert!(
+        wrong_method.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    assert_eq!(wrong_method.headers()["x-frame-options"], "DENY");
+    let unknown = client
+        .get(server.url("/console/nowhere"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    assert_page_headers(&unknown);
     assert!(!page.contains("style="), "no inline style");
 }
 
@@ -776,6 +812,7 @@ async fn a_tenant_tours_the_console_in_a_real_browser() {
             fx.server.base.clone(),
             fx.tenant.key.clone(),
             shots.display().to_string(),
+            OPERATOR_TOKEN.to_owned(),
         ],
     )
     .await;

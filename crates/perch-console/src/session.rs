@@ -10,7 +10,9 @@
 //! that apply are always the key's own. Each session has a form token
 //! (CSRF) that every POST must carry; the cookie is `SameSite=Strict` on
 //! top, and `HttpOnly`, and `Secure` with the `__Host-` prefix when the
-//! public URL is https.
+//! public URL is https. An operator session holds nothing of the operator
+//! token (a chosen token might be guessed back from its digest): it ends
+//! with its lifetime, or at once when the operator token is unset.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -242,6 +244,12 @@ impl FromRequestParts<ConsoleState> for Session {
             .await?
             .ok_or(ConsoleError::SignedOut(SignedOut::Expired))?;
         let principal = match (row.operator, row.tenant_id, row.api_key_id) {
+            // With the operator token unset the operator API is off, and
+            // so are the operator's sessions.
+            (true, _, _) if !state.tenants().operator_token().is_configured() => {
+                store::delete(state.pool(), &digest).await?;
+                return Err(ConsoleError::SignedOut(SignedOut::Expired));
+            }
             (true, _, _) => Principal::Operator,
             (false, Some(tenant_id), Some(key_id)) => {
                 match perch_tenants::api_keys::live(state.pool(), tenant_id, key_id).await? {

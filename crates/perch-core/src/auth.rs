@@ -69,6 +69,11 @@ impl OperatorToken {
         }
     }
 
+    /// Whether an operator token is configured (the operator API is on).
+    pub fn is_configured(&self) -> bool {
+        self.digest.is_some()
+    }
+
     /// Counts wrong tokens against `limits`' failed-credentials budget.
     #[must_use]
     pub fn with_limits(mut self, limits: Arc<Limits>) -> Self {

@@ -1154,3 +1154,41 @@ async fn webhook_endpoints_and_signing_keys_are_shown_and_keys_rotate() {
         format!("api_key:{}", tenant.key_id)
     );
 }
+
+#[tokio::test]
+async fn the_overview_counts_the_tenants_own_apps_accounts_and_logins() {
+    let fx = Fixture::new(TestServerOptions::default()).await;
+    let server = &fx.server;
+    for (user, state) in [("alice", "a"), ("bob", "b"), ("alice", "c")] {
+        let landing = fx.login(&browser(), user, state, "").await;
+        assert!(landing.code.is_some());
+    }
+    let stat = |page: &str, label: &str| -> String {
+        let end = page
+            .find(&format!("<span class=\"l\">{label}</span>"))
+            .unwrap_or_else(|| panic!("{label}: {page}"));
+        let start = page[..end].rfind("<span class=\"n\">").unwrap() + "<span class=\"n\">".len();
+        page[start..page[start..].find('<').unwrap() + start].to_owned()
+    };
+    let (client, _) = sign_in(server, &fx.tenant.key).await;
+    let (_, page) = get(&client, server, "/console/overview").await;
+    assert_eq!(stat(&page, "apps"), "1");
+    assert_eq!(stat(&page, "linked accounts"), "2");
+    assert_eq!(stat(&page, "logins in the last 24 hours"), "3");
+    assert_eq!(stat(&page, "logins in the last 30 days"), "3");
+    assert!(!page.contains("Create your first app"));
+
+    let other = tenants::create_tenant(server, "Initech").await;
+    let (client, _) = sign_in(server, &other.key).await;
+    let (_, page) = get(&client, server, "/console/overview").await;
+    for label in ["apps", "linked accounts", "logins in the last 24 hours"] {
+        assert_eq!(stat(&page, label), "0", "{label}");
+    }
+    let (_, accounts) = get(&client, server, "/console/accounts").await;
+    assert!(
+        accounts.contains("No apps yet, so no accounts"),
+        "{accounts}"
+    );
+    let (_, audit) = get(&client, server, "/console/audit?action=login.complete").await;
+    assert!(audit.contains("No event has the action"), "{audit}");
+}

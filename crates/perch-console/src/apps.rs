@@ -457,3 +457,38 @@ pub(crate) async fn delete(
     perch_tenants::apps::delete(state.tenants(), &auth, &meta, &id).await?;
     Ok(view::see_other("/console/apps"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_messages_go_beside_the_field_they_name() {
+        assert_eq!(
+            field_message("callback_urls[2]", "must be https"),
+            ("callback_urls", "Line 3: must be https".to_owned())
+        );
+        assert_eq!(
+            field_message("callback_urls", "must list 1 to 10 URLs"),
+            ("callback_urls", "must list 1 to 10 URLs".to_owned())
+        );
+        assert_eq!(
+            field_message("name", "must not be empty"),
+            ("name", "must not be empty".to_owned())
+        );
+        assert_eq!(
+            field_message("provider.consumer_key", "is required"),
+            ("provider", "provider.consumer_key: is required".to_owned())
+        );
+        assert_eq!(field_message("callback_urls[x]", "odd").0, "other");
+    }
+
+    #[test]
+    fn callback_lines_drop_blank_lines_and_surrounding_space() {
+        assert_eq!(
+            lines(" https://a.example/cb \r\n\n\thttps://b.example/cb\n"),
+            ["https://a.example/cb", "https://b.example/cb"]
+        );
+        assert!(lines("\n \n").is_empty());
+    }
+}

@@ -277,3 +277,34 @@ impl FromRequestParts<ConsoleState> for Session {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_host_prefixed_and_secure_only_over_https() {
+        let https = CookieNames::for_url(&Url::parse("https://perch.example/").unwrap());
+        assert_eq!(https.session, "__Host-perch_console");
+        assert_eq!(
+            https.set(https.session, "v", Duration::minutes(1)),
+            "__Host-perch_console=v; Path=/; HttpOnly; SameSite=Strict; Secure; Max-Age=60"
+        );
+        let http = CookieNames::for_url(&Url::parse("http://127.0.0.1:8080/").unwrap());
+        assert_eq!(
+            http.clear(http.sign_in),
+            "perch_console_sign_in=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0"
+        );
+    }
+
+    #[test]
+    fn minted_sessions_are_random_and_stored_as_digests() {
+        let a = mint();
+        let b = mint();
+        assert_ne!(a.cookie_value, b.cookie_value);
+        assert_ne!(a.csrf_token, a.cookie_value);
+        assert_eq!(a.cookie_value.len(), 43);
+        assert_eq!(a.id_digest, token::digest(&a.cookie_value));
+        assert_eq!(format!("{a:?}"), "Minted([redacted])");
+    }
+}

@@ -1192,3 +1192,77 @@ async fn the_overview_counts_the_tenants_own_apps_accounts_and_logins() {
     let (_, audit) = get(&client, server, "/console/audit?action=login.complete").await;
     assert!(audit.contains("No event has the action"), "{audit}");
 }
+
+#[tokio::test]
+async fn accounts_and_the_audit_log_come_in_keyset_pages() {
+    let fx = Fixture::new(TestServerOptions::default()).await;
+    let server = &fx.server;
+    let tenant_id = perch_core::ids::TenantId::parse(&fx.tenant.id).unwrap();
+    let app_id = perch_core::ids::AppId::parse(&fx.app_id).unwrap();
+    perch_flow::fixtures::insert_seeded_accounts(
+        &server.db.pool,
+        &perch_flow::fixtures::SeededAccounts {
+            tenant_id,
+            app_id,
+            id_high_hex: "019a000000007000",
+            key_id: "test1",
+            sealed: b"not opened",
+        },
+        1,
+        60,
+    )
+    .await
+    .unwrap();
+    let (client, _) = sign_in(server, &fx.tenant.key).await;
+    let rows = |page: &str| {
+        page.matches("<tr><td><a href=\"/console/accounts/acct_")
+            .count()
+    };
+    let next = |page: &str| -> Option<String> {
+        let end = page
+            .find("\">Next page</a>")
+            .or_else(|| page.find("\">Older events</a>"))?;
+        let start = page[..end].rfind("href=\"").unwrap() + "href=\"".len();
+        // The template escapes `&` in attributes as `&#38;`.
+        Some(page[start..end].replace("&#38;", "&"))
+    };
+    let (_, first) = get(&client, server, "/console/accounts").await;
+    assert_eq!(rows(&first), 50);
+    let second_url = next(&first).expect("a next page");
+    let (status, second) = get(&client, server, &second_url).await;
+    assert_eq!(status, 200, "{second_url}");
+    assert_eq!(rows(&second), 10);
+    assert!(next(&second).is_none());
+    let (_, one) = get(&client, server, "/console/accounts?screen_name=%40S7").await;
+    assert_eq!(rows(&one), 1, "case-insensitive, the @ ignored");
+    assert!(one.contains(">@s7</a>"));
+    let (status, _) = get(&client, server, "/console/accounts?cursor=garbage").await;
+    assert_eq!(status, 404, "a cursor from nowhere");
+
+    for _ in 0..55 {
+        let rotated = fx
+            .api(
+                Method::POST,
+                &format!("/v1/apps/{}/rotate-secret", fx.app_id),
+            )
+            .await;
+        assert_eq!(rotated.status, 200);
+    }
+    let events = |page: &str| page.matches("<tr><td>20").count();
+    let (_, first) = get(&client, server, "/console/audit").await;
+    assert_eq!(events(&first), 50);
+    let (_, second) = get(&client, server, &next(&first).expect("older events")).await;
+    let total = tenants::call(
+        server,
+        Method::GET,
+        "/v1/audit-events?limit=200",
+        Some(&fx.tenant.key),
+        None,
+    )
+    .await;
+    assert_eq!(
+        50 + events(&second),
+        total.body["data"].as_array().unwrap().len(),
+        "every event, once"
+    );
+}

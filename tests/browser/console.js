@@ -100,6 +100,10 @@ async function tour(page, base, key, out, shots, operatorToken) {
   await submit(page, 'Create key');
   await page.locator('#new-key').waitFor();
   await visit(page, 'api-keys', out, shots);
+  const missing = await page.goto(`${base}/console/apps/app_00000000000000000000000000`);
+  if (missing.status() !== 404) throw new Error(`an unknown app: ${missing.status()}`);
+  await visit(page, 'not-found', out, shots);
+  await page.goto(`${base}/console/overview`);
   await Promise.all([page.waitForNavigation(), page.getByRole('link', { name: 'Webhooks', exact: true }).click()]);
   await visit(page, 'webhooks', out, shots);
   await Promise.all([page.waitForNavigation(), page.getByRole('link', { name: 'OpenID Connect', exact: true }).click()]);

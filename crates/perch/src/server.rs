@@ -651,8 +651,8 @@ fn limits_sweep() -> perch_flow::sweeper::ExtraSweep {
     })
 }
 
-/// Expired console sessions.
-fn console_sweep() -> perch_flow::sweeper::ExtraSweep {
+/// Expired console sessions (public for the tests that sweep explicitly).
+pub fn console_sweep() -> perch_flow::sweeper::ExtraSweep {
     Box::new(|pool, now, batch| {
         Box::pin(async move {
             perch_console::sweep(&pool, now, batch)

@@ -901,7 +901,6 @@ async fn an_app_is_created_with_javascript_off() {
 
 #[tokio::test]
 async fn sessions_end_when_idle_or_old_and_are_swept() {
-    use perch_core::Clock as _;
     let clock = perch_core::clock::ManualClock::new(time::macros::datetime!(2026-01-01 12:00 UTC));
     let server = TestServer::start_with(TestServerOptions {
         clock: std::sync::Arc::new(clock.clone()),
@@ -938,12 +937,20 @@ async fn sessions_end_when_idle_or_old_and_are_swept() {
         (303, "/console/sign-in?notice=expired")
     );
 
-    // A live session survives the sweep; the two expired ones go.
+    // A live session survives the sweep; the two expired ones go, one
+    // batch at a time, through the sweep the server runs.
     let (live, _) = sign_in(&server, &tenant.key).await;
-    let swept = perch_console::sweep(&server.db.pool, clock.now(), 1000)
+    let shared: perch_core::clock::SharedClock = std::sync::Arc::new(clock.clone());
+    let sweep = [perch::server::console_sweep()];
+    let report = perch_flow::sweeper::sweep_once(&server.db.pool, &shared, 1, &sweep)
         .await
         .unwrap();
-    assert_eq!(swept, 2);
+    assert_eq!(report.other, 2);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM console_sessions")
+        .fetch_one(&server.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
     let (status, _) = get(&live, &server, "/console/overview").await;
     assert_eq!(status, 200);
 }

@@ -21,7 +21,7 @@ use subtle::ConstantTimeEq;
 use crate::ConsoleState;
 use crate::error::ConsoleError;
 use crate::form::{CSRF_FIELD, Fields, Posted};
-use crate::session::{self, ABSOLUTE};
+use crate::session::{self, ABSOLUTE, Principal};
 use crate::view::{self, Layout};
 
 #[derive(Template)]
@@ -123,17 +123,17 @@ pub(crate) async fn submit(
         .map_err(ConsoleError::RateLimited)?;
 
     let credential = fields.text("credential").trim();
-    let tenant = if credential.starts_with(perch_tenants::api_keys::SECRET_PREFIX) {
+    let principal = if credential.starts_with(perch_tenants::api_keys::SECRET_PREFIX) {
         perch_tenants::api_keys::authenticate(state.pool(), state.clock(), credential)
             .await?
-            .map(Some)
+            .map(Principal::Tenant)
     } else if !credential.is_empty() && state.tenants().operator_token().matches(credential).is_ok()
     {
-        Some(None)
+        Some(Principal::Operator)
     } else {
         None
     };
-    let Some(tenant) = tenant else {
+    let Some(principal) = principal else {
         if let Err(error) = state.limits().credentials_failed(client).await {
             // The answer is a refusal either way; only the count is lost.
             tracing::error!(%error, "counting a wrong console credential");
@@ -152,26 +152,24 @@ pub(crate) async fn submit(
     let minted = session::mint();
     let now = state.clock().now();
     let mut tx = state.pool().begin().await?;
-    session::store_new(
-        &mut tx,
-        &minted,
-        tenant.map(|auth| (auth.tenant_id, auth.api_key_id)),
-        now,
-    )
-    .await?;
-    let event = match tenant {
-        Some(auth) => AuditEvent::new(now, auth.actor(), "console.sign_in", "api_key")
+    let tenant = match principal {
+        Principal::Tenant(auth) => Some((auth.tenant_id, auth.api_key_id)),
+        Principal::Operator => None,
+    };
+    session::store_new(&mut tx, &minted, tenant, now).await?;
+    let event = match principal {
+        Principal::Tenant(auth) => AuditEvent::new(now, auth.actor(), "console.sign_in", "api_key")
             .tenant(auth.tenant_id)
             .target(auth.api_key_id),
-        None => AuditEvent::new(now, Actor::Operator, "console.sign_in", "operator"),
+        Principal::Operator => AuditEvent::new(now, Actor::Operator, "console.sign_in", "operator"),
     };
     audit::record(&mut tx, &event.request(&meta)).await?;
     tx.commit().await?;
 
     let names = state.cookies();
-    let home = match tenant {
-        Some(_) => "/console/overview",
-        None => "/console/operator",
+    let home = match principal {
+        Principal::Tenant(_) => "/console/overview",
+        Principal::Operator => "/console/operator",
     };
     let mut response = view::see_other(home);
     let headers = response.headers_mut();

@@ -37,9 +37,14 @@ if [ -f tests/browser/package.json ]; then
     say "Node.js is needed for the browser tests (Debian/Ubuntu: apt-get install nodejs npm)"
     exit 2
   fi
-  if [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -d tests/browser/node_modules/openid-client ]; then
-    (cd tests/browser && npm install --no-audit --no-fund --no-package-lock --silent)
-  fi
+  # Installs again when any package the manifest names is missing, so a
+  # package added to package.json reaches checkouts that installed before.
+  for package in $(node -e 'console.log(Object.keys(require("./tests/browser/package.json").dependencies).join(" "))'); do
+    if [ ! -d "tests/browser/node_modules/$package" ]; then
+      (cd tests/browser && npm install --no-audit --no-fund --no-package-lock --silent)
+      break
+    fi
+  done
 fi
 
 cargo test --workspace --locked "$@"

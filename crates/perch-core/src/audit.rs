@@ -346,6 +346,25 @@ pub async fn list(
     .await
 }
 
+/// How many of a tenant's events with `action` occurred at or after
+/// `since`.
+pub async fn count_since(
+    exec: impl sqlx::PgExecutor<'_>,
+    tenant_id: TenantId,
+    action: &str,
+    since: OffsetDateTime,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM audit_events \
+         WHERE tenant_id = $1 AND occurred_at >= $2 AND action = $3",
+    )
+    .bind(tenant_id)
+    .bind(since)
+    .bind(action)
+    .fetch_one(exec)
+    .await
+}
+
 /// Deletes up to `batch` events that occurred more than `retention` before
 /// `now` (`PERCH_AUDIT_RETENTION_DAYS`), oldest first; returns how many went.
 /// Rows another sweeper holds are skipped, so replicas sweeping together

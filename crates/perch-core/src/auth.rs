@@ -69,6 +69,11 @@ impl OperatorToken {
         }
     }
 
+    /// Whether an operator token is configured (the operator API is on).
+    pub fn is_configured(&self) -> bool {
+        self.digest.is_some()
+    }
+
     /// Counts wrong tokens against `limits`' failed-credentials budget.
     #[must_use]
     pub fn with_limits(mut self, limits: Arc<Limits>) -> Self {
@@ -79,15 +84,23 @@ impl OperatorToken {
     /// Checks a request's headers against the token. The comparison is
     /// constant-time (of digests, so the lengths are equal too).
     pub fn check(&self, headers: &HeaderMap) -> Result<OperatorAuth, OperatorRejection> {
+        match bearer_token(headers) {
+            Some(presented) => self.matches(presented),
+            None if self.digest.is_none() => Err(OperatorRejection::Off),
+            None => Err(OperatorRejection::Missing),
+        }
+    }
+
+    /// Checks a presented token (from a header or, for the console's
+    /// sign-in form, a form field), in constant time.
+    pub fn matches(&self, presented: &str) -> Result<OperatorAuth, OperatorRejection> {
         let Some(expected) = &self.digest else {
             return Err(OperatorRejection::Off);
         };
-        match bearer_token(headers) {
-            Some(presented) if token::matches_digest(presented, expected.as_slice()) => {
-                Ok(OperatorAuth)
-            }
-            Some(_) => Err(OperatorRejection::Wrong),
-            None => Err(OperatorRejection::Missing),
+        if token::matches_digest(presented, expected.as_slice()) {
+            Ok(OperatorAuth)
+        } else {
+            Err(OperatorRejection::Wrong)
         }
     }
 

@@ -1,4 +1,5 @@
-//! HTML escaping for the server-rendered pages (sandbox, hosted login, demo).
+//! HTML escaping for the server-rendered pages (sandbox, hosted login, demo,
+//! console) and the headers they go out with.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -33,8 +34,13 @@ impl PagePolicy {
     /// only (every page carries its own `<style>`; `'unsafe-inline'` for
     /// styles cannot run code), never framed, no `<base>` rewriting.
     fn header(self) -> String {
+        self.header_with_styles("'unsafe-inline'")
+    }
+
+    /// The policy with `style_src` as its `style-src`.
+    fn header_with_styles(self, style_src: &str) -> String {
         let mut csp = format!(
-            "default-src 'none'; style-src 'unsafe-inline'; img-src {}; \
+            "default-src 'none'; style-src {style_src}; img-src {}; \
              frame-ancestors 'none'; base-uri 'none'",
             self.img_src
         );
@@ -59,6 +65,22 @@ pub fn page_response(status: StatusCode, html: String) -> Response {
 /// nosniff` and `X-Frame-Options: DENY` (for browsers that predate
 /// `frame-ancestors`).
 pub fn page_response_with(status: StatusCode, html: String, policy: PagePolicy) -> Response {
+    page_response_under(status, html, &policy.header())
+}
+
+/// A whole HTML page that takes its styles only from Perch's own
+/// stylesheets and has no inline style (the console), with
+/// [`PagePolicy::STRICT`]'s other directives and the same headers as
+/// [`page_response_with`].
+pub fn self_styled_page_response(status: StatusCode, html: String) -> Response {
+    page_response_under(
+        status,
+        html,
+        &PagePolicy::STRICT.header_with_styles("'self'"),
+    )
+}
+
+fn page_response_under(status: StatusCode, html: String, csp: &str) -> Response {
     let mut response = (status, html).into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -66,7 +88,7 @@ pub fn page_response_with(status: StatusCode, html: String, policy: PagePolicy) 
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Ok(csp) = HeaderValue::from_str(&policy.header()) {
+    if let Ok(csp) = HeaderValue::from_str(csp) {
         headers.insert(header::CONTENT_SECURITY_POLICY, csp);
     }
     headers.insert(
@@ -123,6 +145,13 @@ mod tests {
             .unwrap()
             .to_owned();
         assert!(!csp.contains("form-action"), "{csp}");
+        let response = self_styled_page_response(StatusCode::OK, String::new());
+        assert_eq!(
+            response.headers()[header::CONTENT_SECURITY_POLICY],
+            "default-src 'none'; style-src 'self'; img-src 'self' data:; \
+             frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+        );
+        assert_eq!(response.headers()[header::X_FRAME_OPTIONS], "DENY");
     }
 
     #[test]

@@ -201,13 +201,27 @@ pub async fn list_handler(
     query: Result<Query<AccountListParams>, QueryRejection>,
 ) -> Result<Json<AccountList>, FlowError> {
     let Query(params) = query.map_err(|_| FlowError::MalformedQuery)?;
-    let app_id = AppId::parse(&raw_app_id).map_err(|_| FlowError::NotFound("app"))?;
+    Ok(Json(
+        list(&state, auth.tenant_id, &raw_app_id, params).await?,
+    ))
+}
+
+/// A page of one of the tenant's apps' accounts, oldest first, optionally
+/// only those with a screen name or subject; another tenant's app is not
+/// found.
+pub async fn list(
+    state: &FlowState,
+    tenant_id: perch_core::ids::TenantId,
+    raw_app_id: &str,
+    params: AccountListParams,
+) -> Result<AccountList, FlowError> {
+    let app_id = AppId::parse(raw_app_id).map_err(|_| FlowError::NotFound("app"))?;
     let page = ListParams {
         limit: params.limit,
         cursor: params.cursor,
     }
     .page("accounts")?;
-    perch_tenants::apps::find(state.pool(), auth.tenant_id, app_id)
+    perch_tenants::apps::find(state.pool(), tenant_id, app_id)
         .await?
         .ok_or(FlowError::NotFound("app"))?;
     let status = match params.status.as_deref() {
@@ -227,14 +241,14 @@ pub async fn list_handler(
         .flatten()
         .any(|value| crate::matches_no_text(value))
     {
-        return Ok(Json(AccountList {
+        return Ok(AccountList {
             data: Vec::new(),
             next_cursor: None,
-        }));
+        });
     }
     let rows = store::list_accounts(
         state.pool(),
-        auth.tenant_id,
+        tenant_id,
         app_id,
         &filter,
         page.after,
@@ -242,10 +256,32 @@ pub async fn list_handler(
     )
     .await?;
     let (rows, next_cursor) = pagination::finish(rows, page, "accounts", |row| row.id.uuid());
-    Ok(Json(AccountList {
+    Ok(AccountList {
         data: rows.iter().map(AccountView::from).collect(),
         next_cursor,
-    }))
+    })
+}
+
+/// One of the tenant's accounts by its id as given (never its tokens);
+/// another tenant's, or a malformed id, is not found.
+pub async fn find(
+    state: &FlowState,
+    tenant_id: perch_core::ids::TenantId,
+    raw_id: &str,
+) -> Result<AccountView, FlowError> {
+    let id = account_id(raw_id)?;
+    let row = store::find_account(state.pool(), tenant_id, id)
+        .await?
+        .ok_or(FlowError::NotFound("account"))?;
+    Ok(AccountView::from(&row))
+}
+
+/// How many accounts are linked to the tenant's apps.
+pub async fn count(
+    state: &FlowState,
+    tenant_id: perch_core::ids::TenantId,
+) -> Result<i64, FlowError> {
+    Ok(store::count_accounts(state.pool(), tenant_id).await?)
 }
 
 /// Read one linked account.
@@ -367,7 +403,21 @@ pub async fn delete_handler(
     meta: RequestMeta,
     PathText(raw_id): PathText,
 ) -> Result<StatusCode, FlowError> {
-    let id = account_id(&raw_id)?;
+    unlink(&state, &auth, &meta, &raw_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Unlinks one of the tenant's accounts: the row and its tokens go, with
+/// `account.delete` and the `account.unlinked` event in one transaction;
+/// then the upstream token is invalidated (best effort, audited on its
+/// own). The caller has checked `accounts:write`.
+pub async fn unlink(
+    state: &FlowState,
+    auth: &perch_tenants::TenantAuth,
+    meta: &RequestMeta,
+    raw_id: &str,
+) -> Result<(), FlowError> {
+    let id = account_id(raw_id)?;
     let now = state.clock().now();
     let mut tx = state.pool().begin().await?;
     let row = store::delete_account(&mut *tx, auth.tenant_id, id)
@@ -377,7 +427,7 @@ pub async fn delete_handler(
         .tenant(auth.tenant_id)
         .app(row.app_id)
         .target(row.id)
-        .request(&meta)
+        .request(meta)
         .details(serde_json::json!({
             "provider_user_id": row.provider_user_id,
             "screen_name": row.screen_name,
@@ -389,7 +439,7 @@ pub async fn delete_handler(
 
     // Best effort, with nothing locked: a provider that is down must not
     // keep a tenant from unlinking.
-    let invalidated = invalidate_upstream(&state, &row).await;
+    let invalidated = invalidate_upstream(state, &row).await;
     let outcome = if invalidated.is_ok() {
         Outcome::Success
     } else {
@@ -405,14 +455,14 @@ pub async fn delete_handler(
     .app(row.app_id)
     .target(row.id)
     .outcome(outcome)
-    .request(&meta);
+    .request(meta);
     if let Err(failure) = &invalidated {
         follow_up = follow_up.details(failure.details());
     }
-    if let Err(error) = crate::login::record_alone(&state, &follow_up).await {
+    if let Err(error) = crate::login::record_alone(state, &follow_up).await {
         tracing::error!(%error, "auditing a token invalidation");
     }
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 async fn invalidate_upstream(

@@ -118,6 +118,27 @@ pub async fn list_handler(
     query: Result<Query<AuditEventParams>, QueryRejection>,
 ) -> Result<Json<AuditEventList>, FlowError> {
     let Query(params) = query.map_err(|_| FlowError::MalformedQuery)?;
+    Ok(Json(list(&state, auth.tenant_id, params).await?))
+}
+
+/// How many of the tenant's events with `action` occurred at or after
+/// `since` (the console's login counts).
+pub async fn count_since(
+    state: &FlowState,
+    tenant_id: perch_core::ids::TenantId,
+    action: &str,
+    since: OffsetDateTime,
+) -> Result<i64, FlowError> {
+    Ok(audit::count_since(state.pool(), tenant_id, action, since).await?)
+}
+
+/// A page of the tenant's audit trail, newest first, optionally of one app
+/// or one action.
+pub async fn list(
+    state: &FlowState,
+    tenant_id: perch_core::ids::TenantId,
+    params: AuditEventParams,
+) -> Result<AuditEventList, FlowError> {
     let page = ListParams {
         limit: params.limit,
         cursor: params.cursor,
@@ -132,10 +153,10 @@ pub async fn list_handler(
     };
     let action = params.action.filter(|s| !s.is_empty());
     if action.as_deref().is_some_and(crate::matches_no_text) {
-        return Ok(Json(AuditEventList {
+        return Ok(AuditEventList {
             data: Vec::new(),
             next_cursor: None,
-        }));
+        });
     }
     // Ids are UUIDv7 from the clock, so id order is time order.
     let filter = audit::EventFilter {
@@ -143,9 +164,9 @@ pub async fn list_handler(
         action,
         before: page.after,
     };
-    let rows = audit::list(state.pool(), auth.tenant_id, &filter, page.limit + 1).await?;
+    let rows = audit::list(state.pool(), tenant_id, &filter, page.limit + 1).await?;
     let (rows, next_cursor) = pagination::finish(rows, page, "audit", |row| row.id);
-    Ok(Json(AuditEventList {
+    Ok(AuditEventList {
         data: rows
             .into_iter()
             .map(|row| AuditEventView {
@@ -165,5 +186,5 @@ pub async fn list_handler(
             })
             .collect(),
         next_cursor,
-    }))
+    })
 }

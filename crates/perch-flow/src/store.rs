@@ -436,6 +436,18 @@ pub async fn delete_account(
         .await
 }
 
+/// How many accounts the tenant's apps have.
+#[tracing::instrument(name = "db.count_accounts", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+pub async fn count_accounts(
+    exec: impl PgExecutor<'_>,
+    tenant_id: TenantId,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM linked_accounts WHERE tenant_id = $1")
+        .bind(tenant_id)
+        .fetch_one(exec)
+        .await
+}
+
 /// Filters for listing an app's accounts.
 #[derive(Debug, Clone, Default)]
 pub struct AccountFilter {

@@ -90,6 +90,25 @@ pub async fn authenticate(
     accept(pool, clock, key_id, presented, candidates).await
 }
 
+/// The live key `key_id` of `tenant_id`, by id alone: what a console
+/// session, which holds no secret, checks on every request so that a key
+/// revoked through the API ends the sessions it opened.
+pub async fn live(
+    pool: &PgPool,
+    tenant_id: TenantId,
+    key_id: ApiKeyId,
+) -> Result<Option<TenantAuth>, Error> {
+    let rows = store::find_live_by_id(pool, key_id).await?;
+    Ok(rows
+        .into_iter()
+        .find(|row| row.tenant_id == tenant_id)
+        .map(|row| TenantAuth {
+            tenant_id,
+            api_key_id: key_id,
+            scopes: row.scopes,
+        }))
+}
+
 /// The second half of [`authenticate`], for callers that fetched the live
 /// rows of `key_id` themselves (together with what the request reads, in
 /// one statement): `Some` when one of them matches `presented`, after
@@ -291,6 +310,19 @@ pub(crate) async fn create_handler(
     meta: RequestMeta,
     AppJson(body): AppJson<CreateApiKey>,
 ) -> Result<(StatusCode, Json<CreatedApiKey>), Error> {
+    let created = create_for(&state, &auth, &meta, body).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Creates a key for `auth`'s tenant in a transaction of its own (the
+/// API's `POST /v1/api-keys` and the console's form). The caller has
+/// checked that `auth` holds every scope.
+pub async fn create_for(
+    state: &TenantsState,
+    auth: &TenantAuth,
+    meta: &RequestMeta,
+    body: CreateApiKey,
+) -> Result<CreatedApiKey, Error> {
     let scopes = parse_scopes(body.scopes.as_deref())?;
     let mut tx = state.pool().begin().await?;
     let created = create(
@@ -300,11 +332,11 @@ pub(crate) async fn create_handler(
         &body.label,
         scopes,
         auth.actor(),
-        &meta,
+        meta,
     )
     .await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(created)))
+    Ok(created)
 }
 
 /// List the tenant's live API keys.
@@ -331,13 +363,23 @@ pub(crate) async fn list_handler(
     Scoped(auth, _): Scoped<need::AllScopes>,
     query: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<ApiKeyList>, Error> {
-    let page = ListParams::from_query(query)?.page("api_keys")?;
-    let rows = store::list(state.pool(), auth.tenant_id, page).await?;
+    let params = ListParams::from_query(query)?;
+    Ok(Json(list(&state, auth.tenant_id, &params).await?))
+}
+
+/// A page of the tenant's live keys, oldest first (no secrets).
+pub async fn list(
+    state: &TenantsState,
+    tenant_id: TenantId,
+    params: &ListParams,
+) -> Result<ApiKeyList, Error> {
+    let page = params.page("api_keys")?;
+    let rows = store::list(state.pool(), tenant_id, page).await?;
     let (rows, next_cursor) = pagination::finish(rows, page, "api_keys", |r| r.id.uuid());
-    Ok(Json(ApiKeyList {
+    Ok(ApiKeyList {
         data: rows,
         next_cursor,
-    }))
+    })
 }
 
 /// Revoke an API key, effective on the next request.
@@ -365,7 +407,20 @@ pub(crate) async fn revoke_handler(
     meta: RequestMeta,
     PathText(id): PathText,
 ) -> Result<StatusCode, Error> {
-    let key_id = ApiKeyId::parse(&id).map_err(|_| Error::NotFound("API key"))?;
+    revoke(&state, &auth, &meta, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revokes one of the tenant's live keys, effective on the next request
+/// (console sessions it opened end then too); never the last one. The
+/// caller has checked that `auth` holds every scope.
+pub async fn revoke(
+    state: &TenantsState,
+    auth: &TenantAuth,
+    meta: &RequestMeta,
+    id: &str,
+) -> Result<(), Error> {
+    let key_id = ApiKeyId::parse(id).map_err(|_| Error::NotFound("API key"))?;
     let now = crate::db_now(state.clock());
     let mut tx = state.pool().begin().await?;
     // Lock the tenant's live keys so two revocations cannot race past the
@@ -383,9 +438,9 @@ pub(crate) async fn revoke_handler(
         &AuditEvent::new(now, auth.actor(), "api_key.revoke", "api_key")
             .tenant(auth.tenant_id)
             .target(key_id)
-            .request(&meta),
+            .request(meta),
     )
     .await?;
     tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }

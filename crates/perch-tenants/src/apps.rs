@@ -22,7 +22,7 @@ use url::Url;
 use utoipa::ToSchema;
 
 use crate::callback::CallbackUrls;
-use crate::extract::{AppJson, PathText};
+use crate::extract::{AppJson, PathText, TenantAuth};
 use crate::openapi::responses::{
     BadRequest, Conflict, Forbidden, InternalError, NotFound, PayloadTooLarge, ServiceUnavailable,
     TooManyRequests, Unauthorized, UnprocessableEntity, UnsupportedMediaType,
@@ -440,6 +440,19 @@ pub(crate) async fn create_handler(
     meta: RequestMeta,
     AppJson(body): AppJson<CreateApp>,
 ) -> Result<(StatusCode, Json<CreatedApp>), Error> {
+    let created = create(&state, &auth, &meta, body).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Registers an app for `auth`'s tenant, audited as `app.create` (the
+/// API's `POST /v1/apps` and the console's form). The caller has checked
+/// `apps:write`.
+pub async fn create(
+    state: &TenantsState,
+    auth: &TenantAuth,
+    meta: &RequestMeta,
+    body: CreateApp,
+) -> Result<CreatedApp, Error> {
     let name = validate_name("name", &body.name)?;
     let callback_urls = parse_callback_urls(&body.callback_urls)?;
     let provider = state
@@ -452,7 +465,7 @@ pub(crate) async fn create_handler(
 
     let mut tx = state.pool().begin().await?;
     let (provider_kind, provider_base_url, consumer_key, consumer_secret) = provision(
-        &state,
+        state,
         &mut tx,
         auth.tenant_id,
         app_id,
@@ -484,7 +497,7 @@ pub(crate) async fn create_handler(
             .tenant(auth.tenant_id)
             .target(app_id)
             .app(app_id)
-            .request(&meta)
+            .request(meta)
             .details(serde_json::json!({
                 "name": app.name,
                 "provider": app.provider_kind.as_str(),
@@ -493,13 +506,10 @@ pub(crate) async fn create_handler(
     )
     .await?;
     tx.commit().await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedApp {
-            app: app.view(state.links()),
-            client_secret: perch_core::secret::ShownOnce::new(&client_secret),
-        }),
-    ))
+    Ok(CreatedApp {
+        app: app.view(state.links()),
+        client_secret: perch_core::secret::ShownOnce::new(&client_secret),
+    })
 }
 
 /// List the tenant's apps.
@@ -530,13 +540,28 @@ pub(crate) async fn list_handler(
     Scoped(auth, _): Scoped<need::AppsRead>,
     query: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<AppList>, Error> {
-    let page = ListParams::from_query(query)?.page("apps")?;
-    let rows = store::list(state.pool(), auth.tenant_id, page).await?;
+    let params = ListParams::from_query(query)?;
+    Ok(Json(list(&state, auth.tenant_id, &params).await?))
+}
+
+/// A page of the tenant's apps, oldest first.
+pub async fn list(
+    state: &TenantsState,
+    tenant_id: TenantId,
+    params: &ListParams,
+) -> Result<AppList, Error> {
+    let page = params.page("apps")?;
+    let rows = store::list(state.pool(), tenant_id, page).await?;
     let (rows, next_cursor) = pagination::finish(rows, page, "apps", |a| a.id.uuid());
-    Ok(Json(AppList {
+    Ok(AppList {
         data: rows.iter().map(|a| a.view(state.links())).collect(),
         next_cursor,
-    }))
+    })
+}
+
+/// How many apps the tenant has.
+pub async fn count(state: &TenantsState, tenant_id: TenantId) -> Result<i64, Error> {
+    Ok(store::count(state.pool(), tenant_id).await?)
 }
 
 fn parse_app_id(id: &str) -> Result<AppId, Error> {
@@ -565,11 +590,17 @@ pub(crate) async fn get_handler(
     Scoped(auth, _): Scoped<need::AppsRead>,
     PathText(id): PathText,
 ) -> Result<Json<AppView>, Error> {
-    let app_id = parse_app_id(&id)?;
-    let app = store::find(state.pool(), auth.tenant_id, app_id)
+    Ok(Json(get(&state, auth.tenant_id, &id).await?))
+}
+
+/// One of the tenant's apps by its id as given; another tenant's, or a
+/// malformed id, is not found.
+pub async fn get(state: &TenantsState, tenant_id: TenantId, id: &str) -> Result<AppView, Error> {
+    let app_id = parse_app_id(id)?;
+    let app = store::find(state.pool(), tenant_id, app_id)
         .await?
         .ok_or(Error::NotFound("app"))?;
-    Ok(Json(app.view(state.links())))
+    Ok(app.view(state.links()))
 }
 
 /// Change an app.
@@ -603,7 +634,20 @@ pub(crate) async fn update_handler(
     PathText(id): PathText,
     AppJson(body): AppJson<UpdateApp>,
 ) -> Result<Json<AppView>, Error> {
-    let app_id = parse_app_id(&id)?;
+    Ok(Json(update(&state, &auth, &meta, &id, body).await?))
+}
+
+/// Changes one of the tenant's apps, audited as `app.update`. Everything
+/// is validated before the transaction opens. The caller has checked
+/// `apps:write`.
+pub async fn update(
+    state: &TenantsState,
+    auth: &TenantAuth,
+    meta: &RequestMeta,
+    id: &str,
+    body: UpdateApp,
+) -> Result<AppView, Error> {
+    let app_id = parse_app_id(id)?;
     // Validate everything before touching the database.
     let name = body
         .name
@@ -646,9 +690,9 @@ pub(crate) async fn update_handler(
         changed.push("id_token_signed_response_alg");
     }
     if let Some(provider) = provider {
-        retire_consumer(&state, &mut tx, &app).await?;
+        retire_consumer(state, &mut tx, &app).await?;
         let (kind, base_url, key, sealed) = provision(
-            &state,
+            state,
             &mut tx,
             auth.tenant_id,
             app_id,
@@ -672,7 +716,7 @@ pub(crate) async fn update_handler(
             .update(
                 &mut tx,
                 &app.consumer_key,
-                &sandbox_consumer(&state, &app.name, app.sign_in_with_twitter),
+                &sandbox_consumer(state, &app.name, app.sign_in_with_twitter),
             )
             .await?;
     }
@@ -685,12 +729,12 @@ pub(crate) async fn update_handler(
             .tenant(auth.tenant_id)
             .target(app_id)
             .app(app_id)
-            .request(&meta)
+            .request(meta)
             .details(serde_json::json!({ "changed": changed })),
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(app.view(state.links())))
+    Ok(app.view(state.links()))
 }
 
 /// Delete an app. Its stored secrets go with it.
@@ -716,24 +760,36 @@ pub(crate) async fn delete_handler(
     meta: RequestMeta,
     PathText(id): PathText,
 ) -> Result<StatusCode, Error> {
-    let app_id = parse_app_id(&id)?;
+    delete(&state, &auth, &meta, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes one of the tenant's apps (and its sandbox consumer), audited as
+/// `app.delete`. The caller has checked `apps:write`.
+pub async fn delete(
+    state: &TenantsState,
+    auth: &TenantAuth,
+    meta: &RequestMeta,
+    id: &str,
+) -> Result<(), Error> {
+    let app_id = parse_app_id(id)?;
     let now = crate::db_now(state.clock());
     let mut tx = state.pool().begin().await?;
     let app = store::delete(&mut tx, auth.tenant_id, app_id)
         .await?
         .ok_or(Error::NotFound("app"))?;
-    retire_consumer(&state, &mut tx, &app).await?;
+    retire_consumer(state, &mut tx, &app).await?;
     audit::record(
         &mut tx,
         &AuditEvent::new(now, auth.actor(), "app.delete", "app")
             .tenant(auth.tenant_id)
             .target(app_id)
             .app(app_id)
-            .request(&meta),
+            .request(meta),
     )
     .await?;
     tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 /// Replace an app's client secret; the old one stops working at once.
@@ -759,7 +815,19 @@ pub(crate) async fn rotate_secret_handler(
     meta: RequestMeta,
     PathText(id): PathText,
 ) -> Result<Json<RotatedSecret>, Error> {
-    let app_id = parse_app_id(&id)?;
+    Ok(Json(rotate_secret(&state, &auth, &meta, &id).await?))
+}
+
+/// Replaces one of the tenant's apps' client secret, audited as
+/// `app.rotate_secret`; the new secret is in the answer only. The caller
+/// has checked `apps:write`.
+pub async fn rotate_secret(
+    state: &TenantsState,
+    auth: &TenantAuth,
+    meta: &RequestMeta,
+    id: &str,
+) -> Result<RotatedSecret, Error> {
+    let app_id = parse_app_id(id)?;
     let now = crate::db_now(state.clock());
     let client_secret = token::mint(CLIENT_SECRET_PREFIX);
     let mut tx = state.pool().begin().await?;
@@ -773,11 +841,11 @@ pub(crate) async fn rotate_secret_handler(
             .tenant(auth.tenant_id)
             .target(app_id)
             .app(app_id)
-            .request(&meta),
+            .request(meta),
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(RotatedSecret {
+    Ok(RotatedSecret {
         client_secret: perch_core::secret::ShownOnce::new(&client_secret),
-    }))
+    })
 }

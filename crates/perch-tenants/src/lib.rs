@@ -106,8 +106,24 @@ impl TenantsState {
         }))
     }
 
-    pub(crate) fn pool(&self) -> &PgPool {
+    /// The database.
+    pub fn pool(&self) -> &PgPool {
         &self.0.pool
+    }
+
+    /// The clock.
+    pub fn shared_clock(&self) -> SharedClock {
+        self.0.clock.clone()
+    }
+
+    /// The operator token, as the operator API checks it.
+    pub fn operator_token(&self) -> &OperatorToken {
+        &self.0.operator_token
+    }
+
+    /// Whether apps may use the sandbox provider.
+    pub fn sandbox_enabled(&self) -> bool {
+        self.0.sandbox.is_some()
     }
     pub(crate) fn keyring(&self) -> &Keyring {
         &self.0.keyring
@@ -141,6 +157,12 @@ impl FromRef<TenantsState> for OperatorToken {
 /// The tenant API's routes (`/v1/tenants`, `/v1/api-keys`, `/v1/apps`),
 /// with a 64 KiB body limit.
 pub fn router(config: TenantsConfig) -> Router {
+    routes(TenantsState::new(config))
+}
+
+/// [`router`] over a state built once, for a binary that hands the same
+/// state to the console.
+pub fn routes(state: TenantsState) -> Router {
     Router::new()
         .route("/v1/tenants", post(tenants::create_handler))
         .route(
@@ -163,7 +185,7 @@ pub fn router(config: TenantsConfig) -> Router {
             post(apps::rotate_secret_handler),
         )
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
-        .with_state(TenantsState::new(config))
+        .with_state(state)
 }
 
 /// The clock's time truncated to microseconds, as Postgres stores it, so a

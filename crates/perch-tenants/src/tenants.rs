@@ -57,6 +57,19 @@ pub struct CreatedTenant {
     pub api_key: CreatedApiKey,
 }
 
+/// A page of every tenant, oldest first, and the cursor of the next page
+/// (for the operator).
+pub async fn list(
+    pool: &PgPool,
+    params: &crate::pagination::ListParams,
+) -> Result<(Vec<TenantView>, Option<String>), Error> {
+    let page = params.page("tenants")?;
+    let rows = store::list(pool, page).await?;
+    Ok(crate::pagination::finish(rows, page, "tenants", |t| {
+        t.id.uuid()
+    }))
+}
+
 /// Creates a tenant and its first API key in one transaction, with their
 /// audit events. Used by the endpoint and by `perch tenants create`.
 pub async fn create(

@@ -346,13 +346,23 @@ pub(crate) async fn list_handler(
     Scoped(auth, _): Scoped<need::WebhooksRead>,
     query: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<EndpointList>, WebhookError> {
-    let page = ListParams::from_query(query)?.page("webhook_endpoints")?;
-    let rows = store::list_endpoints(state.pool(), auth.tenant_id, page).await?;
+    let params = ListParams::from_query(query)?;
+    Ok(Json(list(&state, auth.tenant_id, &params).await?))
+}
+
+/// A page of the tenant's endpoints, oldest first (never their secrets).
+pub async fn list(
+    state: &WebhooksState,
+    tenant_id: perch_core::ids::TenantId,
+    params: &ListParams,
+) -> Result<EndpointList, WebhookError> {
+    let page = params.page("webhook_endpoints")?;
+    let rows = store::list_endpoints(state.pool(), tenant_id, page).await?;
     let (rows, next_cursor) = pagination::finish(rows, page, "webhook_endpoints", |e| e.id.uuid());
-    Ok(Json(EndpointList {
+    Ok(EndpointList {
         data: rows.iter().map(EndpointView::from).collect(),
         next_cursor,
-    }))
+    })
 }
 
 /// Read a webhook endpoint.

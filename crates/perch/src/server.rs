@@ -118,7 +118,7 @@ pub fn router_with(
         );
         app = app.merge(perch_sandbox::router(sandbox));
     }
-    app = app.merge(perch_tenants::router(perch_tenants::TenantsConfig {
+    let tenants = perch_tenants::TenantsState::new(perch_tenants::TenantsConfig {
         pool: shared.pool.clone(),
         keyring: shared.keyring.clone(),
         clock: shared.clock.clone(),
@@ -133,7 +133,8 @@ pub fn router_with(
                 &shared.public_url,
             )) as Arc<dyn perch_tenants::SandboxConsumers>
         }),
-    }));
+    });
+    app = app.merge(perch_tenants::routes(tenants.clone()));
     let flow = perch_flow::FlowState::new(perch_flow::FlowConfig {
         pool: shared.pool.clone(),
         keyring: shared.keyring.clone(),
@@ -150,8 +151,7 @@ pub fn router_with(
             &shared.public_url,
         ))),
     })?;
-    app = app.merge(perch_flow::router(flow));
-    app = app.merge(perch_webhooks::router(perch_webhooks::WebhooksConfig {
+    let webhooks = perch_webhooks::WebhooksConfig {
         pool: shared.pool.clone(),
         keyring: shared.keyring.clone(),
         clock: shared.clock.clone(),
@@ -159,7 +159,20 @@ pub fn router_with(
             allow_private: config.webhook_allow_private,
         },
         limits: shared.limits.clone(),
-    }));
+    };
+    app = app.merge(perch_console::router(perch_console::ConsoleState::new(
+        perch_console::ConsoleConfig {
+            pool: shared.pool.clone(),
+            clock: shared.clock.clone(),
+            public_url: shared.public_url.clone(),
+            limits: shared.limits.clone(),
+            tenants,
+            flow: flow.clone(),
+            webhooks: perch_webhooks::WebhooksState::new(webhooks.clone()),
+        },
+    )));
+    app = app.merge(perch_flow::router(flow));
+    app = app.merge(perch_webhooks::router(webhooks));
     let openapi_document = serde_json::to_value(openapi())?;
     app = app.route(
         "/openapi.json",
@@ -638,13 +651,24 @@ fn limits_sweep() -> perch_flow::sweeper::ExtraSweep {
     })
 }
 
+/// Expired console sessions (public for the tests that sweep explicitly).
+pub fn console_sweep() -> perch_flow::sweeper::ExtraSweep {
+    Box::new(|pool, now, batch| {
+        Box::pin(async move {
+            perch_console::sweep(&pool, now, batch)
+                .await
+                .map_err(|e| Box::new(e) as perch_flow::sweeper::SweepError)
+        })
+    })
+}
+
 /// The sweeps beside the flow's own: the sandbox's expired rows, spent
-/// rate-limit rows, and audit events past their retention (if any).
+/// rate-limit rows, expired console sessions, and audit events past their retention (if any).
 fn sweeps(
     audit_retention: Option<std::time::Duration>,
     webhook_retention: Option<std::time::Duration>,
 ) -> Vec<perch_flow::sweeper::ExtraSweep> {
-    let mut sweeps = vec![sandbox_sweep(), limits_sweep()];
+    let mut sweeps = vec![sandbox_sweep(), limits_sweep(), console_sweep()];
     if let Some(retention) = audit_retention {
         sweeps.push(audit_sweep(retention));
     }

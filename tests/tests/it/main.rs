@@ -14,6 +14,7 @@ mod audit_retention;
 mod bounds;
 mod browser_login;
 mod client_types;
+mod console;
 mod deploy_files;
 mod faults;
 mod flow_accounts;

@@ -232,11 +232,16 @@ pub async fn list_handler(
     State(state): State<FlowState>,
     Scoped(auth, _): Scoped<need::AppsRead>,
 ) -> Result<Json<KeyList>, FlowError> {
-    let keys = published(&state, auth.tenant_id).await?;
-    Ok(Json(KeyList {
-        issuer: super::issuer(&state, auth.tenant_id),
+    Ok(Json(list(&state, auth.tenant_id).await?))
+}
+
+/// The tenant's published signing keys (made on first use) and its issuer.
+pub async fn list(state: &FlowState, tenant_id: TenantId) -> Result<KeyList, FlowError> {
+    let keys = published(state, tenant_id).await?;
+    Ok(KeyList {
+        issuer: super::issuer(state, tenant_id),
         data: keys.into_iter().map(KeyView::from).collect(),
-    }))
+    })
 }
 
 /// Rotate the tenant's signing keys: for each algorithm the next key
@@ -264,9 +269,19 @@ pub async fn rotate_handler(
     Scoped(auth, _): Scoped<need::OidcWrite>,
     meta: RequestMeta,
 ) -> Result<Json<KeyList>, FlowError> {
+    Ok(Json(rotate(&state, &auth, &meta).await?))
+}
+
+/// Rotates the tenant's signing keys (see [`rotate_handler`]), audited as
+/// `oidc.keys.rotate`. The caller has checked `oidc:write`.
+pub async fn rotate(
+    state: &FlowState,
+    auth: &perch_tenants::TenantAuth,
+    meta: &RequestMeta,
+) -> Result<KeyList, FlowError> {
     let tenant_id = auth.tenant_id;
     for alg in ALGS {
-        ensure(&state, tenant_id, alg).await?;
+        ensure(state, tenant_id, alg).await?;
     }
     let now = state.clock().now();
     // Refused before any key is generated, so a refused rotation costs no
@@ -280,7 +295,7 @@ pub async fn rotate_handler(
     let mut fresh = Vec::new();
     for alg in ALGS {
         fresh.push(row(
-            &state,
+            state,
             tenant_id,
             alg,
             KeyState::Next,
@@ -322,14 +337,14 @@ pub async fn rotate_handler(
         &AuditEvent::new(now, auth.actor(), "oidc.keys.rotate", "tenant")
             .tenant(tenant_id)
             .target(tenant_id)
-            .request(&meta)
+            .request(meta)
             .details(serde_json::json!({ "rotated": rotated })),
     )
     .await?;
     tx.commit().await?;
     let keys = store::published_keys(state.pool(), tenant_id, now).await?;
-    Ok(Json(KeyList {
-        issuer: super::issuer(&state, tenant_id),
+    Ok(KeyList {
+        issuer: super::issuer(state, tenant_id),
         data: keys.into_iter().map(KeyView::from).collect(),
-    }))
+    })
 }

@@ -159,6 +159,14 @@ pub async fn list(
     rows.into_iter().map(App::try_from).collect()
 }
 
+/// How many apps the tenant has.
+pub async fn count(exec: impl PgExecutor<'_>, tenant_id: TenantId) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM apps WHERE tenant_id = $1")
+        .bind(tenant_id)
+        .fetch_one(exec)
+        .await
+}
+
 /// Writes every mutable column of an app.
 pub async fn update(conn: &mut PgConnection, app: &App) -> Result<(), Error> {
     sqlx::query(

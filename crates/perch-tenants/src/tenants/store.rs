@@ -32,3 +32,27 @@ pub async fn exists(exec: impl sqlx::PgExecutor<'_>, id: TenantId) -> Result<boo
         .fetch_one(exec)
         .await
 }
+
+/// A page of tenants, ordered by id, after `page.after` (one extra row
+/// tells whether there is a next page).
+pub async fn list(
+    exec: impl sqlx::PgExecutor<'_>,
+    page: crate::pagination::Page,
+) -> Result<Vec<TenantView>, sqlx::Error> {
+    let rows: Vec<(TenantId, String, time::OffsetDateTime)> = sqlx::query_as(
+        "SELECT id, name, created_at FROM tenants \
+         WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2",
+    )
+    .bind(page.after)
+    .bind(page.limit + 1)
+    .fetch_all(exec)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, name, created_at)| TenantView {
+            id,
+            name,
+            created_at,
+        })
+        .collect())
+}

@@ -1,0 +1,1275 @@
+//! The web console at /console, as a browser meets it: over real HTTP with
+//! a cookie store (sessions, form tokens, scopes, revocation, tenancy, the
+//! headers of every page), and in headless Chromium driven by Playwright
+//! (the whole tour from sign-in to an unlink in the audit log, with
+//! axe-core on every page and screenshots in
+//! target/test-artifacts/console/; creating an app with JavaScript off).
+
+use std::process::Command;
+
+use perch_tests::flow::Fixture;
+use perch_tests::tenants::{self, OPERATOR_TOKEN};
+use perch_tests::{TestServer, TestServerOptions};
+use reqwest::Method;
+use serde_json::json;
+
+/// A browser: keeps cookies, follows no redirect.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The value of the hidden `csrf` field of the page's first form.
+fn csrf_of(html: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = html.find(marker).expect("a form token on the page") + marker.len();
+    let end = html[start..].find('"').unwrap() + start;
+    html[start..end].to_owned()
+}
+
+fn location(response: &reqwest::Response) -> String {
+    response.headers()["location"].to_str().unwrap().to_owned()
+}
+
+/// Every console page's headers: the strict policy, never cached, never framed.
+fn assert_page_headers(response: &reqwest::Response) {
+    let headers = response.headers();
+    let url = response.url().to_string();
+    assert_eq!(
+        headers["content-security-policy"],
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; \
+         frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        "{url}"
+    );
+    assert_eq!(headers["cache-control"], "no-store", "{url}");
+    assert_eq!(headers["x-frame-options"], "DENY", "{url}");
+    assert_eq!(headers["x-content-type-options"], "nosniff", "{url}");
+}
+
+/// A signed-in browser on `server` with `credential`; returns the client
+/// and the session's form token.
+async fn sign_in(server: &TestServer, credential: &str) -> (reqwest::Client, String) {
+    let client = browser();
+    let (status, home) = try_sign_in(server, &client, credential).await;
+    assert_eq!(status, 303, "sign-in redirects");
+    let page = client.get(server.url(&home)).send().await.unwrap();
+    assert_eq!(page.status(), 200, "{home}");
+    assert_page_headers(&page);
+    let csrf = csrf_of(&page.text().await.unwrap());
+    (client, csrf)
+}
+
+/// Posts the sign-in form in `client`; returns the status and `Location`
+/// (or the page's body when it is not a redirect).
+async fn try_sign_in(
+    server: &TestServer,
+    client: &reqwest::Client,
+    credential: &str,
+) -> (u16, String) {
+    let form = client
+        .get(server.url("/console/sign-in"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 200);
+    assert_page_headers(&form);
+    let csrf = csrf_of(&form.text().await.unwrap());
+    let answer = client
+        .post(server.url("/console/sign-in"))
+        .form(&[("csrf", csrf.as_str()), ("credential", credential)])
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    if status == 303 {
+        (status, location(&answer))
+    } else {
+        (status, answer.text().await.unwrap())
+    }
+}
+
+async fn get(client: &reqwest::Client, server: &TestServer, path: &str) -> (u16, String) {
+    let response = client.get(server.url(path)).send().await.unwrap();
+    let status = response.status().as_u16();
+    if status != 303 {
+        assert_page_headers(&response);
+        (status, response.text().await.unwrap())
+    } else {
+        (status, location(&response))
+    }
+}
+
+async fn post(
+    client: &reqwest::Client,
+    server: &TestServer,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> (u16, String) {
+    let response = client
+        .post(server.url(path))
+        .form(fields)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    if status == 303 {
+        (status, location(&response))
+    } else {
+        assert_page_headers(&response);
+        (status, response.text().await.unwrap())
+    }
+}
+
+/// The app id in a page showing one app (`<code>app_...</code>`).
+fn app_id_of(html: &str) -> String {
+    let start = html.find("<code>app_").expect("an app id") + "<code>".len();
+    html[start..start + 30].to_owned()
+}
+
+#[tokio::test]
+async fn a_tenant_signs_in_and_manages_an_app() {
+    let server = TestServer::start().await;
+    let tenant = tenants::create_tenant(&server, "Acme").await;
+    let (client, csrf) = sign_in(&server, &tenant.key).await;
+
+    let (status, overview) = get(&client, &server, "/console/overview").await;
+    assert_eq!(status, 200);
+    assert!(overview.contains("Create your first app"), "{overview}");
+    let (_, apps) = get(&client, &server, "/console/apps").await;
+    assert!(apps.contains("No apps yet"), "empty state: {apps}");
+    let (status, _) = get(&client, &server, "/console/apps/new").await;
+    assert_eq!(status, 200);
+
+    // A refused callback URL: the API's message beside the field.
+    let (status, refused) = post(
+        &client,
+        &server,
+        "/console/apps",
+        &[
+            ("csrf", &csrf),
+            ("name", "Greatest Website"),
+            ("provider", "sandbox"),
+            (
+                "callback_urls",
+                "https://greatest.example/cb\nhttp://greatest.example/cb",
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(status, 422, "{refused}");
+    assert!(
+        refused.contains("id=\"callback-error\">Line 2: "),
+        "{refused}"
+    );
+    let api = tenants::call(&server, Method::GET, "/v1/apps", Some(&tenant.key), None).await;
+    assert_eq!(
+        api.body["data"].as_array().unwrap().len(),
+        0,
+        "nothing created"
+    );
+
+    let (status, created) = post(
+        &client,
+        &server,
+        "/console/apps",
+        &[
+            ("csrf", &csrf),
+            ("name", "Greatest Website"),
+            ("provider", "sandbox"),
+            ("callback_urls", "https://greatest.example/cb"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert!(
+        created.contains("id=\"client-secret\">perch_cs_"),
+        "{created}"
+    );
+    let app_id = app_id_of(&created);
+    assert!(
+        created.contains(&format!(
+            "{}/oidc/{}/.well-known/openid-configuration",
+            server.base, tenant.id
+        )),
+        "the OIDC discovery URL: {created}"
+    );
+    assert!(created.contains(&format!("{}/login/{app_id}", server.base)));
+    // What the API sees is what the console made.
+    let api = tenants::call(
+        &server,
+        Method::GET,
+        &format!("/v1/apps/{app_id}"),
+        Some(&tenant.key),
+        None,
+    )
+    .await;
+    assert_eq!(api.body["provider"]["kind"], "sandbox");
+    // The secret shown works at the exchange: it is the app's.
+    let shown = created.split("id=\"client-secret\">").nth(1).unwrap();
+    let secret = &shown[..shown.find('<').unwrap()];
+    assert!(
+        secret.starts_with("perch_cs_") && secret.len() == 41,
+        "{secret}"
+    );
+
+    // Editing the callback URLs: a refused one shows the API's message.
+    let (status, page) = post(
+        &client,
+        &server,
+        &format!("/console/apps/{app_id}/callback-urls"),
+        &[
+            ("csrf", &csrf),
+            ("callback_urls", "https://greatest.example/cb#fragment"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 422, "{page}");
+    assert!(page.contains("id=\"callback-error\">Line 1: "), "{page}");
+    let (status, page) = post(
+        &client,
+        &server,
+        &format!("/console/apps/{app_id}/callback-urls"),
+        &[
+            ("csrf", &csrf),
+            (
+                "callback_urls",
+                "https://greatest.example/cb\n\nhttps://greatest.example/other",
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    let api = tenants::call(
+        &server,
+        Method::GET,
+        &format!("/v1/apps/{app_id}"),
+        Some(&tenant.key),
+        None,
+    )
+    .await;
+    assert_eq!(
+        api.body["callback_urls"],
+        json!([
+            "https://greatest.example/cb",
+            "https://greatest.example/other"
+        ])
+    );
+
+    // Rotating shows a new secret, once.
+    let (status, rotated) = post(
+        &client,
+        &server,
+        &format!("/console/apps/{app_id}/rotate-secret"),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(rotated.contains("id=\"client-secret\">perch_cs_"));
+    assert!(!rotated.contains(secret), "a new secret");
+    let (_, again) = get(&client, &server, &format!("/console/apps/{app_id}")).await;
+    assert!(
+        !again.contains("perch_cs_"),
+        "a secret is shown once: {again}"
+    );
+
+    // Deleting takes a confirmation step.
+    let (status, confirm) = get(&client, &server, &format!("/console/apps/{app_id}/delete")).await;
+    assert_eq!(status, 200);
+    assert!(confirm.contains("cannot be undone"));
+    let (status, to) = post(
+        &client,
+        &server,
+        &format!("/console/apps/{app_id}/delete"),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!((status, to.as_str()), (303, "/console/apps"));
+    let api = tenants::call(
+        &server,
+        Method::GET,
+        &format!("/v1/apps/{app_id}"),
+        Some(&tenant.key),
+        None,
+    )
+    .await;
+    assert_eq!(api.status, 404);
+
+    // Every change is in the audit trail, by the key that signed in.
+    let events = tenants::call(
+        &server,
+        Method::GET,
+        "/v1/audit-events",
+        Some(&tenant.key),
+        None,
+    )
+    .await;
+    let actions: Vec<&str> = events.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["actor"] == format!("api_key:{}", tenant.key_id))
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for action in [
+        "console.sign_in",
+        "app.create",
+        "app.update",
+        "app.rotate_secret",
+        "app.delete",
+    ] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
+    let (status, audit) = get(&client, &server, "/console/audit?action=app.delete").await;
+    assert_eq!(status, 200);
+    assert!(audit.contains("<code>app.delete</code>"), "{audit}");
+    assert!(
+        !audit.contains("<code>app.create</code>"),
+        "filtered by action"
+    );
+}
+
+#[tokio::test]
+async fn wrong_credentials_show_an_error_and_spend_the_failed_credentials_budget() {
+    let server = TestServer::start_with(TestServerOptions {
+        budgets: perch_core::limits::Budgets::new(30, 1200, 3),
+        ..TestServerOptions::default()
+    })
+    .await;
+    let tenant = tenants::create_tenant(&server, "Acme").await;
+    let client = browser();
+    for wrong in [
+        "perch_sk_nope",
+        "not-the-operator-token",
+        &format!("{}x", tenant.key),
+    ] {
+        let (status, page) = try_sign_in(&server, &client, wrong).await;
+        assert_eq!(status, 401, "{page}");
+        assert!(page.contains("id=\"credential-error\""), "{page}");
+        assert!(page.contains("aria-invalid=\"true\""));
+        assert!(!page.contains(wrong), "the credential is never echoed");
+    }
+    // The budget is the API's own: the API refuses this client now too.
+    let (status, page) = try_sign_in(&server, &client, &tenant.key).await;
+    assert_eq!(status, 429, "{page}");
+    let api = tenants::call(
+        &server,
+        Method::GET,
+        "/v1/apps",
+        Some("perch_sk_wrong"),
+        None,
+    )
+    .await;
+    assert_eq!(api.status, 429);
+}
+
+#[tokio::test]
+async fn the_operator_signs_in_and_creates_a_tenant() {
+    let server = TestServer::start().await;
+    let (client, csrf) = sign_in(&server, OPERATOR_TOKEN).await;
+    let (status, to) = get(&client, &server, "/console/overview").await;
+    assert_eq!((status, to.as_str()), (303, "/console/operator"));
+    let (_, page) = get(&client, &server, "/console/operator").await;
+    assert!(page.contains("No tenants yet"), "{page}");
+    for name in ["Acme", "Globex"] {
+        tenants::create_tenant(&server, name).await;
+    }
+    let (_, page) = get(&client, &server, "/console/operator").await;
+    assert!(
+        page.contains("<td>Acme</td>") && page.contains("<td>Globex</td>"),
+        "{page}"
+    );
+    // The operator has no tenant pages.
+    let (status, _) = get(&client, &server, "/console/apps").await;
+    assert_eq!(status, 404);
+    let (status, page) = post(
+        &client,
+        &server,
+        "/console/operator/tenants",
+        &[("csrf", &csrf), ("name", "Initech")],
+    )
+    .await;
+    assert_eq!(status, 201, "{page}");
+    let start = page.find("<code class=\"secret\">").unwrap() + "<code class=\"secret\">".len();
+    let key = &page[start..start + page[start..].find('<').unwrap()];
+    // The key shown is a live key of the new tenant.
+    let (tenant_client, _) = sign_in(&server, key).await;
+    let (status, _) = get(&tenant_client, &server, "/console/apps").await;
+    assert_eq!(status, 200);
+    let (status, page) = post(
+        &client,
+        &server,
+        "/console/operator/tenants",
+        &[("csrf", &csrf), ("name", "Initech")],
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(page.contains("id=\"name-error\""), "{page}");
+}
+
+#[tokio::test]
+async fn a_post_without_this_sessions_form_token_changes_nothing() {
+    let server = TestServer::start().await;
+    let tenant = tenants::create_tenant(&server, "Acme").await;
+    let (client, _) = sign_in(&server, &tenant.key).await;
+    let create = [
+        ("name", "Sneaky"),
+        ("provider", "sandbox"),
+        ("callback_urls", "https://sneaky.example/cb"),
+    ];
+    let (status, page) = post(&client, &server, "/console/apps", &create).await;
+    assert_eq!(status, 403, "{page}");
+    assert!(page.contains("form token"));
+    let mut wrong = create.to_vec();
+    wrong.push(("csrf", "0123456789012345678901234567890123456789012"));
+    let (status, _) = post(&client, &server, "/console/apps", &wrong).await;
+    assert_eq!(status, 403);
+    // Another session's token is wrong here too.
+    let (_, other_csrf) = sign_in(&server, &tenant.key).await;
+    let mut other = create.to_vec();
+    other.push(("csrf", &other_csrf));
+    let (status, _) = post(&client, &server, "/console/apps", &other).await;
+    assert_eq!(status, 403);
+    let (status, _) = post(&client, &server, "/console/sign-out", &[]).await;
+    assert_eq!(status, 403, "sign-out needs the token too");
+    let api = tenants::call(&server, Method::GET, "/v1/apps", Some(&tenant.key), None).await;
+    assert_eq!(api.body["data"].as_array().unwrap().len(), 0);
+
+    // The sign-in form's token: a form posted from elsewhere signs no one in.
+    let fresh = browser();
+    let answer = fresh
+        .post(server.url("/console/sign-in"))
+        .form(&[("credential", tenant.key.as_str()), ("csrf", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 403);
+    assert!(answer.headers().get("set-cookie").is_none());
+}
+
+#[tokio::test]
+async fn a_key_without_the_write_scope_sees_no_actions_and_is_refused() {
+    let fx = Fixture::new(TestServerOptions::default()).await;
+    let server = &fx.server;
+    let key = tenants::call(
+        server,
+        Method::POST,
+        "/v1/api-keys",
+        Some(&fx.tenant.key),
+        Some(&json!({ "label": "read only", "scopes": ["apps:read", "accounts:read"] })),
+    )
+    .await;
+    assert_eq!(key.status, 201, "{:?}", key.body);
+    let landing = fx.login(&browser(), "alice", "s", "").await;
+    assert!(landing.code.is_some());
+    let (client, csrf) = sign_in(server, key.body["secret"].as_str().unwrap()).await;
+
+    let (_, overview) = get(&client, server, "/console/overview").await;
+    assert!(
+        !overview.contains("Audit log"),
+        "no audit:read, no audit link"
+    );
+    let (status, apps) = get(&client, server, "/console/apps").await;
+    assert_eq!(status, 200);
+    assert!(!apps.contains("Create an app"), "{apps}");
+    let (_, app) = get(&client, server, &format!("/console/apps/{}", fx.app_id)).await;
+    assert!(
+        !app.contains("Rotate client secret") && !app.contains("Delete app"),
+        "{app}"
+    );
+    let (status, _) = get(&client, server, "/console/apps/new").await;
+    assert_eq!(status, 403);
+    let (status, _) = get(&client, server, "/console/audit").await;
+    assert_eq!(status, 403);
+    let (status, _) = get(&client, server, "/console/webhooks").await;
+    assert_eq!(status, 403);
+    let (status, oidc) = get(&client, server, "/console/oidc").await;
+    assert_eq!(
+        status, 200,
+        "apps:read reads the signing keys, as in the API"
+    );
+    assert!(!oidc.contains("Rotate signing keys"));
+    let (status, _) = post(&client, server, "/console/oidc/rotate", &[("csrf", &csrf)]).await;
+    assert_eq!(status, 403);
+
+    // Posted anyway, with a good form token: refused, nothing changes.
+    let (status, page) = post(
+        &client,
+        server,
+        &format!("/console/apps/{}/rotate-secret", fx.app_id),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(status, 403, "{page}");
+    assert!(page.contains("apps:write"));
+    let (status, _) = post(
+        &client,
+        server,
+        "/console/apps",
+        &[
+            ("csrf", &csrf),
+            ("name", "x"),
+            ("provider", "sandbox"),
+            ("callback_urls", "https://x.example/cb"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (_, accounts) = get(&client, server, "/console/accounts?screen_name=alice").await;
+    let start = accounts
+        .find("/console/accounts/acct_")
+        .expect("alice is listed")
+        + "/console/accounts/".len();
+    let account_id = accounts[start..start + 31].to_owned();
+    let (_, account) = get(&client, server, &format!("/console/accounts/{account_id}")).await;
+    assert!(!account.contains("Unlink"), "{account}");
+    let (status, _) = post(
+        &client,
+        server,
+        &format!("/console/accounts/{account_id}/unlink"),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(status, 403);
+    let still = fx
+        .api(Method::GET, &format!("/v1/accounts/{account_id}"))
+        .await;
+    assert_eq!(still.status, 200, "the account is still linked");
+}
+
+#[tokio::test]
+async fn revoking_the_key_ends_its_console_session() {
+    let server = TestServer::start().await;
+    let tenant = tenants::create_tenant(&server, "Acme").await;
+    let second = tenants::call(
+        &server,
+        Method::POST,
+        "/v1/api-keys",
+        Some(&tenant.key),
+        Some(&json!({ "label": "console" })),
+    )
+    .await;
+    let (client, _) = sign_in(&server, second.body["secret"].as_str().unwrap()).await;
+    let (status, _) = get(&client, &server, "/console/apps").await;
+    assert_eq!(status, 200);
+    let revoked = tenants::call(
+        &server,
+        Method::DELETE,
+        &format!("/v1/api-keys/{}", second.body["id"].as_str().unwrap()),
+        Some(&tenant.key),
+        None,
+    )
+    .await;
+    assert_eq!(revoked.status, 204, "{:?}", revoked.body);
+    let (status, to) = get(&client, &server, "/console/apps").await;
+    assert_eq!(
+        (status, to.as_str()),
+        (303, "/console/sign-in?notice=revoked")
+    );
+    let (_, page) = get(&client, &server, &to).await;
+    assert!(page.contains("was revoked"), "{page}");
+    // The session itself is gone, not just refused once.
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM console_sessions")
+        .fetch_one(&server.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+}
+
+#[tokio::test]
+async fn another_tenants_ids_are_not_found() {
+    let fx = Fixture::new(TestServerOptions::default()).await;
+    let server = &fx.server;
+    let landing = fx.login(&browser(), "alice", "s", "").await;
+    assert!(landing.code.is_some());
+    let accounts = fx
+        .api(Method::GET, &format!("/v1/apps/{}/accounts", fx.app_id))
+        .await;
+    let account_id = accounts.body["data"][0]["id"].as_str().unwrap().to_owned();
+    let other = tenants::create_tenant(server, "Initech").await;
+    let (client, csrf) = sign_in(server, &other.key).await;
+    for path in [
+        format!("/console/apps/{}", fx.app_id),
+        format!("/console/apps/{}/delete", fx.app_id),
+        format!("/console/accounts/{account_id}"),
+        format!("/console/accounts/{account_id}/unlink"),
+        format!("/console/accounts?app_id={}", fx.app_id),
+        "/console/apps/not-an-id".to_owned(),
+        "/console/nowhere".to_owned(),
+    ] {
+        let (status, page) = get(&client, server, &path).await;
+        assert_eq!(status, 404, "{path}: {page}");
+        assert!(
+            !page.contains("Greatest Website") && !page.contains("alice"),
+            "{path}"
+        );
+    }
+    for path in [
+        format!("/console/apps/{}/rotate-secret", fx.app_id),
+        format!("/console/apps/{}/delete", fx.app_id),
+        format!("/console/apps/{}/callback-urls", fx.app_id),
+        format!("/console/accounts/{account_id}/unlink"),
+    ] {
+        let (status, _) = post(
+            &client,
+            server,
+            &path,
+            &[("csrf", &csrf), ("callback_urls", "https://x.example/cb")],
+        )
+        .await;
+        assert_eq!(status, 404, "{path}");
+    }
+    let app = fx
+        .api(Method::GET, &format!("/v1/apps/{}", fx.app_id))
+        .await;
+    assert_eq!(app.status, 200, "untouched");
+    let account = fx
+        .api(Method::GET, &format!("/v1/accounts/{account_id}"))
+        .await;
+    assert_eq!(account.status, 200, "untouched");
+}
+
+#[tokio::test]
+async fn sign_in_rotates_the_session_and_sign_out_ends_it() {
+    let server = TestServer::start().await;
+    let tenant = tenants::create_tenant(&server, "Acme").await;
+    let (client, csrf) = sign_in(&server, &tenant.key).await;
+    // Signing in again in the same browser: a new session replaces the old.
+    let (status, _) = try_sign_in(&server, &client, &tenant.key).await;
+    assert_eq!(status, 303);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM console_sessions")
+        .fetch_one(&server.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1, "the earlier session ended");
+    let (status, _) = post(&client, &server, "/console/sign-out", &[("csrf", &csrf)]).await;
+    assert_eq!(status, 403, "the old session's token is dead with it");
+    let (_, overview) = get(&client, &server, "/console/overview").await;
+    let csrf = csrf_of(&overview);
+    let (status, to) = post(&client, &server, "/console/sign-out", &[("csrf", &csrf)]).await;
+    assert_eq!(
+        (status, to.as_str()),
+        (303, "/console/sign-in?notice=signed-out")
+    );
+    let (status, to) = get(&client, &server, "/console/overview").await;
+    assert_eq!((status, to.as_str()), (303, "/console/sign-in"));
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM console_sessions")
+        .fetch_one(&server.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+    // Only a digest of the cookie is ever stored.
+    let (client, _) = sign_in(&server, &tenant.key).await;
+    let _ = client;
+    let dump = tenants::dump_rows(&server.db.pool).await;
+    assert!(!dump.iter().any(|(_, row)| row.contains(&tenant.key)));
+}
+
+#[tokio::test]
+async fn over_https_the_cookies_are_host_prefixed_and_secure() {
+    let server = TestServer::start_with(TestServerOptions {
+        public_url: Some("https://perch.example".to_owned()),
+        ..TestServerOptions::default()
+    })
+    .await;
+    let tenant = tenants::create_tenant(&server, "Acme").await;
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = plain
+        .get(server.url("/console/sign-in"))
+        .send()
+        .await
+        .unwrap();
+    let set = form.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set.starts_with("__Host-perch_console_sign_in="), "{set}");
+    assert!(
+        set.contains("; Path=/; HttpOnly; SameSite=Strict; Secure"),
+        "{set}"
+    );
+    let token = set["__Host-perch_console_sign_in=".len()..]
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let html = form.text().await.unwrap();
+    assert_eq!(csrf_of(&html), token);
+    let signed_in = plain
+        .post(server.url("/console/sign-in"))
+        .header("cookie", format!("__Host-perch_console_sign_in={token}"))
+        .form(&[
+            ("csrf", token.as_str()),
+            ("credential", tenant.key.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let session = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("__Host-perch_console="))
+        .expect("the session cookie");
+    assert!(
+        session.contains("; Path=/; HttpOnly; SameSite=Strict; Secure; Max-Age=43200"),
+        "{session}"
+    );
+}
+
+#[tokio::test]
+async fn the_stylesheet_is_cached_for_a_year_under_its_digest() {
+    let server = TestServer::start().await;
+    let page = reqwest::get(server.url("/console/sign-in"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let start = page.find("href=\"/console/assets/").unwrap() + "href=\"".len();
+    let href = &page[start..start + page[start..].find('"').unwrap()];
+    let css = reqwest::get(server.url(href)).await.unwrap();
+    assert_eq!(css.status(), 200);
+    assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
+    assert_eq!(
+        css.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    assert!(css.text().await.unwrap().contains("body{"));
+    let stale = reqwest::get(server.url("/console/assets/console-0000000000000000.css"))
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 404);
+    assert!(!page.contains("<script"), "no script on any page");
+    // Answers that are not pages are not framable either.
+    let client = browser();
+    let root = client.get(server.url("/console")).send().await.unwrap();
+    assert_eq!(root.status(), 303);
+    assert_eq!(root.headers()["location"], "/console/overview");
+    assert_page_headers(&root);
+    let wrong_method = client
+        .put(server.url("/console/apps"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_method.status(), 405);
+    assert!(
+        wrong_method.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    assert_eq!(wrong_method.headers()["x-frame-options"], "DENY");
+    let unknown = client
+        .get(server.url("/console/nowhere"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    assert_page_headers(&unknown);
+    assert!(!page.contains("style="), "no inline style");
+}
+
+/// Runs `tests/browser/console.js` with `args`; returns its JSON line.
+async fn console_js(scripts: std::path::PathBuf, args: Vec<String>) -> serde_json::Value {
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(scripts.join("console.js"))
+            .args(&args)
+            .output()
+            .expect("node runs")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "browser run failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn a_tenant_tours_the_console_in_a_real_browser() {
+    let Some(scripts) = perch_tests::tools::playwright() else {
+        return;
+    };
+    let shots = perch_tests::browser::artifacts("console");
+    let fx = Fixture::new(TestServerOptions::default()).await;
+    // Alice signs in to the tenant's site through the sandbox first.
+    let landing = fx.login(&browser(), "alice", "tour", "").await;
+    assert!(landing.code.is_some());
+
+    let result = console_js(
+        scripts,
+        vec![
+            "tour".to_owned(),
+            fx.server.base.clone(),
+            fx.tenant.key.clone(),
+            shots.display().to_string(),
+            OPERATOR_TOKEN.to_owned(),
+        ],
+    )
+    .await;
+    let violations = result["violations"].as_array().unwrap();
+    assert!(
+        violations.is_empty(),
+        "axe: serious or critical violations: {violations:#?}"
+    );
+    let pages: Vec<&str> = result["pages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(pages.len() >= 12, "{pages:?}");
+    for shot in &pages {
+        assert!(shots.join(format!("{shot}.png")).exists(), "{shot}");
+    }
+    let checked = result["axe_checked"].as_array().unwrap();
+    assert_eq!(checked.len(), pages.len(), "axe ran on every page");
+    assert!(
+        checked.iter().all(|c| c["passes"].as_u64().unwrap() > 10),
+        "{checked:?}"
+    );
+    assert!(result["secret"].as_str().unwrap().starts_with("perch_cs_"));
+    assert!(
+        result["callback_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("Line 2: "),
+        "{result}"
+    );
+
+    // The browser unlinked alice: the API agrees, and the audit trail has it.
+    let accounts = fx
+        .api(Method::GET, &format!("/v1/apps/{}/accounts", fx.app_id))
+        .await;
+    assert_eq!(accounts.body["data"], json!([]));
+    let events = fx
+        .api(Method::GET, "/v1/audit-events?action=account.delete")
+        .await;
+    assert_eq!(
+        events.body["data"][0]["actor"],
+        format!("api_key:{}", fx.tenant.key_id)
+    );
+    let apps = fx.api(Method::GET, "/v1/apps").await;
+    let names: Vec<&str> = apps.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"Console App"), "{names:?}");
+}
+
+#[tokio::test]
+async fn an_app_is_created_with_javascript_off() {
+    let Some(scripts) = perch_tests::tools::playwright() else {
+        return;
+    };
+    let shots = perch_tests::browser::artifacts("console");
+    let fx = Fixture::new(TestServerOptions::default()).await;
+    let result = console_js(
+        scripts,
+        vec![
+            "no-script".to_owned(),
+            fx.server.base.clone(),
+            fx.tenant.key.clone(),
+            shots.display().to_string(),
+        ],
+    )
+    .await;
+    assert!(
+        result["secret"].as_str().unwrap().starts_with("perch_cs_"),
+        "{result}"
+    );
+    let apps = fx.api(Method::GET, "/v1/apps").await;
+    let names: Vec<&str> = apps.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"Scriptless App"), "{names:?}");
+}
+
+#[tokio::test]
+async fn sessions_end_when_idle_or_old_and_are_swept() {
+    let clock = perch_core::clock::ManualClock::new(time::macros::datetime!(2026-01-01 12:00 UTC));
+    let server = TestServer::start_with(TestServerOptions {
+        clock: std::sync::Arc::new(clock.clone()),
+        ..TestServerOptions::default()
+    })
+    .await;
+    let tenant = tenants::create_tenant(&server, "Acme").await;
+
+    // Use keeps a session alive; 30 idle minutes end it.
+    let (client, _) = sign_in(&server, &tenant.key).await;
+    for _ in 0..3 {
+        clock.advance(time::Duration::minutes(29));
+        let (status, _) = get(&client, &server, "/console/overview").await;
+        assert_eq!(status, 200, "used within 30 minutes");
+    }
+    clock.advance(time::Duration::minutes(31));
+    let (status, to) = get(&client, &server, "/console/overview").await;
+    assert_eq!(
+        (status, to.as_str()),
+        (303, "/console/sign-in?notice=expired")
+    );
+
+    // However busy, a session ends 12 hours after sign-in.
+    let (client, _) = sign_in(&server, &tenant.key).await;
+    for _ in 0..28 {
+        clock.advance(time::Duration::minutes(25));
+        let (status, _) = get(&client, &server, "/console/apps").await;
+        assert_eq!(status, 200);
+    }
+    clock.advance(time::Duration::minutes(25));
+    let (status, to) = get(&client, &server, "/console/apps").await;
+    assert_eq!(
+        (status, to.as_str()),
+        (303, "/console/sign-in?notice=expired")
+    );
+
+    // A live session survives the sweep; the two expired ones go, one
+    // batch at a time, through the sweep the server runs.
+    let (live, _) = sign_in(&server, &tenant.key).await;
+    let shared: perch_core::clock::SharedClock = std::sync::Arc::new(clock.clone());
+    let sweep = [perch::server::console_sweep()];
+    let report = perch_flow::sweeper::sweep_once(&server.db.pool, &shared, 1, &sweep)
+        .await
+        .unwrap();
+    assert_eq!(report.other, 2);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM console_sessions")
+        .fetch_one(&server.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
+    let (status, _) = get(&live, &server, "/console/overview").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_full_key_manages_api_keys_and_a_narrower_one_cannot() {
+    let server = TestServer::start().await;
+    let tenant = tenants::create_tenant(&server, "Acme").await;
+    let (client, csrf) = sign_in(&server, &tenant.key).await;
+    let (status, page) = get(&client, &server, "/console/api-keys").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("This is your only key"), "{page}");
+    assert!(
+        !page.contains("/revoke\""),
+        "the last key offers no revocation"
+    );
+
+    let (status, page) = post(
+        &client,
+        &server,
+        "/console/api-keys",
+        &[("csrf", &csrf), ("label", "reports")],
+    )
+    .await;
+    assert_eq!(status, 422, "no scope chosen");
+    assert!(page.contains("id=\"scopes-error\""));
+    let (status, page) = post(
+        &client,
+        &server,
+        "/console/api-keys",
+        &[
+            ("csrf", &csrf),
+            ("label", "reports"),
+            ("scope", "apps:read"),
+            ("scope", "audit:read"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 201, "{page}");
+    let start = page.find("id=\"new-key\">").unwrap() + "id=\"new-key\">".len();
+    let secret = page[start..start + page[start..].find('<').unwrap()].to_owned();
+    let (status, page) = post(
+        &client,
+        &server,
+        "/console/api-keys",
+        &[
+            ("csrf", &csrf),
+            ("label", "reports"),
+            ("scope", "apps:read"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 422, "labels are unique among live keys");
+    assert!(page.contains("id=\"label-error\""));
+
+    let keys = tenants::call(
+        &server,
+        Method::GET,
+        "/v1/api-keys",
+        Some(&tenant.key),
+        None,
+    )
+    .await;
+    let made = keys.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["label"] == "reports")
+        .unwrap()
+        .clone();
+    assert_eq!(made["scopes"], json!(["apps:read", "audit:read"]));
+
+    // The narrower key signs in, but cannot manage keys.
+    let (narrow, narrow_csrf) = sign_in(&server, &secret).await;
+    let (_, overview) = get(&narrow, &server, "/console/overview").await;
+    assert!(!overview.contains("API keys"));
+    let (status, _) = get(&narrow, &server, "/console/api-keys").await;
+    assert_eq!(status, 403);
+    let (status, _) = post(
+        &narrow,
+        &server,
+        "/console/api-keys",
+        &[
+            ("csrf", &narrow_csrf),
+            ("label", "escalate"),
+            ("scope", "apps:write"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // Revoking it (after the confirmation step) ends its session.
+    let id = made["id"].as_str().unwrap();
+    let (status, confirm) = get(&client, &server, &format!("/console/api-keys/{id}/revoke")).await;
+    assert_eq!(status, 200);
+    assert!(confirm.contains("Revoke key"));
+    let (status, to) = post(
+        &client,
+        &server,
+        &format!("/console/api-keys/{id}/revoke"),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!((status, to.as_str()), (303, "/console/api-keys"));
+    let (status, to) = get(&narrow, &server, "/console/apps").await;
+    assert_eq!(
+        (status, to.as_str()),
+        (303, "/console/sign-in?notice=revoked")
+    );
+    // The last key cannot be revoked.
+    let (status, page) = post(
+        &client,
+        &server,
+        &format!("/console/api-keys/{}/revoke", tenant.key_id),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(status, 409, "{page}");
+}
+
+#[tokio::test]
+async fn webhook_endpoints_and_signing_keys_are_shown_and_keys_rotate() {
+    let clock = perch_core::clock::ManualClock::new(time::macros::datetime!(2026-01-01 12:00 UTC));
+    let server = TestServer::start_with(TestServerOptions {
+        clock: std::sync::Arc::new(clock.clone()),
+        ..TestServerOptions::default()
+    })
+    .await;
+    let tenant = tenants::create_tenant(&server, "Acme").await;
+    let (client, csrf) = sign_in(&server, &tenant.key).await;
+
+    let (status, page) = get(&client, &server, "/console/webhooks").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("No webhook endpoints yet"), "{page}");
+    let made = tenants::call(
+        &server,
+        Method::POST,
+        "/v1/webhook-endpoints",
+        Some(&tenant.key),
+        Some(&json!({ "url": "https://hooks.example/in", "events": ["account.linked"], "description": "crm" })),
+    )
+    .await;
+    assert_eq!(made.status, 201, "{:?}", made.body);
+    let (_, page) = get(&client, &server, "/console/webhooks").await;
+    assert!(
+        page.contains("<code>https://hooks.example/in</code>"),
+        "{page}"
+    );
+    assert!(page.contains("account.linked") && page.contains("enabled"));
+    assert!(!page.contains("whsec_"), "never a secret");
+
+    let (status, page) = get(&client, &server, "/console/oidc").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains(&format!("<code>{}/oidc/{}</code>", server.base, tenant.id)),
+        "{page}"
+    );
+    let before = tenants::call(
+        &server,
+        Method::GET,
+        "/v1/oidc/keys",
+        Some(&tenant.key),
+        None,
+    )
+    .await;
+    let current = |keys: &serde_json::Value| -> Vec<String> {
+        keys["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|k| k["state"] == "current")
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for kid in current(&before.body) {
+        assert!(page.contains(&kid), "{kid} listed");
+    }
+    // Too soon after the next key was published: refused, the API's reason shown.
+    let (status, page) = post(&client, &server, "/console/oidc/rotate", &[("csrf", &csrf)]).await;
+    assert_eq!(status, 409, "{page}");
+    assert!(page.contains("role=\"alert\""));
+    clock.advance(time::Duration::minutes(6));
+    let (status, page) = post(&client, &server, "/console/oidc/rotate", &[("csrf", &csrf)]).await;
+    assert_eq!(status, 200, "{page}");
+    let after = tenants::call(
+        &server,
+        Method::GET,
+        "/v1/oidc/keys",
+        Some(&tenant.key),
+        None,
+    )
+    .await;
+    assert_ne!(
+        current(&before.body),
+        current(&after.body),
+        "the next keys sign now"
+    );
+    let events = tenants::call(
+        &server,
+        Method::GET,
+        "/v1/audit-events?action=oidc.keys.rotate",
+        Some(&tenant.key),
+        None,
+    )
+    .await;
+    assert_eq!(
+        events.body["data"][0]["actor"],
+        format!("api_key:{}", tenant.key_id)
+    );
+}
+
+#[tokio::test]
+async fn the_overview_counts_the_tenants_own_apps_accounts_and_logins() {
+    let fx = Fixture::new(TestServerOptions::default()).await;
+    let server = &fx.server;
+    for (user, state) in [("alice", "a"), ("bob", "b"), ("alice", "c")] {
+        let landing = fx.login(&browser(), user, state, "").await;
+        assert!(landing.code.is_some());
+    }
+    let stat = |page: &str, label: &str| -> String {
+        let end = page
+            .find(&format!("<span class=\"l\">{label}</span>"))
+            .unwrap_or_else(|| panic!("{label}: {page}"));
+        let start = page[..end].rfind("<span class=\"n\">").unwrap() + "<span class=\"n\">".len();
+        page[start..page[start..].find('<').unwrap() + start].to_owned()
+    };
+    let (client, _) = sign_in(server, &fx.tenant.key).await;
+    let (_, page) = get(&client, server, "/console/overview").await;
+    assert_eq!(stat(&page, "apps"), "1");
+    assert_eq!(stat(&page, "linked accounts"), "2");
+    assert_eq!(stat(&page, "logins in the last 24 hours"), "3");
+    assert_eq!(stat(&page, "logins in the last 30 days"), "3");
+    assert!(!page.contains("Create your first app"));
+
+    let other = tenants::create_tenant(server, "Initech").await;
+    let (client, _) = sign_in(server, &other.key).await;
+    let (_, page) = get(&client, server, "/console/overview").await;
+    for label in ["apps", "linked accounts", "logins in the last 24 hours"] {
+        assert_eq!(stat(&page, label), "0", "{label}");
+    }
+    let (_, accounts) = get(&client, server, "/console/accounts").await;
+    assert!(
+        accounts.contains("No apps yet, so no accounts"),
+        "{accounts}"
+    );
+    let (_, audit) = get(&client, server, "/console/audit?action=login.complete").await;
+    assert!(audit.contains("No event has the action"), "{audit}");
+}
+
+#[tokio::test]
+async fn accounts_and_the_audit_log_come_in_keyset_pages() {
+    let fx = Fixture::new(TestServerOptions::default()).await;
+    let server = &fx.server;
+    let tenant_id = perch_core::ids::TenantId::parse(&fx.tenant.id).unwrap();
+    let app_id = perch_core::ids::AppId::parse(&fx.app_id).unwrap();
+    perch_flow::fixtures::insert_seeded_accounts(
+        &server.db.pool,
+        &perch_flow::fixtures::SeededAccounts {
+            tenant_id,
+            app_id,
+            id_high_hex: "019a000000007000",
+            key_id: "test1",
+            sealed: b"not opened",
+        },
+        1,
+        60,
+    )
+    .await
+    .unwrap();
+    let (client, _) = sign_in(server, &fx.tenant.key).await;
+    let rows = |page: &str| {
+        page.matches("<tr><td><a href=\"/console/accounts/acct_")
+            .count()
+    };
+    let next = |page: &str| -> Option<String> {
+        let end = page
+            .find("\">Next page</a>")
+            .or_else(|| page.find("\">Older events</a>"))?;
+        let start = page[..end].rfind("href=\"").unwrap() + "href=\"".len();
+        // The template escapes `&` in attributes as `&#38;`.
+        Some(page[start..end].replace("&#38;", "&"))
+    };
+    let (_, first) = get(&client, server, "/console/accounts").await;
+    assert_eq!(rows(&first), 50);
+    let second_url = next(&first).expect("a next page");
+    let (status, second) = get(&client, server, &second_url).await;
+    assert_eq!(status, 200, "{second_url}");
+    assert_eq!(rows(&second), 10);
+    assert!(next(&second).is_none());
+    let (_, one) = get(&client, server, "/console/accounts?screen_name=%40S7").await;
+    assert_eq!(rows(&one), 1, "case-insensitive, the @ ignored");
+    assert!(one.contains(">@s7</a>"));
+    let (status, _) = get(&client, server, "/console/accounts?cursor=garbage").await;
+    assert_eq!(status, 404, "a cursor from nowhere");
+
+    for _ in 0..55 {
+        let rotated = fx
+            .api(
+                Method::POST,
+                &format!("/v1/apps/{}/rotate-secret", fx.app_id),
+            )
+            .await;
+        assert_eq!(rotated.status, 200);
+    }
+    let events = |page: &str| page.matches("<tr><td>20").count();
+    let (_, first) = get(&client, server, "/console/audit").await;
+    assert_eq!(events(&first), 50);
+    let (_, second) = get(&client, server, &next(&first).expect("older events")).await;
+    let total = tenants::call(
+        server,
+        Method::GET,
+        "/v1/audit-events?limit=200",
+        Some(&fx.tenant.key),
+        None,
+    )
+    .await;
+    assert_eq!(
+        50 + events(&second),
+        total.body["data"].as_array().unwrap().len(),
+        "every event, once"
+    );
+}

@@ -115,6 +115,7 @@ pub(crate) async fn list(
                     cursor: query.cursor,
                     screen_name: Some(screen_name.clone()),
                     subject: None,
+                    status: None,
                 },
             )
             .await;

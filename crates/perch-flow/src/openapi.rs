@@ -60,6 +60,34 @@ impl Modify for ClientBasic {
     }
 }
 
+/// The proxy is one handler for four methods; OpenAPI wants an
+/// operationId per operation, so each method's gets its name appended
+/// (`proxy_account_request_get`, ...).
+struct ProxyOperationIds;
+
+impl Modify for ProxyOperationIds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(item) = openapi
+            .paths
+            .paths
+            .get_mut("/v1/accounts/{id}/proxy/{path}")
+        else {
+            return;
+        };
+        for (method, operation) in [
+            ("get", item.get.as_mut()),
+            ("post", item.post.as_mut()),
+            ("put", item.put.as_mut()),
+            ("delete", item.delete.as_mut()),
+        ] {
+            if let Some(operation) = operation {
+                let base = operation.operation_id.take().unwrap_or_default();
+                operation.operation_id = Some(format!("{base}_{method}"));
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     paths(
@@ -82,7 +110,7 @@ impl Modify for ClientBasic {
         AuditCursorSchema,
         CodeVerifierSchema,
     )),
-    modifiers(&ClientBasic),
+    modifiers(&ClientBasic, &ProxyOperationIds),
     tags(
         (name = "logins", description = "Completing a hosted login on the tenant's server"),
         (name = "accounts", description = "Linked Twitter accounts"),

@@ -56,6 +56,9 @@ pub struct TestServerOptions {
     /// The webhook delivery worker (`None`: this server runs none); its
     /// policy follows `webhook_allow_private`.
     pub webhook_worker: Option<perch_webhooks::worker::WorkerConfig>,
+    /// The account checker and periodic health checks (off unless a test
+    /// turns them on, with intervals of its choosing).
+    pub care: perch_flow::checker::CareConfig,
 }
 
 impl Default for TestServerOptions {
@@ -82,6 +85,7 @@ impl Default for TestServerOptions {
                 poll_interval: Duration::from_millis(250),
                 ..perch_webhooks::worker::WorkerConfig::default()
             }),
+            care: perch_flow::checker::CareConfig::off(),
         }
     }
 }
@@ -216,6 +220,7 @@ fn serve_config(database_url: &str, options: &TestServerOptions) -> ServeConfig 
         }),
         // Tests sweep explicitly.
         webhook_retention: None,
+        care: options.care,
     }
 }
 

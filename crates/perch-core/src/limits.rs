@@ -630,6 +630,12 @@ impl Limits {
         }
     }
 
+    /// Spends one request of a budget of the caller's own (the account
+    /// checker's per-app budget, on-demand health checks) for `key`.
+    pub async fn acquire(&self, budget: &Budget, key: &str) -> Result<(), LimitError> {
+        self.limiter.acquire(budget, key).await
+    }
+
     /// Refusals so far, by budget.
     pub fn refusals(&self) -> Vec<(&'static str, u64)> {
         self.limiter.refusals()

@@ -70,6 +70,11 @@ pub struct AccountView {
     #[serde(with = "time::serde::rfc3339::option")]
     #[schema(required = true)]
     pub revoked_at: Option<OffsetDateTime>,
+    /// When Perch last found the token good: the link, or the background
+    /// check that re-verifies every active account once per
+    /// `PERCH_ACCOUNT_CHECK_INTERVAL_HOURS`.
+    #[serde(with = "time::serde::rfc3339")]
+    pub checked_at: OffsetDateTime,
 }
 
 impl From<&AccountRow> for AccountView {
@@ -89,6 +94,7 @@ impl From<&AccountRow> for AccountView {
             login_count: row.login_count,
             status: row.status.as_str(),
             revoked_at: row.revoked_at,
+            checked_at: row.checked_at,
         }
     }
 }
@@ -541,4 +547,40 @@ pub async fn credentials_handler(
         access_token: token.expose().to_owned(),
         access_token_secret: secret.expose().to_owned(),
     }))
+}
+
+/// Twitter's "Invalid or expired token" (with a 401): the user revoked the
+/// app, or the token was invalidated.
+pub(crate) const REVOKED_TOKEN_CODE: u32 = 89;
+
+/// Marks the account revoked (if it is active and still holds the tokens
+/// of `row`'s login), audits it and queues `account.revoked`, in the
+/// caller's transaction. True when it changed.
+pub(crate) async fn record_revocation(
+    tx: &mut sqlx::PgConnection,
+    actor: perch_core::audit::Actor,
+    row: &crate::store::AccountRow,
+    reason: perch_webhooks::RevocationReason,
+    meta: Option<&RequestMeta>,
+    now: time::OffsetDateTime,
+) -> Result<bool, FlowError> {
+    let Some(revoked) =
+        crate::store::mark_revoked(&mut *tx, row.tenant_id, row.id, row.last_login_at, now).await?
+    else {
+        return Ok(false);
+    };
+    let mut event = AuditEvent::new(now, actor, "account.revoked", "account")
+        .tenant(revoked.tenant_id)
+        .app(revoked.app_id)
+        .target(revoked.id)
+        .outcome(Outcome::Success)
+        .details(serde_json::json!({"reason": reason, "upstream_code": REVOKED_TOKEN_CODE}));
+    if let Some(meta) = meta {
+        event = event.request(meta);
+    }
+    audit::record(&mut *tx, &event).await?;
+    let payload =
+        perch_webhooks::Payload::account_revoked(now, &AccountView::from(&revoked), reason)?;
+    perch_webhooks::emit(&mut *tx, revoked.tenant_id, &payload, now).await?;
+    Ok(true)
 }

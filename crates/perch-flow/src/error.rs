@@ -83,6 +83,19 @@ pub enum FlowError {
     /// stored, so this is a bug or a hand-edited row).
     #[error("provider URL: {0}")]
     ProviderUrl(#[from] url::ParseError),
+    /// A stored JSON value (an app's health checks) does not decode or
+    /// encode.
+    #[error("stored JSON: {0}")]
+    StoredJson(#[from] serde_json::Error),
+}
+
+impl From<perch_core::limits::LimitError> for FlowError {
+    fn from(error: perch_core::limits::LimitError) -> Self {
+        match error {
+            perch_core::limits::LimitError::Refused(refused) => Self::RateLimited(refused),
+            perch_core::limits::LimitError::Database(error) => Self::Database(error),
+        }
+    }
 }
 
 impl FlowError {
@@ -158,7 +171,8 @@ impl From<FlowError> for Problem {
             | FlowError::Keyring(_)
             | FlowError::Client(_)
             | FlowError::WebhookPayload(_)
-            | FlowError::ProviderUrl(_)) => {
+            | FlowError::ProviderUrl(_)
+            | FlowError::StoredJson(_)) => {
                 tracing::error!(error = %internal, "flow request failed");
                 Problem::internal()
             }

@@ -39,11 +39,11 @@ pub async fn insert_seeded_accounts(
         "INSERT INTO linked_accounts (tenant_id, id, app_id, provider_user_id, screen_name, \
            name, email, profile_image_url, subject, access_token_key_id, access_token_sealed, \
            access_token_secret_key_id, access_token_secret_sealed, created_at, last_login_at, \
-           login_count) \
+           checked_at, login_count) \
          SELECT $1, ($3 || lpad(to_hex(n), 16, '0'))::uuid, $2, $8 || n, \
            's' || n, 'Seeded User ' || n, 's' || n || '@bench.example', \
            'https://bench.example/profile_images/default_profile.svg', NULL, $4, $5, $4, $5, \
-           now(), now(), 1 \
+           now(), now(), now(), 1 \
          FROM generate_series($6::bigint, $7::bigint) AS n",
     )
     .bind(seed.tenant_id)

@@ -20,9 +20,11 @@
 pub mod accounts;
 pub mod audit_events;
 pub mod callback;
+pub mod checker;
 mod error;
 pub mod exchange;
 pub mod fixtures;
+pub mod health;
 pub mod login;
 pub mod metrics;
 pub mod oidc;
@@ -106,6 +108,8 @@ pub struct FlowConfig {
     pub limits: Arc<perch_core::limits::Limits>,
     /// Sees every upstream request (trace-context headers, upstream metrics).
     pub upstream_hook: Option<Arc<dyn perch_oauth1::client::RequestHook>>,
+    /// The background account checks and app health checks.
+    pub care: checker::CareConfig,
 }
 
 #[derive(Debug)]
@@ -123,6 +127,7 @@ struct Inner {
     authenticator: Authenticator,
     /// The accounts whose first proxied call today is audited.
     proxy_audited: proxy::AuditedToday,
+    care: checker::CareConfig,
 }
 
 /// The router's state.
@@ -152,6 +157,7 @@ impl FlowState {
             metrics: config.metrics,
             limits: config.limits,
             proxy_audited: proxy::AuditedToday::default(),
+            care: config.care,
         })))
     }
 
@@ -175,6 +181,9 @@ impl FlowState {
     }
     pub(crate) fn limits(&self) -> &perch_core::limits::Limits {
         &self.0.limits
+    }
+    pub(crate) fn care(&self) -> checker::CareConfig {
+        self.0.care
     }
     /// `{PUBLIC_URL}/callback`, the callback Perch gives every provider.
     pub(crate) fn upstream_callback_url(&self) -> String {
@@ -267,6 +276,8 @@ pub fn router(state: FlowState) -> Router {
         .route("/v1/logins", post(pushed::handler))
         .route("/v1/logins/exchange", post(exchange::handler))
         .route("/v1/apps/{id}/accounts", get(accounts::list_handler))
+        .route("/v1/apps/{id}/health-check", post(health::check_handler))
+        .route("/v1/apps/{id}/health", get(health::get_handler))
         .route(
             "/v1/accounts/{id}",
             get(accounts::get_handler).delete(accounts::delete_handler),

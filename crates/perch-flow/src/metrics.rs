@@ -101,10 +101,49 @@ pub struct FlowMetrics {
     /// and those that got no answer.
     proxied: [AtomicU64; PROXY_OUTCOMES.len()],
     proxy_seconds: Histogram,
+    /// Background account checks by outcome.
+    checks: [AtomicU64; CHECK_OUTCOMES.len()],
+    /// App health checks by result.
+    health_checks: [AtomicU64; HEALTH_OUTCOMES.len()],
 }
 
 /// The outcome labels of `perch_proxy_requests_total`.
 const PROXY_OUTCOMES: [&str; 5] = ["2xx", "3xx", "4xx", "5xx", "no_answer"];
+
+/// How a background account check ended, as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckOutcome {
+    /// The token is good.
+    Valid,
+    /// The provider answered code 89: the account was marked revoked.
+    Revoked,
+    /// No usable answer (timeout, 5xx, another error); checked again next
+    /// interval.
+    Failed,
+    /// The app's budget was spent; the account keeps its place.
+    OverBudget,
+}
+
+const CHECK_OUTCOMES: [CheckOutcome; 4] = [
+    CheckOutcome::Valid,
+    CheckOutcome::Revoked,
+    CheckOutcome::Failed,
+    CheckOutcome::OverBudget,
+];
+
+impl CheckOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Valid => "valid",
+            Self::Revoked => "revoked",
+            Self::Failed => "failed",
+            Self::OverBudget => "over_budget",
+        }
+    }
+}
+
+/// The result labels of `perch_app_health_checks_total`.
+const HEALTH_OUTCOMES: [&str; 2] = ["healthy", "unhealthy"];
 
 impl FlowMetrics {
     /// A login was sent upstream (hop 1 succeeded).
@@ -155,6 +194,23 @@ impl FlowMetrics {
             counter.fetch_add(1, Ordering::Relaxed);
         }
         self.proxy_seconds.observe(elapsed);
+    }
+
+    /// A background account check ended.
+    pub fn checked(&self, outcome: CheckOutcome) {
+        if let Some(i) = CHECK_OUTCOMES.iter().position(|o| *o == outcome)
+            && let Some(counter) = self.checks.get(i)
+        {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// An app health check found the app healthy or not.
+    pub fn health_checked(&self, healthy: bool) {
+        let index = usize::from(!healthy);
+        if let Some(counter) = self.health_checks.get(index) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// The metrics in Prometheus text exposition format.
@@ -233,6 +289,31 @@ impl FlowMetrics {
         let _ = writeln!(out, "# TYPE perch_proxy_request_seconds histogram");
         self.proxy_seconds
             .render(&mut out, "perch_proxy_request_seconds", "");
+        let _ = writeln!(
+            out,
+            "# HELP perch_account_checks_total Background re-verifications of stored tokens by outcome."
+        );
+        let _ = writeln!(out, "# TYPE perch_account_checks_total counter");
+        for (outcome, counter) in CHECK_OUTCOMES.iter().zip(&self.checks) {
+            let _ = writeln!(
+                out,
+                "perch_account_checks_total{{outcome=\"{}\"}} {}",
+                outcome.as_str(),
+                load(counter)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP perch_app_health_checks_total App health checks by result."
+        );
+        let _ = writeln!(out, "# TYPE perch_app_health_checks_total counter");
+        for (status, counter) in HEALTH_OUTCOMES.iter().zip(&self.health_checks) {
+            let _ = writeln!(
+                out,
+                "perch_app_health_checks_total{{status=\"{status}\"}} {}",
+                load(counter)
+            );
+        }
         out
     }
 }

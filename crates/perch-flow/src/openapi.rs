@@ -98,6 +98,8 @@ impl Modify for ProxyOperationIds {
         crate::accounts::delete_handler,
         crate::accounts::credentials_handler,
         crate::proxy::handler,
+        crate::health::check_handler,
+        crate::health::get_handler,
         crate::audit_events::list_handler,
         crate::oidc::keys::list_handler,
         crate::oidc::keys::rotate_handler,

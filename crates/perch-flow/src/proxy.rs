@@ -31,7 +31,7 @@ use perch_core::audit::{self, AuditEvent, Outcome, RequestMeta};
 use perch_oauth1::client::Body;
 use perch_oauth1::{ConsumerSecret, Credentials, TokenSecret, is_form_content_type};
 use perch_tenants::scopes::{Scoped, need};
-use perch_webhooks::{Payload, RevocationReason};
+use perch_webhooks::RevocationReason;
 use time::Date;
 
 use crate::upstream::UpstreamFailure;
@@ -44,8 +44,7 @@ const MAX_QUERY_LEN: usize = 4096;
 /// starts over (and audits some of them once more).
 const MAX_REMEMBERED: usize = 100_000;
 
-/// Twitter's "Invalid or expired token" (with a 401): revoked by the user.
-const REVOKED_TOKEN_CODE: u32 = 89;
+use crate::accounts::REVOKED_TOKEN_CODE;
 
 /// The reply headers passed back besides `content-type`.
 const RATE_LIMIT_HEADERS: [&str; 3] = [
@@ -315,7 +314,15 @@ pub async fn handler(
         // and webhook event, commit together.
         let mut tx = state.pool().begin().await?;
         if revoked {
-            mark_revoked(&mut tx, &auth, &row, &meta, now).await?;
+            crate::accounts::record_revocation(
+                &mut tx,
+                auth.actor(),
+                &row,
+                RevocationReason::ProxyCall,
+                Some(&meta),
+                now,
+            )
+            .await?;
         }
         let event = AuditEvent::new(now, auth.actor(), "account.proxy", "account")
             .tenant(auth.tenant_id)
@@ -328,36 +335,6 @@ pub async fn handler(
         tx.commit().await?;
     }
     response
-}
-
-/// Marks the account revoked (if it was active), audits it and queues
-/// `account.revoked`, in the caller's transaction.
-async fn mark_revoked(
-    tx: &mut sqlx::PgConnection,
-    auth: &perch_tenants::TenantAuth,
-    row: &crate::store::AccountRow,
-    meta: &RequestMeta,
-    now: time::OffsetDateTime,
-) -> Result<(), FlowError> {
-    let Some(revoked) = crate::store::mark_revoked(&mut *tx, auth.tenant_id, row.id, now).await?
-    else {
-        return Ok(());
-    };
-    let event = AuditEvent::new(now, auth.actor(), "account.revoked", "account")
-        .tenant(auth.tenant_id)
-        .app(revoked.app_id)
-        .target(revoked.id)
-        .outcome(Outcome::Success)
-        .details(serde_json::json!({"reason": "proxy_call", "upstream_code": REVOKED_TOKEN_CODE}))
-        .request(meta);
-    audit::record(&mut *tx, &event).await?;
-    let payload = Payload::account_revoked(
-        now,
-        &crate::accounts::AccountView::from(&revoked),
-        RevocationReason::ProxyCall,
-    )?;
-    perch_webhooks::emit(&mut *tx, auth.tenant_id, &payload, now).await?;
-    Ok(())
 }
 
 /// The provider's answer as the tenant gets it.

@@ -196,6 +196,8 @@ pub struct AccountRow {
     pub status: AccountStatus,
     /// When it was found revoked (only while revoked).
     pub revoked_at: Option<OffsetDateTime>,
+    /// When its token was last known good (linked, or re-verified).
+    pub checked_at: OffsetDateTime,
 }
 
 /// Associated data for an account's sealed tokens: table, column, and the
@@ -267,8 +269,8 @@ pub async fn upsert_account(
         "INSERT INTO linked_accounts (tenant_id, id, app_id, provider_user_id, screen_name, name, \
            email, profile_image_url, subject, access_token_key_id, access_token_sealed, \
            access_token_secret_key_id, access_token_secret_sealed, created_at, last_login_at, \
-           login_count) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, 1) \
+           checked_at, login_count) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $14, 1) \
          ON CONFLICT (tenant_id, app_id, provider_user_id) DO UPDATE SET \
            screen_name = EXCLUDED.screen_name, name = EXCLUDED.name, email = EXCLUDED.email, \
            profile_image_url = EXCLUDED.profile_image_url, \
@@ -340,23 +342,200 @@ pub async fn find_account(
         .await
 }
 
-/// Marks an active account revoked at `now`; the account as it is then,
-/// or `None` when it was not active (already revoked, or gone).
+/// Marks an active account revoked at `now`, if its tokens are still the
+/// ones of the login at `seen_login_at` (a login since brought new tokens,
+/// which the provider's answer says nothing about); the account as it is
+/// then, or `None` when nothing changed.
 pub async fn mark_revoked(
     exec: impl PgExecutor<'_>,
     tenant_id: TenantId,
     account_id: AccountId,
+    seen_login_at: OffsetDateTime,
     now: OffsetDateTime,
 ) -> Result<Option<AccountRow>, sqlx::Error> {
     sqlx::query_as(
-        "UPDATE linked_accounts SET status = 'revoked', revoked_at = $3 \
-         WHERE tenant_id = $1 AND id = $2 AND status = 'active' RETURNING *",
+        "UPDATE linked_accounts SET status = 'revoked', revoked_at = $4 \
+         WHERE tenant_id = $1 AND id = $2 AND status = 'active' AND last_login_at = $3 \
+         RETURNING *",
     )
     .bind(tenant_id)
     .bind(account_id)
+    .bind(seen_login_at)
     .bind(now)
     .fetch_optional(exec)
     .await
+}
+
+/// An account the checker claimed, and when it was last checked before.
+#[derive(Debug)]
+pub struct ClaimedCheck {
+    /// The account as claimed.
+    pub row: AccountRow,
+    /// Its `checked_at` before the claim (put back if the check is not made).
+    pub previous_checked_at: OffsetDateTime,
+}
+
+impl<'r> FromRow<'r, PgRow> for ClaimedCheck {
+    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            row: AccountRow::from_row(row)?,
+            previous_checked_at: row.try_get("previous_checked_at")?,
+        })
+    }
+}
+
+/// Claims the app's active account checked longest ago, if that was at or
+/// before `due`: its `checked_at` moves to `now` in this one statement, so
+/// no other replica picks it this cycle, and no lock outlives the
+/// statement (the provider is called after it). Rows another replica is
+/// claiming are skipped.
+pub async fn claim_due_check(
+    exec: impl PgExecutor<'_>,
+    tenant_id: TenantId,
+    app_id: AppId,
+    due: OffsetDateTime,
+    now: OffsetDateTime,
+) -> Result<Option<ClaimedCheck>, sqlx::Error> {
+    sqlx::query_as(
+        "WITH due AS ( \
+           SELECT tenant_id, id, checked_at FROM linked_accounts \
+           WHERE tenant_id = $1 AND app_id = $2 AND status = 'active' AND checked_at <= $3 \
+           ORDER BY checked_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
+         UPDATE linked_accounts a SET checked_at = $4 FROM due \
+         WHERE a.tenant_id = due.tenant_id AND a.id = due.id \
+         RETURNING a.*, due.checked_at AS previous_checked_at",
+    )
+    .bind(tenant_id)
+    .bind(app_id)
+    .bind(due)
+    .bind(now)
+    .fetch_optional(exec)
+    .await
+}
+
+/// Gives back a claim whose check was not made (over budget): the account
+/// keeps its place at the head of the queue.
+pub async fn release_check(
+    exec: impl PgExecutor<'_>,
+    claimed: &ClaimedCheck,
+    claimed_at: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE linked_accounts SET checked_at = $3 \
+         WHERE tenant_id = $1 AND id = $2 AND checked_at = $4",
+    )
+    .bind(claimed.row.tenant_id)
+    .bind(claimed.row.id)
+    .bind(claimed.previous_checked_at)
+    .bind(claimed_at)
+    .execute(exec)
+    .await
+    .map(|_| ())
+}
+
+/// The app's most recent login: screen name, whether the provider gave an
+/// email, and when.
+pub async fn latest_login(
+    exec: impl PgExecutor<'_>,
+    tenant_id: TenantId,
+    app_id: AppId,
+) -> Result<Option<(String, bool, OffsetDateTime)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT screen_name, email IS NOT NULL, last_login_at FROM linked_accounts \
+         WHERE tenant_id = $1 AND app_id = $2 ORDER BY last_login_at DESC LIMIT 1",
+    )
+    .bind(tenant_id)
+    .bind(app_id)
+    .fetch_optional(exec)
+    .await
+}
+
+/// An app's last health check, as stored.
+#[derive(Debug, FromRow)]
+pub struct HealthRow {
+    /// `healthy` or `unhealthy`; `None` before the first result.
+    pub status: Option<String>,
+    /// When the last result was found.
+    pub checked_at: Option<OffsetDateTime>,
+    /// The checks, as the API returns them.
+    pub checks: Option<serde_json::Value>,
+}
+
+/// The app's last health check, if it has one.
+pub async fn find_health(
+    exec: impl PgExecutor<'_>,
+    tenant_id: TenantId,
+    app_id: AppId,
+) -> Result<Option<HealthRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT status, checked_at, checks FROM app_health \
+         WHERE tenant_id = $1 AND app_id = $2 AND status IS NOT NULL",
+    )
+    .bind(tenant_id)
+    .bind(app_id)
+    .fetch_optional(exec)
+    .await
+}
+
+/// Claims the app's periodic health check when it is due at `now` (or the
+/// app was never checked): `next_check_at` moves to `hold_until` in this
+/// one statement, so one replica runs it. True when claimed.
+pub async fn claim_health_check(
+    exec: impl PgExecutor<'_>,
+    tenant_id: TenantId,
+    app_id: AppId,
+    now: OffsetDateTime,
+    hold_until: OffsetDateTime,
+) -> Result<bool, sqlx::Error> {
+    let claimed = sqlx::query(
+        "INSERT INTO app_health (tenant_id, app_id, next_check_at) VALUES ($1, $2, $4) \
+         ON CONFLICT (tenant_id, app_id) DO UPDATE SET next_check_at = EXCLUDED.next_check_at \
+         WHERE app_health.next_check_at <= $3",
+    )
+    .bind(tenant_id)
+    .bind(app_id)
+    .bind(now)
+    .bind(hold_until)
+    .execute(exec)
+    .await?;
+    Ok(claimed.rows_affected() == 1)
+}
+
+/// Stores a health result; the status before it (`None` for the app's
+/// first result). The row is locked by the statement, so two checks
+/// finishing together each see the other's status or none.
+pub async fn record_health(
+    conn: &mut PgConnection,
+    tenant_id: TenantId,
+    app_id: AppId,
+    status: &str,
+    checked_at: OffsetDateTime,
+    checks: &serde_json::Value,
+    next_check_at: OffsetDateTime,
+) -> Result<Option<String>, sqlx::Error> {
+    let previous: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT status FROM app_health WHERE tenant_id = $1 AND app_id = $2 FOR UPDATE",
+    )
+    .bind(tenant_id)
+    .bind(app_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO app_health (tenant_id, app_id, status, checked_at, checks, next_check_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (tenant_id, app_id) DO UPDATE SET status = EXCLUDED.status, \
+           checked_at = EXCLUDED.checked_at, checks = EXCLUDED.checks, \
+           next_check_at = EXCLUDED.next_check_at",
+    )
+    .bind(tenant_id)
+    .bind(app_id)
+    .bind(status)
+    .bind(checked_at)
+    .bind(checks)
+    .bind(next_check_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(previous.flatten())
 }
 
 /// A live row of an API key, with the account asked for still undecoded:

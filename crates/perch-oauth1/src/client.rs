@@ -101,6 +101,9 @@ pub struct RequestToken {
     /// `oauth_callback_confirmed=true` was in the reply, as RFC 5849 §2.1
     /// requires; a `false` here means the server is not OAuth 1.0a.
     pub callback_confirmed: bool,
+    /// The reply's headers (a provider may say more there than RFC 5849
+    /// asks for).
+    pub headers: HeaderMap,
 }
 
 /// Token credentials (RFC 5849 §2.3), with Twitter's user fields.
@@ -312,6 +315,7 @@ impl Client {
             callback_confirmed: pairs
                 .iter()
                 .any(|(n, v)| n == "oauth_callback_confirmed" && v == "true"),
+            headers: reply.headers,
         })
     }
 

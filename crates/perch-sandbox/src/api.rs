@@ -109,6 +109,10 @@ pub(crate) fn callback_allowed(callback: &str, registered: &[String]) -> bool {
         })
 }
 
+/// The request-token reply's header saying whether the consumer has
+/// "Sign in with Twitter" on (a sandbox addition: X has no such header).
+pub(crate) const SIGN_IN_WITH_TWITTER_HEADER: &str = "x-sandbox-sign-in-with-twitter";
+
 /// `POST oauth/request_token`.
 pub(crate) async fn request_token(
     State(state): State<SandboxState>,
@@ -158,11 +162,23 @@ pub(crate) async fn request_token(
         )
         .await?;
         tx.commit().await?;
-        Ok(form_reply(&[
+        let mut reply = form_reply(&[
             ("oauth_token", &request_token),
             ("oauth_token_secret", &secret),
             ("oauth_callback_confirmed", "true"),
-        ]))
+        ]);
+        // What X never says, the sandbox does: whether `oauth/authenticate`
+        // passes an approved user through without a screen (Perch's app
+        // health check reads it).
+        reply.headers_mut().insert(
+            SIGN_IN_WITH_TWITTER_HEADER,
+            HeaderValue::from_static(if authed.consumer.sign_in_with_twitter {
+                "true"
+            } else {
+                "false"
+            }),
+        );
+        Ok(reply)
     }
     .await;
     respond(&state, result)

@@ -148,6 +148,16 @@ impl App {
     }
 }
 
+/// A page of every tenant's apps (ordered by id, after `after`), for
+/// Perch's own background work; never for a tenant-facing answer.
+pub async fn page_all(
+    exec: impl PgExecutor<'_>,
+    after: Option<AppId>,
+    limit: i64,
+) -> Result<Vec<App>, sqlx::Error> {
+    store::page_all(exec, after, limit).await
+}
+
 /// Loads an app by id alone, for the hosted login (`GET /login/{app_id}`)
 /// and the code exchange, where the app id is all there is. Every
 /// tenant-facing lookup goes through [`find`] with the tenant.

@@ -41,7 +41,7 @@ use sqlx::{PgConnection, PgPool, Row};
 use time::OffsetDateTime;
 
 pub use error::WebhookError;
-pub use events::{EventType, Payload, PayloadError, RevocationReason};
+pub use events::{EventType, HealthChange, HealthCheck, Payload, PayloadError, RevocationReason};
 pub use metrics::WebhookMetrics;
 pub use openapi::openapi;
 pub use target::TargetPolicy;

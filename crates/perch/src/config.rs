@@ -120,6 +120,10 @@ pub struct ServeConfig {
     /// How long delivered webhook deliveries are kept
     /// (`PERCH_WEBHOOK_RETENTION_DAYS`, default 30); `None` (0) keeps them.
     pub webhook_retention: Option<Duration>,
+    /// The account checker and periodic app health checks
+    /// (`PERCH_ACCOUNT_CHECK_INTERVAL_HOURS`, `PERCH_ACCOUNT_CHECK_BUDGET`,
+    /// `PERCH_APP_HEALTH_INTERVAL_HOURS`).
+    pub care: perch_flow::checker::CareConfig,
 }
 
 /// Reads variables; a function so tests need not touch the process environment.
@@ -361,7 +365,29 @@ impl ServeConfig {
             }
             .with_lease(webhook_lease),
         );
+        let hours = |name: &'static str, default: u32| -> Result<Option<Duration>, ConfigError> {
+            match count(env, name, default)? {
+                0 => Ok(None),
+                n if n <= 8760 => Ok(Some(Duration::from_secs(u64::from(n) * 3600))),
+                _ => Err(invalid(name, "expected whole hours, 0 (off) to 8760")),
+            }
+        };
+        let care = perch_flow::checker::CareConfig {
+            account_interval: hours("PERCH_ACCOUNT_CHECK_INTERVAL_HOURS", 24)?,
+            budget_per_app: match count(env, "PERCH_ACCOUNT_CHECK_BUDGET", 180)? {
+                n @ 1..=100_000 => n,
+                _ => {
+                    return Err(invalid(
+                        "PERCH_ACCOUNT_CHECK_BUDGET",
+                        "expected checks per app per 15 minutes, 1..=100000",
+                    ));
+                }
+            },
+            health_interval: hours("PERCH_APP_HEALTH_INTERVAL_HOURS", 6)?,
+            ..perch_flow::checker::CareConfig::default()
+        };
         Ok(Self {
+            care,
             webhook_worker,
             webhook_allow_private,
             webhook_retention,

@@ -135,22 +135,7 @@ pub fn router_with(
         }),
     });
     app = app.merge(perch_tenants::routes(tenants.clone()));
-    let flow = perch_flow::FlowState::new(perch_flow::FlowConfig {
-        pool: shared.pool.clone(),
-        keyring: shared.keyring.clone(),
-        clock: shared.clock.clone(),
-        public_url: shared.public_url.clone(),
-        sandbox_base_url: perch_sandbox::base_url(&shared.public_url),
-        allowed_provider_hosts: config.allowed_provider_hosts.clone(),
-        upstream_connect_timeout: config.upstream_connect_timeout,
-        upstream_timeout: config.upstream_timeout,
-        metrics: shared.flow_metrics.clone(),
-        limits: shared.limits.clone(),
-        upstream_hook: Some(Arc::new(UpstreamHook::new(
-            shared.metrics.clone(),
-            &shared.public_url,
-        ))),
-    })?;
+    let flow = flow_state(shared, config)?;
     let webhooks = perch_webhooks::WebhooksConfig {
         pool: shared.pool.clone(),
         keyring: shared.keyring.clone(),
@@ -187,6 +172,28 @@ pub fn router_with(
         config.trusted_proxies.clone(),
         config.request_timeout,
     ))
+}
+
+/// The login flow's state over `shared`: the routes' and the account
+/// checker's.
+fn flow_state(shared: &Shared, config: &ServeConfig) -> anyhow::Result<perch_flow::FlowState> {
+    Ok(perch_flow::FlowState::new(perch_flow::FlowConfig {
+        pool: shared.pool.clone(),
+        keyring: shared.keyring.clone(),
+        clock: shared.clock.clone(),
+        public_url: shared.public_url.clone(),
+        sandbox_base_url: perch_sandbox::base_url(&shared.public_url),
+        allowed_provider_hosts: config.allowed_provider_hosts.clone(),
+        upstream_connect_timeout: config.upstream_connect_timeout,
+        upstream_timeout: config.upstream_timeout,
+        metrics: shared.flow_metrics.clone(),
+        limits: shared.limits.clone(),
+        upstream_hook: Some(Arc::new(UpstreamHook::new(
+            shared.metrics.clone(),
+            &shared.public_url,
+        ))),
+        care: config.care,
+    })?)
 }
 
 /// `GET /metrics` alone (the admin listener's whole surface, when
@@ -568,6 +575,12 @@ pub async fn start_with(
             signal.clone(),
         ));
     }
+    // The account checker and periodic health checks (each replica runs
+    // them; claims keep the replicas from doing the same work).
+    tokio::spawn(perch_flow::checker::run(
+        flow_state(&shared, &config)?,
+        signal.clone(),
+    ));
     if let Some(worker) = config.webhook_worker.clone() {
         let worker = perch_webhooks::worker::Worker::new(
             shared.pool.clone(),

@@ -7,6 +7,7 @@
 // Test helpers outside #[test] fns may unwrap and panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod account_care;
 mod account_proxy;
 mod api_schemathesis;
 mod architecture;

@@ -159,6 +159,23 @@ pub async fn list(
     rows.into_iter().map(App::try_from).collect()
 }
 
+/// A page of every tenant's apps by id, for Perch's own background work
+/// (the account checker, the periodic health check).
+pub async fn page_all(
+    exec: impl PgExecutor<'_>,
+    after: Option<AppId>,
+    limit: i64,
+) -> Result<Vec<App>, sqlx::Error> {
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM apps WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2"
+    ))
+    .bind(after)
+    .bind(limit)
+    .fetch_all(exec)
+    .await?;
+    rows.into_iter().map(App::try_from).collect()
+}
+
 /// How many apps the tenant has.
 pub async fn count(exec: impl PgExecutor<'_>, tenant_id: TenantId) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT count(*) FROM apps WHERE tenant_id = $1")

@@ -30,8 +30,10 @@ class FormParser(HTMLParser):
             self.buttons.append(attrs)
 
 
-def main():
-    base, key, secret, username, password, callback = sys.argv[1:7]
+def sign_in(base, key, secret, username, password, callback):
+    """The whole flow: the request token, the sign-in form, the access
+    token. Returns the OAuth1Session (holding the access token) and the
+    access-token reply."""
     oauth = OAuth1Session(key, client_secret=secret, callback_uri=callback)
     request_token = oauth.fetch_request_token(base + "/sandbox/oauth/request_token")
     assert request_token.get("oauth_callback_confirmed") == "true", request_token
@@ -60,6 +62,12 @@ def main():
 
     oauth.parse_authorization_response(redirect)
     access = oauth.fetch_access_token(base + "/sandbox/oauth/access_token")
+    return oauth, access
+
+
+def main():
+    base, key, secret, username, password, callback = sys.argv[1:7]
+    oauth, access = sign_in(base, key, secret, username, password, callback)
     me = oauth.get(
         base + "/sandbox/1.1/account/verify_credentials.json",
         params={"include_email": "true", "skip_status": "true"},

@@ -221,5 +221,6 @@ pub mod flow;
 pub mod sandbox;
 mod server;
 pub mod tenants;
+pub mod tls;
 pub mod tools;
 pub use server::{TestServer, TestServerOptions};

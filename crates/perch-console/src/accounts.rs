@@ -37,6 +37,12 @@ struct AccountRow {
     login_count: i32,
     created: String,
     last_login: String,
+    /// `active` or `revoked`.
+    status: &'static str,
+    /// When it was found revoked, or "—".
+    revoked: String,
+    /// When Perch last found its token good.
+    checked: String,
 }
 
 impl From<&AccountView> for AccountRow {
@@ -52,6 +58,11 @@ impl From<&AccountView> for AccountRow {
             login_count: account.login_count,
             created: view::when(account.created_at),
             last_login: view::when(account.last_login_at),
+            status: account.status,
+            revoked: account
+                .revoked_at
+                .map_or_else(|| "—".to_owned(), view::when),
+            checked: view::when(account.checked_at),
         }
     }
 }
@@ -163,6 +174,8 @@ struct AccountPage {
     layout: Layout,
     account: AccountRow,
     can_write: bool,
+    /// `PERCH_PUBLIC_URL`, for the proxy example.
+    public_base: String,
 }
 
 /// `GET /console/accounts/{id}`.
@@ -179,6 +192,7 @@ pub(crate) async fn detail(
             layout: Layout::of(&session, &format!("@{}", account.screen_name), "accounts"),
             account: AccountRow::from(&account),
             can_write: session.can(Scope::AccountsWrite),
+            public_base: state.public_base().to_owned(),
         },
     )
 }

@@ -98,6 +98,11 @@ impl ConsoleState {
     pub(crate) fn webhooks(&self) -> &perch_webhooks::WebhooksState {
         &self.0.config.webhooks
     }
+    /// `PERCH_PUBLIC_URL` without a trailing slash (for the API calls the
+    /// pages show).
+    pub(crate) fn public_base(&self) -> &str {
+        self.0.config.public_url.as_str().trim_end_matches('/')
+    }
     pub(crate) fn cookies(&self) -> &session::CookieNames {
         &self.0.cookies
     }

@@ -525,6 +525,12 @@ async fn a_key_without_the_write_scope_sees_no_actions_and_is_refused() {
     let account_id = accounts[start..start + 31].to_owned();
     let (_, account) = get(&client, server, &format!("/console/accounts/{account_id}")).await;
     assert!(!account.contains("Unlink"), "{account}");
+    // The proxy comes first: how to call X as the user, never the token.
+    assert!(
+        account.contains(&format!("/v1/accounts/{account_id}/proxy/2/users/me")),
+        "{account}"
+    );
+    assert!(account.contains("<dt>Status</dt><dd>Active"), "{account}");
     let (status, _) = post(
         &client,
         server,

@@ -4,99 +4,11 @@
 //! `verify-full` connects over TLS; a wrong CA or a wrong host name is
 //! refused at startup with a message naming the problem.
 
-use std::path::Path;
 use std::process::Command;
 
 use perch_tests::faults::{self, PgCluster, Scratch};
+use perch_tests::tls::{ca, server_cert};
 use sqlx::Connection as _;
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let output = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        output.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// A CA (`NAME.crt`, `NAME.key`) in `dir`.
-fn ca(dir: &Path, name: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.crt"),
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={name}"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
-    );
-}
-
-/// A server certificate for `localhost` only, signed by the CA `ca`.
-fn server_cert(dir: &Path, ca: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=localhost",
-        ],
-    );
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n\
-         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            &format!("{ca}.crt"),
-            "-CAkey",
-            &format!("{ca}.key"),
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-        ],
-    );
-}
 
 fn migrate(url: &str) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_perch-child"))
@@ -126,7 +38,7 @@ async fn sslmode_and_sslrootcert_are_honoured() {
     std::fs::create_dir_all(&certs).unwrap();
     ca(&certs, "perch-ca");
     ca(&certs, "other-ca");
-    server_cert(&certs, "perch-ca");
+    server_cert(&certs, "perch-ca", "DNS:localhost");
 
     let Some(pg) = PgCluster::start(&scratch.0.join("pg"), "") else {
         return;

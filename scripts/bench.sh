@@ -7,7 +7,8 @@
 #   3. the Perch scenarios (each starts its own `perch serve` process on a
 #      fresh database `perch_bench`): logins (with 1M linked accounts,
 #      then paced at half the rate reached), oidc-logins (the same through
-#      the tenant's OpenID Provider), accounts-read (1M),
+#      the tenant's OpenID Provider), accounts-read (1M), proxy (signed
+#      calls through the proxy for 100 linked users),
 #      accounts-list (10k, 1M; 10M with TEN_MILLION=1), sweep (1M expired
 #      logins), sign (criterion), the limiter's cost: logins with
 #      every budget off, then at the shipped budgets (users from 2000
@@ -90,6 +91,7 @@ run oidc-logins oidc-logins --concurrency "$CONCURRENCY" --duration "$DURATION" 
   --seed-accounts 1000000
 run accounts-read accounts-read --concurrency "$CONCURRENCY" --duration "$DURATION" \
   --accounts 1000000
+run proxy proxy --concurrency "$CONCURRENCY" --duration "$DURATION" --users 100
 LIST_FLAGS=()
 [ "$TEN_MILLION" = 1 ] && LIST_FLAGS+=(--ten-million)
 run accounts-list accounts-list --concurrency "$CONCURRENCY" --duration "$DURATION" \
@@ -138,6 +140,9 @@ cmp() { awk -v a="$1" -v op="$2" -v b="$3" 'BEGIN { r = (op == ">=") ? a >= b : 
   printf '%-48s %-14s %-12s %-10s %s\n' "account reads/s vs pgbench -S tps" "$READS" "$r" ">= 0.5" "$(verdict "$(cmp "$r" ">=" 0.5)")"
   r="$(ratio "$FLOOR" "$TPS_S")"
   printf '%-48s %-14s %-12s %-10s %s\n' "  (HTTP floor: GET /healthz/s vs pgbench -S)" "$FLOOR" "$r" "-" "-"
+  # Signed calls through the proxy: no target yet; Perch's own share.
+  printf '%-48s %-14s %-12s %-10s %s\n' "proxied calls/s (the sandbox in-process)" "$(j proxy '.calls.per_sec')" "-" "-" "-"
+  echo "    call p99 $(j proxy '.calls.latency.p99_ms') ms, Perch's own p99 $(j proxy '.perch_own.p99_ms') ms, CPU $(j proxy '.perch_cpu_ms_per_call') ms per call (Perch and sandbox)"
   for size in $(jq -r '.sizes[1:][] | .accounts' "$OUT/accounts-list.json"); do
     r="$(jq -r ".sizes[] | select(.accounts == $size) | .p99_vs_first" "$OUT/accounts-list.json")"
     p="$(jq -r ".sizes[] | select(.accounts == $size) | .latency.p99_ms" "$OUT/accounts-list.json")"

@@ -269,6 +269,15 @@ impl Fixture {
         self.user_count
     }
 
+    /// The screen names of the virtual users (whose accounts are linked
+    /// with real sandbox tokens, unlike seeded ones).
+    pub fn screen_names(&self) -> Vec<String> {
+        self.users
+            .lock()
+            .map(|users| users.iter().map(|u| u.screen_name.clone()).collect())
+            .unwrap_or_default()
+    }
+
     /// Takes a free virtual user (a user runs one login at a time).
     pub(crate) fn take_user(&self) -> Option<VirtualUser> {
         self.users.lock().ok()?.pop_front()

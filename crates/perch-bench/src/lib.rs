@@ -10,7 +10,8 @@
 //! - [`fixture`]: a tenant, a sandbox app and signed-in, approving virtual
 //!   users; bulk seeding of linked accounts and expired logins.
 //! - [`scenarios`]: `logins` (through the hosted login or the OpenID
-//!   Provider), `accounts-read`, `accounts-list`, `sweep`.
+//!   Provider), `accounts-read`, `accounts-list`, `proxy` (signed calls
+//!   through the signing proxy), `sweep`.
 //! - [`oidc`]: the relying party's side of an OIDC login.
 //! - [`webhooks`]: a webhook receiver of the load tool's own, and Perch's
 //!   delivery queue as `/metrics` shows it.

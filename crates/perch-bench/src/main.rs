@@ -13,9 +13,10 @@ use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use perch_bench::fixture::Fixture;
 use perch_bench::scenarios::{
-    self, HealthStep, ListStep, LoginFlow, LoginOptions, LoginReport, LoopOptions, ReadStep,
+    self, HealthStep, ListStep, LoginFlow, LoginOptions, LoginReport, LoopOptions, ProxyStep,
+    ReadStep,
 };
-use perch_bench::stats::round3;
+use perch_bench::stats::{Latency, round3};
 use perch_bench::webhooks::{self, QueueState, Receiver};
 use perch_bench::{Progress, Target};
 use serde_json::{Value, json};
@@ -74,6 +75,10 @@ enum Command {
     AccountsRead(ReadArgs),
     /// Paging through `GET /v1/apps/{id}/accounts` at growing table sizes.
     AccountsList(ListArgs),
+    /// Signed calls through Perch's proxy to the sandbox on behalf of
+    /// linked users (`1.1/statuses/user_timeline.json`, `1.1/users/show.json`
+    /// in turn): calls/s, latency, and Perch's own time (`Server-Timing`).
+    Proxy(ProxyArgs),
     /// Login p99 without and during a sweep of expired pending logins.
     Sweep(SweepArgs),
     /// The perch-oauth1 criterion benchmark (sign, verify, raw HMAC-SHA1).
@@ -189,6 +194,17 @@ struct ReadArgs {
 }
 
 #[derive(Debug, Args)]
+struct ProxyArgs {
+    #[command(flatten)]
+    load: LoadArgs,
+    /// Linked users the calls are spread over (the sandbox, as X, allows
+    /// each user 900 calls of each endpoint per 15 minutes: keep
+    /// users × 1800 above the calls of the run).
+    #[arg(long, default_value_t = 100)]
+    users: usize,
+}
+
+#[derive(Debug, Args)]
 struct ListArgs {
     #[command(flatten)]
     load: LoadArgs,
@@ -267,6 +283,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::AccountsRead(args) => accounts_read(global, args).await?,
         Command::AccountsList(args) => accounts_list(global, args).await?,
+        Command::Proxy(args) => proxy(global, args).await?,
         Command::Sweep(args) => sweep(global, args).await?,
         Command::Sign(args) => sign(args)?,
         Command::Seed { accounts } => seed(global, *accounts).await?,
@@ -428,6 +445,26 @@ impl Perch {
     }
 
     /// VmHWM (peak resident set) in KiB.
+    /// CPU time the process has used (user + system), from
+    /// `/proc/<pid>/stat` (in clock ticks of 10 ms, Linux's USER_HZ).
+    fn cpu_time(&self) -> anyhow::Result<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))?;
+        // The fields after the command name, which is in parentheses.
+        let rest = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest)
+            .ok_or_else(|| anyhow!("unexpected /proc/{}/stat", self.pid))?;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| -> anyhow::Result<u64> {
+            Ok(fields
+                .get(i)
+                .ok_or_else(|| anyhow!("short /proc/{}/stat", self.pid))?
+                .parse()?)
+        };
+        // utime and stime: fields 14 and 15, i.e. 11 and 12 after the name.
+        Ok(Duration::from_millis((ticks(11)? + ticks(12)?) * 10))
+    }
+
     fn peak_rss_kib(&self) -> anyhow::Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
         status
@@ -880,6 +917,79 @@ async fn accounts_read(global: &Global, args: &ReadArgs) -> anyhow::Result<Value
     }))
 }
 
+async fn proxy(global: &Global, args: &ProxyArgs) -> anyhow::Result<Value> {
+    let load = &args.load;
+    let perch = Perch::start(global, &[], load.concurrency).await?;
+    let progress = Arc::new(Progress::default());
+    let mut fixture = Fixture::create(&perch.target, "Bench").await?;
+    with_live(
+        &progress,
+        "linking the users (one login each)",
+        fixture.add_users(&perch.target, args.users, load.concurrency, &progress),
+    )
+    .await?;
+    let fixture = Arc::new(fixture);
+    let accounts = Arc::new(scenarios::virtual_user_accounts(&perch.target, &fixture).await?);
+    if accounts.len() != args.users {
+        bail!("{} linked accounts of {} users", accounts.len(), args.users);
+    }
+    let target = perch.target.clone();
+    let options = loop_options(load);
+    let own = Arc::new(std::sync::Mutex::new(Latency::new()?));
+    let measure_from = Instant::now() + options.warmup;
+    let cpu_before = perch.cpu_time()?;
+    let report = with_live(
+        &progress,
+        "proxy",
+        scenarios::run_loop(&options, progress.clone(), || {
+            ProxyStep::new(
+                target.clone(),
+                &fixture,
+                accounts.clone(),
+                measure_from,
+                own.clone(),
+            )
+        }),
+    )
+    .await?;
+    let cpu = perch.cpu_time()?.saturating_sub(cpu_before);
+    // Every call of the run, the warm-up's too, spent that CPU.
+    let calls = progress.done.load(Ordering::Relaxed).max(1);
+    let cpu_ms_per_call = cpu.as_secs_f64() * 1e3 / calls as f64;
+    let own = own.lock().map_err(|_| anyhow!("poisoned lock"))?.clone();
+    println!(
+        "\nproxy, {} linked users, concurrency {}",
+        args.users, load.concurrency
+    );
+    println!(
+        "  signed calls/s: {:.1}   (errors: {})",
+        report.per_sec(),
+        report.errors.total()
+    );
+    println!(
+        "  {:<10} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "(ms)", "count", "p50", "p90", "p99", "max"
+    );
+    println!("  {:<10} {}", "call", report.latency.row());
+    println!("  {:<10} {}", "perch own", own.row());
+    for (kind, n) in &report.errors.0 {
+        println!("  error {kind}: {n}");
+    }
+    println!("  perch CPU per call (the sandbox in the same process): {cpu_ms_per_call:.3} ms");
+    let rss = perch.peak_rss_kib()?;
+    print_rss(rss);
+    perch.stop().await?;
+    Ok(json!({
+        "scenario": "proxy",
+        "users": args.users,
+        "concurrency": load.concurrency,
+        "calls": report.to_json(),
+        "perch_own": own.to_json(),
+        "perch_cpu_ms_per_call": round3(cpu_ms_per_call),
+        "perch_peak_rss_kib": rss,
+    }))
+}
+
 async fn accounts_list(global: &Global, args: &ListArgs) -> anyhow::Result<Value> {
     let load = &args.load;
     let mut sizes = args.sizes.clone();
@@ -1178,6 +1288,16 @@ async fn smoke(global: &Global) -> anyhow::Result<Value> {
                 sizes: vec![200, 2000],
                 ten_million: false,
                 limit: 50,
+            },
+        )
+        .await?,
+    );
+    results.push(
+        proxy(
+            global,
+            &ProxyArgs {
+                load: quick(2),
+                users: 10,
             },
         )
         .await?,

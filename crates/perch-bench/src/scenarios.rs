@@ -740,6 +740,117 @@ impl Step for ListStep {
     }
 }
 
+/// The ids of the accounts of `fixture`'s virtual users (linked by their
+/// first login, with real sandbox tokens), read through the accounts API.
+pub async fn virtual_user_accounts(
+    target: &Target,
+    fixture: &Fixture,
+) -> anyhow::Result<Vec<String>> {
+    let wanted: std::collections::HashSet<String> = fixture.screen_names().into_iter().collect();
+    let mut ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = target.url(&format!("/v1/apps/{}/accounts?limit=200", fixture.app_id));
+        if let Some(cursor) = &cursor {
+            url.push_str("&cursor=");
+            url.push_str(cursor);
+        }
+        let body = fetch_ok(target.http.get(url).bearer_auth(&fixture.api_key), "list")
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let page: Value = serde_json::from_slice(&body)?;
+        for account in page["data"].as_array().into_iter().flatten() {
+            let named = account["screen_name"].as_str().unwrap_or_default();
+            if let (true, Some(id)) = (wanted.contains(named), account["id"].as_str()) {
+                ids.push(id.to_owned());
+            }
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return Ok(ids),
+        }
+    }
+}
+
+/// One signed call through Perch's proxy on behalf of a random linked
+/// user: `GET 1.1/statuses/user_timeline.json` and `GET 1.1/users/show.json`
+/// in turn (X allows each 900 calls per user per 15 minutes, and so does
+/// the sandbox). Perch's own time (`Server-Timing: perch`) of the calls
+/// started from `measure_from` goes into `own`.
+#[derive(Debug)]
+pub struct ProxyStep {
+    target: Arc<Target>,
+    api_key: String,
+    accounts: Arc<Vec<String>>,
+    rng: Rng,
+    timeline: bool,
+    measure_from: Instant,
+    own: Arc<std::sync::Mutex<Latency>>,
+}
+
+impl ProxyStep {
+    /// Calls on behalf of `accounts`.
+    pub fn new(
+        target: Arc<Target>,
+        fixture: &Fixture,
+        accounts: Arc<Vec<String>>,
+        measure_from: Instant,
+        own: Arc<std::sync::Mutex<Latency>>,
+    ) -> Self {
+        let mut rng = Rng::new();
+        let timeline = rng.below(2) == 0;
+        Self {
+            target,
+            api_key: fixture.api_key.clone(),
+            accounts,
+            rng,
+            timeline,
+            measure_from,
+            own,
+        }
+    }
+}
+
+impl Step for ProxyStep {
+    async fn step(&mut self) -> Result<(), String> {
+        let n = self.rng.below(self.accounts.len() as u64);
+        let account = self
+            .accounts
+            .get(usize::try_from(n).unwrap_or_default())
+            .ok_or("proxy: no linked account")?;
+        let path = if self.timeline {
+            "1.1/statuses/user_timeline.json?count=5"
+        } else {
+            "1.1/users/show.json?screen_name=b0"
+        };
+        self.timeline = !self.timeline;
+        let began = Instant::now();
+        let response = self
+            .target
+            .http
+            .get(
+                self.target
+                    .url(&format!("/v1/accounts/{account}/proxy/{path}")),
+            )
+            .bearer_auth(&self.api_key)
+            .send()
+            .await
+            .map_err(|e| transport("proxy", &e))?;
+        let status = response.status();
+        let own = browser::server_timing_reported(response.headers(), "perch");
+        response.bytes().await.map_err(|e| transport("proxy", &e))?;
+        if status != StatusCode::OK {
+            return Err(format!("proxy: HTTP {}", status.as_u16()));
+        }
+        if let (true, Some(own), Ok(mut histogram)) =
+            (began >= self.measure_from, own, self.own.lock())
+        {
+            histogram.record(own);
+        }
+        Ok(())
+    }
+}
+
 /// What the sweep scenario measured.
 #[derive(Debug, Clone)]
 pub struct SweepReport {

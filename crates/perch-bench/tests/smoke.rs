@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use perch_bench::fixture::Fixture;
-use perch_bench::scenarios::{self, ListStep, LoginFlow, LoginOptions, LoopOptions, ReadStep};
+use perch_bench::scenarios::{
+    self, ListStep, LoginFlow, LoginOptions, LoopOptions, ProxyStep, ReadStep,
+};
+use perch_bench::stats::Latency;
 use perch_bench::webhooks::{self, QueueState, Receiver};
 use perch_bench::{Progress, Target};
 use perch_core::clock::SharedClock;
@@ -156,6 +159,34 @@ async fn every_scenario_completes_without_errors() {
     .unwrap();
     assert!(read.ok > 0);
     assert_eq!(read.errors.total(), 0, "{}", read.to_json());
+
+    // proxy: signed calls on behalf of the virtual users (their accounts
+    // hold real sandbox tokens; the seeded ones are left out)
+    let accounts = Arc::new(
+        scenarios::virtual_user_accounts(&target, &fixture)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(accounts.len(), 24);
+    let own = Arc::new(std::sync::Mutex::new(Latency::new().unwrap()));
+    let measure_from = std::time::Instant::now();
+    let proxied = scenarios::run_loop(&loop_options(), progress.clone(), || {
+        ProxyStep::new(
+            target.clone(),
+            &fixture,
+            accounts.clone(),
+            measure_from,
+            own.clone(),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(proxied.ok > 0);
+    assert_eq!(proxied.errors.total(), 0, "{}", proxied.to_json());
+    // Perch tells its own time apart from the sandbox's on every call.
+    let own = own.lock().unwrap().clone();
+    assert!(own.count() >= proxied.ok, "{}", own.to_json());
+    assert!(own.mean_ms() > 0.0 && own.mean_ms() < proxied.latency.mean_ms());
 
     // accounts-list at two sizes (the walkers wrap around at the end)
     for (from, to) in [(300, 300), (300, 1000)] {

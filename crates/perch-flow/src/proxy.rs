@@ -12,7 +12,8 @@
 //!   with its status, body, `content-type` and `x-rate-limit-*` headers.
 //! - No redirect is followed; the request body is bounded by the API's
 //!   body limit, the reply by the upstream client's; the upstream timeouts
-//!   apply.
+//!   apply. `Server-Timing` (`upstream;dur=…, perch;dur=…`) tells the
+//!   provider's time from Perch's own.
 //! - Audit without flooding: the first call per account per day (on each
 //!   replica) and every call that failed or was answered with an error
 //!   status. A 401 with Twitter's code 89 marks the account revoked in the
@@ -161,10 +162,29 @@ fn raw_account_id(uri: &Uri) -> &str {
     ),
     security(("api_key" = []))
 )]
-#[allow(clippy::too_many_arguments)]
 pub async fn handler(
     State(state): State<FlowState>,
     Scoped(auth, _): Scoped<need::AccountsProxy>,
+    meta: RequestMeta,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    // `Server-Timing` tells the provider's time apart from Perch's own.
+    let (response, _) = crate::timing::hop(async {
+        call(state, auth, meta, method, uri, headers, body)
+            .await
+            .into_response()
+    })
+    .await;
+    response
+}
+
+/// The proxied call, once authenticated.
+async fn call(
+    state: FlowState,
+    auth: perch_tenants::TenantAuth,
     meta: RequestMeta,
     method: Method,
     uri: Uri,

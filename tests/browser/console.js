@@ -106,6 +106,34 @@ async function tour(page, base, key, out, shots, operatorToken) {
   await page.goto(`${base}/console/overview`);
   await Promise.all([page.waitForNavigation(), page.getByRole('link', { name: 'Webhooks', exact: true }).click()]);
   await visit(page, 'webhooks', out, shots);
+  await Promise.all([page.waitForNavigation(), page.getByRole('link', { name: 'New endpoint', exact: true }).click()]);
+  await visit(page, 'webhook-new', out, shots);
+  await page.fill('#url', 'ftp://hooks.example/in');
+  await page.fill('#description', 'console tour');
+  await submit(page, 'Create endpoint');
+  await page.locator('#url-error').waitFor();
+  await visit(page, 'webhook-new-refused', out, shots);
+  await page.fill('#url', 'http://127.0.0.1:9/hook');
+  await submit(page, 'Create endpoint');
+  const firstHook = (await page.locator('#webhook-secret').textContent()).trim();
+  await visit(page, 'webhook-created', out, shots);
+  await submit(page, 'Send test event');
+  await page.locator('td code', { hasText: 'webhook.test' }).waitFor();
+  await visit(page, 'webhook-tested', out, shots);
+  await Promise.all([
+    page.waitForNavigation(),
+    page.getByRole('button', { name: /^Redeliver / }).first().click(),
+  ]);
+  await visit(page, 'webhook-redelivered', out, shots);
+  await submit(page, 'Disable endpoint');
+  await visit(page, 'webhook-disabled', out, shots);
+  await submit(page, 'Enable endpoint');
+  await Promise.all([page.waitForNavigation(), page.getByRole('link', { name: 'Rotate secret…' }).click()]);
+  await visit(page, 'webhook-rotate-confirm', out, shots);
+  await submit(page, 'Rotate secret');
+  out.webhook_secret = (await page.locator('#webhook-secret').textContent()).trim();
+  if (out.webhook_secret === firstHook) throw new Error('rotation showed the old webhook secret');
+  await visit(page, 'webhook-rotated', out, shots);
   await Promise.all([page.waitForNavigation(), page.getByRole('link', { name: 'OpenID Connect', exact: true }).click()]);
   await visit(page, 'oidc', out, shots);
   await submit(page, 'Sign out');

@@ -94,7 +94,8 @@ impl IntoResponse for ConsoleError {
             }
             Self::NotFound
             | Self::Tenants(perch_tenants::Error::NotFound(_))
-            | Self::Flow(perch_flow::FlowError::NotFound(_)) => view::error_page(
+            | Self::Flow(perch_flow::FlowError::NotFound(_))
+            | Self::Webhooks(perch_webhooks::WebhookError::NotFound(_)) => view::error_page(
                 StatusCode::NOT_FOUND,
                 "Not found",
                 "There is nothing here, or it belongs to another tenant.",

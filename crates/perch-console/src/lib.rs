@@ -132,7 +132,19 @@ pub fn router(state: ConsoleState) -> Router {
             get(accounts::confirm_unlink).post(accounts::unlink),
         )
         .route("/audit", get(audit::list))
-        .route("/webhooks", get(webhooks::list))
+        .route("/webhooks", get(webhooks::list).post(webhooks::create))
+        .route("/webhooks/new", get(webhooks::new_form))
+        .route("/webhooks/{id}", get(webhooks::detail))
+        .route("/webhooks/{id}/enabled", post(webhooks::set_enabled))
+        .route(
+            "/webhooks/{id}/rotate-secret",
+            get(webhooks::confirm_rotate).post(webhooks::rotate_secret),
+        )
+        .route("/webhooks/{id}/test", post(webhooks::send_test))
+        .route(
+            "/webhook-deliveries/{id}/redeliver",
+            post(webhooks::redeliver),
+        )
         .route("/oidc", get(oidc::page))
         .route("/oidc/rotate", post(oidc::rotate))
         .route("/api-keys", get(api_keys::list).post(api_keys::create))

@@ -8,6 +8,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use perch_core::audit::{self, AuditEvent, RequestMeta};
+use perch_core::ids::TenantId;
 use perch_tenants::PathText;
 use perch_tenants::openapi::responses::{
     BadRequest, Forbidden, InternalError, NotFound, ServiceUnavailable, TooManyRequests,
@@ -161,17 +162,29 @@ pub(crate) async fn list_handler(
     PathText(raw): PathText,
     query: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<DeliveryList>, WebhookError> {
-    let id = EndpointId::parse(&raw).map_err(|_| WebhookError::NotFound("webhook endpoint"))?;
-    let page = ListParams::from_query(query)?.page("webhook_deliveries")?;
-    store::find_endpoint(state.pool(), auth.tenant_id, id)
+    let params = ListParams::from_query(query)?;
+    Ok(Json(list(&state, auth.tenant_id, &raw, &params).await?))
+}
+
+/// A page of the deliveries to the tenant's endpoint `raw` (a `whep_`
+/// id), oldest first; not found for another tenant's endpoint.
+pub async fn list(
+    state: &WebhooksState,
+    tenant_id: TenantId,
+    raw: &str,
+    params: &ListParams,
+) -> Result<DeliveryList, WebhookError> {
+    let id = EndpointId::parse(raw).map_err(|_| WebhookError::NotFound("webhook endpoint"))?;
+    let page = params.page("webhook_deliveries")?;
+    store::find_endpoint(state.pool(), tenant_id, id)
         .await?
         .ok_or(WebhookError::NotFound("webhook endpoint"))?;
-    let rows = store::list_deliveries(state.pool(), auth.tenant_id, id, page).await?;
+    let rows = store::list_deliveries(state.pool(), tenant_id, id, page).await?;
     let (rows, next_cursor) = pagination::finish(rows, page, "webhook_deliveries", |d| d.id.uuid());
-    Ok(Json(DeliveryList {
+    Ok(DeliveryList {
         data: rows.iter().map(DeliveryView::from).collect(),
         next_cursor,
-    }))
+    })
 }
 
 /// Send a delivery's event to its endpoint again, as a new delivery with
@@ -198,7 +211,19 @@ pub(crate) async fn redeliver_handler(
     meta: RequestMeta,
     PathText(raw): PathText,
 ) -> Result<(StatusCode, Json<DeliveryView>), WebhookError> {
-    let id = DeliveryId::parse(&raw).map_err(|_| WebhookError::NotFound("webhook delivery"))?;
+    let queued = redeliver(&state, &auth, &meta, &raw).await?;
+    Ok((StatusCode::ACCEPTED, Json(queued)))
+}
+
+/// Queues the event of the tenant's delivery `raw` (a `whdl_` id) to its
+/// endpoint again as a new delivery, audited.
+pub async fn redeliver(
+    state: &WebhooksState,
+    auth: &perch_tenants::TenantAuth,
+    meta: &RequestMeta,
+    raw: &str,
+) -> Result<DeliveryView, WebhookError> {
+    let id = DeliveryId::parse(raw).map_err(|_| WebhookError::NotFound("webhook delivery"))?;
     let now = crate::db_now(state.clock());
     let mut tx = state.pool().begin().await?;
     let row = store::redeliver(&mut tx, auth.tenant_id, id, DeliveryId::new(now), now)
@@ -214,7 +239,7 @@ pub(crate) async fn redeliver_handler(
         )
         .tenant(auth.tenant_id)
         .target(row.id)
-        .request(&meta)
+        .request(meta)
         .details(serde_json::json!({
             "of": id.to_string(),
             "event_id": row.event_id.to_string(),
@@ -223,5 +248,5 @@ pub(crate) async fn redeliver_handler(
     )
     .await?;
     tx.commit().await?;
-    Ok((StatusCode::ACCEPTED, Json(DeliveryView::from(&row))))
+    Ok(DeliveryView::from(&row))
 }

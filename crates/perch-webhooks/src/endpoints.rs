@@ -281,9 +281,21 @@ pub(crate) async fn create_handler(
     meta: RequestMeta,
     AppJson(body): AppJson<CreateEndpoint>,
 ) -> Result<(StatusCode, Json<CreatedEndpoint>), WebhookError> {
+    let created = create(&state, &auth, &meta, body).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Registers an endpoint for `auth`'s tenant, audited; the answer holds
+/// its secret, which is never readable again.
+pub async fn create(
+    state: &WebhooksState,
+    auth: &perch_tenants::TenantAuth,
+    meta: &RequestMeta,
+    body: CreateEndpoint,
+) -> Result<CreatedEndpoint, WebhookError> {
     let events = parse_events(&body.events)?;
     let description = parse_description(body.description)?;
-    let url = parse_url(&state, &body.url).await?;
+    let url = parse_url(state, &body.url).await?;
     let now = crate::db_now(state.clock());
     let id = EndpointId::new(now);
     let secret = crate::signing::mint_secret();
@@ -308,18 +320,15 @@ pub(crate) async fn create_handler(
     store::insert_endpoint(&mut tx, &row).await?;
     audit::record(
         &mut tx,
-        &event(now, &auth, "webhook_endpoint.create", id, &meta)
+        &event(now, auth, "webhook_endpoint.create", id, meta)
             .details(serde_json::json!({ "url": row.url, "events": row.events })),
     )
     .await?;
     tx.commit().await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedEndpoint {
-            endpoint: EndpointView::from(&row),
-            secret: ShownOnce::new(&secret),
-        }),
-    ))
+    Ok(CreatedEndpoint {
+        endpoint: EndpointView::from(&row),
+        secret: ShownOnce::new(&secret),
+    })
 }
 
 /// List the tenant's webhook endpoints.
@@ -387,11 +396,21 @@ pub(crate) async fn get_handler(
     Scoped(auth, _): Scoped<need::WebhooksRead>,
     PathText(raw): PathText,
 ) -> Result<Json<EndpointView>, WebhookError> {
-    let id = parse_id(&raw)?;
-    let row = store::find_endpoint(state.pool(), auth.tenant_id, id)
+    Ok(Json(get(&state, auth.tenant_id, &raw).await?))
+}
+
+/// The tenant's endpoint `raw` (a `whep_` id); not found for another
+/// tenant's or a malformed id.
+pub async fn get(
+    state: &WebhooksState,
+    tenant_id: TenantId,
+    raw: &str,
+) -> Result<EndpointView, WebhookError> {
+    let id = parse_id(raw)?;
+    let row = store::find_endpoint(state.pool(), tenant_id, id)
         .await?
         .ok_or(WebhookError::NotFound("webhook endpoint"))?;
-    Ok(Json(EndpointView::from(&row)))
+    Ok(EndpointView::from(&row))
 }
 
 /// Change a webhook endpoint.
@@ -423,14 +442,25 @@ pub(crate) async fn update_handler(
     PathText(raw): PathText,
     AppJson(body): AppJson<UpdateEndpoint>,
 ) -> Result<Json<EndpointView>, WebhookError> {
-    let id = parse_id(&raw)?;
+    Ok(Json(update(&state, &auth, &meta, &raw, body).await?))
+}
+
+/// Changes the tenant's endpoint `raw` as `body` says, audited.
+pub async fn update(
+    state: &WebhooksState,
+    auth: &perch_tenants::TenantAuth,
+    meta: &RequestMeta,
+    raw: &str,
+    body: UpdateEndpoint,
+) -> Result<EndpointView, WebhookError> {
+    let id = parse_id(raw)?;
     let events = body.events.as_deref().map(parse_events).transpose()?;
     let description = match body.description {
         Some(text) => Some(parse_description(Some(text))?),
         None => None,
     };
     let url = match body.url.as_deref() {
-        Some(raw) => Some(parse_url(&state, raw).await?),
+        Some(raw) => Some(parse_url(state, raw).await?),
         None => None,
     };
     let mut tx = state.pool().begin().await?;
@@ -463,12 +493,12 @@ pub(crate) async fn update_handler(
     store::update_endpoint(&mut tx, &row).await?;
     audit::record(
         &mut tx,
-        &event(now, &auth, "webhook_endpoint.update", id, &meta)
+        &event(now, auth, "webhook_endpoint.update", id, meta)
             .details(serde_json::json!({ "changed": changed })),
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(EndpointView::from(&row)))
+    Ok(EndpointView::from(&row))
 }
 
 /// Delete a webhook endpoint and its deliveries.
@@ -534,7 +564,18 @@ pub(crate) async fn rotate_secret_handler(
     meta: RequestMeta,
     PathText(raw): PathText,
 ) -> Result<Json<RotatedWebhookSecret>, WebhookError> {
-    let id = parse_id(&raw)?;
+    Ok(Json(rotate_secret(&state, &auth, &meta, &raw).await?))
+}
+
+/// Replaces the secret of the tenant's endpoint `raw`, audited; the old
+/// one keeps signing for [`ROTATION_OVERLAP`].
+pub async fn rotate_secret(
+    state: &WebhooksState,
+    auth: &perch_tenants::TenantAuth,
+    meta: &RequestMeta,
+    raw: &str,
+) -> Result<RotatedWebhookSecret, WebhookError> {
+    let id = parse_id(raw)?;
     let now = crate::db_now(state.clock());
     let secret = crate::signing::mint_secret();
     let mut tx = state.pool().begin().await?;
@@ -556,14 +597,14 @@ pub(crate) async fn rotate_secret_handler(
     store::update_endpoint(&mut tx, &row).await?;
     audit::record(
         &mut tx,
-        &event(now, &auth, "webhook_endpoint.rotate_secret", id, &meta),
+        &event(now, auth, "webhook_endpoint.rotate_secret", id, meta),
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(RotatedWebhookSecret {
+    Ok(RotatedWebhookSecret {
         secret: ShownOnce::new(&secret),
         previous_secret_expires_at: expires_at,
-    }))
+    })
 }
 
 /// Send a `webhook.test` event to this endpoint (whatever it subscribes
@@ -591,7 +632,19 @@ pub(crate) async fn test_handler(
     meta: RequestMeta,
     PathText(raw): PathText,
 ) -> Result<(StatusCode, Json<DeliveryView>), WebhookError> {
-    let id = parse_id(&raw)?;
+    let queued = test(&state, &auth, &meta, &raw).await?;
+    Ok((StatusCode::ACCEPTED, Json(queued)))
+}
+
+/// Queues a `webhook.test` event to the tenant's endpoint `raw`, audited;
+/// a conflict when the endpoint is disabled.
+pub async fn test(
+    state: &WebhooksState,
+    auth: &perch_tenants::TenantAuth,
+    meta: &RequestMeta,
+    raw: &str,
+) -> Result<DeliveryView, WebhookError> {
+    let id = parse_id(raw)?;
     let now = crate::db_now(state.clock());
     let payload = Payload::test(now, &id.to_string())?;
     let mut tx = state.pool().begin().await?;
@@ -617,19 +670,16 @@ pub(crate) async fn test_handler(
     .await?;
     audit::record(
         &mut tx,
-        &event(now, &auth, "webhook_endpoint.test", id, &meta)
+        &event(now, auth, "webhook_endpoint.test", id, meta)
             .details(serde_json::json!({ "event_id": event_id.to_string() })),
     )
     .await?;
     tx.commit().await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(DeliveryView::queued(
-            delivery_id,
-            id,
-            event_id,
-            EventType::WebhookTest,
-            now,
-        )),
+    Ok(DeliveryView::queued(
+        delivery_id,
+        id,
+        event_id,
+        EventType::WebhookTest,
+        now,
     ))
 }

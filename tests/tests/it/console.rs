@@ -806,7 +806,12 @@ async fn a_tenant_tours_the_console_in_a_real_browser() {
         return;
     };
     let shots = perch_tests::browser::artifacts("console");
-    let fx = Fixture::new(TestServerOptions::default()).await;
+    // The tour registers a webhook endpoint on loopback.
+    let fx = Fixture::new(TestServerOptions {
+        webhook_allow_private: true,
+        ..TestServerOptions::default()
+    })
+    .await;
     // Alice signs in to the tenant's site through the sandbox first.
     let landing = fx.login(&browser(), "alice", "tour", "").await;
     assert!(landing.code.is_some());
@@ -844,6 +849,13 @@ async fn a_tenant_tours_the_console_in_a_real_browser() {
         "{checked:?}"
     );
     assert!(result["secret"].as_str().unwrap().starts_with("perch_cs_"));
+    assert!(
+        result["webhook_secret"]
+            .as_str()
+            .unwrap()
+            .starts_with("whsec_"),
+        "{result}"
+    );
     assert!(
         result["callback_error"]
             .as_str()
@@ -1278,4 +1290,325 @@ async fn accounts_and_the_audit_log_come_in_keyset_pages() {
         total.body["data"].as_array().unwrap().len(),
         "every event, once"
     );
+}
+
+/// The text between `start` (included) and the next `"`, from its first
+/// occurrence after `marker`.
+fn id_after(html: &str, marker: &str, start: &str) -> String {
+    let from = html
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker} in {html}"))
+        + marker.len();
+    let at = html[from..].find(start).unwrap() + from;
+    let end = html[at..].find(['"', '/', '<']).unwrap() + at;
+    html[at..end].to_owned()
+}
+
+/// The `whsec_` secret a page shows once.
+fn webhook_secret_of(html: &str) -> String {
+    id_after(html, "id=\"webhook-secret\">", "whsec_")
+}
+
+#[tokio::test]
+async fn a_tenant_manages_a_webhook_endpoint_in_the_console() {
+    let server = TestServer::start_with(TestServerOptions {
+        webhook_allow_private: true,
+        ..TestServerOptions::default()
+    })
+    .await;
+    let tenant = tenants::create_tenant(&server, "Acme").await;
+    let (client, csrf) = sign_in(&server, &tenant.key).await;
+
+    let (status, list) = get(&client, &server, "/console/webhooks").await;
+    assert_eq!(status, 200);
+    assert!(list.contains("href=\"/console/webhooks/new\""), "{list}");
+    let (status, form) = get(&client, &server, "/console/webhooks/new").await;
+    assert_eq!(status, 200);
+    for event in perch_webhooks::EventType::subscribable() {
+        assert!(
+            form.contains(&format!("value=\"{}\"", event.as_str())),
+            "{form}"
+        );
+    }
+    assert!(!form.contains("value=\"webhook.test\""), "not subscribable");
+
+    // The API's messages, beside their fields; what was typed is kept.
+    let (status, page) = post(
+        &client,
+        &server,
+        "/console/webhooks",
+        &[
+            ("csrf", &csrf),
+            ("url", "http://127.0.0.1:9/hook"),
+            ("description", "crm"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 422, "{page}");
+    assert!(
+        page.contains("id=\"events-error\">must name at least one event type"),
+        "{page}"
+    );
+    assert!(page.contains("value=\"http://127.0.0.1:9/hook\""), "{page}");
+    let (status, page) = post(
+        &client,
+        &server,
+        "/console/webhooks",
+        &[
+            ("csrf", &csrf),
+            ("url", "ftp://hooks.example/in"),
+            ("event", "account.linked"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 422, "{page}");
+    assert!(
+        page.contains("id=\"url-error\">must be an https URL"),
+        "{page}"
+    );
+    assert!(page.contains("aria-invalid=\"true\""), "{page}");
+    let endpoints = tenants::call(
+        &server,
+        Method::GET,
+        "/v1/webhook-endpoints",
+        Some(&tenant.key),
+        None,
+    )
+    .await;
+    assert_eq!(endpoints.body["data"], json!([]), "nothing was created");
+
+    // Created: the secret once, never again.
+    let (status, page) = post(
+        &client,
+        &server,
+        "/console/webhooks",
+        &[
+            ("csrf", &csrf),
+            ("url", "http://127.0.0.1:9/hook"),
+            ("event", "account.linked"),
+            ("event", "account.login"),
+            ("description", "crm"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 201, "{page}");
+    assert!(page.contains("will not be shown again"), "{page}");
+    let first_secret = webhook_secret_of(&page);
+    assert!(first_secret.len() > 20, "{first_secret}");
+    let (_, list) = get(&client, &server, "/console/webhooks").await;
+    let id = id_after(&list, "href=\"/console/webhooks/", "whep_");
+    assert!(!list.contains("whsec_"), "never a secret in the list");
+    let detail_path = format!("/console/webhooks/{id}");
+    let (status, detail) = get(&client, &server, &detail_path).await;
+    assert_eq!(status, 200);
+    assert!(!detail.contains("whsec_"), "never the secret again");
+    assert!(
+        detail.contains("<code id=\"endpoint-url\">http://127.0.0.1:9/hook</code>")
+            && detail.contains("account.linked, account.login")
+            && detail.contains("crm")
+            && detail.contains("No deliveries yet"),
+        "{detail}"
+    );
+
+    // Disabled: no test event can be sent; enabled again.
+    let enabled_path = format!("/console/webhooks/{id}/enabled");
+    let (status, page) = post(
+        &client,
+        &server,
+        &enabled_path,
+        &[("csrf", &csrf), ("enabled", "false")],
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("id=\"endpoint-status\">disabled<") && page.contains("Enable endpoint"),
+        "{page}"
+    );
+    let api = tenants::call(
+        &server,
+        Method::GET,
+        &format!("/v1/webhook-endpoints/{id}"),
+        Some(&tenant.key),
+        None,
+    )
+    .await;
+    assert_eq!(api.body["enabled"], false);
+    let test_path = format!("/console/webhooks/{id}/test");
+    let (status, page) = post(&client, &server, &test_path, &[("csrf", &csrf)]).await;
+    assert_eq!(status, 409, "{page}");
+    assert!(page.contains("role=\"alert\""), "{page}");
+    let (status, page) = post(
+        &client,
+        &server,
+        &enabled_path,
+        &[("csrf", &csrf), ("enabled", "true")],
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("id=\"endpoint-status\">enabled<") && page.contains("Disable endpoint"),
+        "{page}"
+    );
+
+    // Rotation: a confirmation step, then the new secret once.
+    let rotate_path = format!("/console/webhooks/{id}/rotate-secret");
+    let (status, confirm) = get(&client, &server, &rotate_path).await;
+    assert_eq!(status, 200);
+    assert!(
+        confirm.contains("24 hours") && confirm.contains(&format!("action=\"{rotate_path}\"")),
+        "{confirm}"
+    );
+    let (status, page) = post(&client, &server, &rotate_path, &[("csrf", &csrf)]).await;
+    assert_eq!(status, 200, "{page}");
+    let second_secret = webhook_secret_of(&page);
+    assert_ne!(first_secret, second_secret);
+    assert!(
+        page.contains("The old secret keeps signing beside it until")
+            && page.contains("will not be shown again"),
+        "{page}"
+    );
+    let (_, detail) = get(&client, &server, &detail_path).await;
+    assert!(!detail.contains("whsec_"), "{detail}");
+    assert!(detail.contains("signs beside the current one until"));
+
+    // A test event, queued and listed; then redelivered.
+    let (status, page) = post(&client, &server, &test_path, &[("csrf", &csrf)]).await;
+    assert_eq!(status, 202, "{page}");
+    assert!(page.contains("Test event queued"), "{page}");
+    let (_, detail) = get(&client, &server, &detail_path).await;
+    assert_eq!(
+        detail.matches("<tr><td><code>webhook.test</code>").count(),
+        1,
+        "{detail}"
+    );
+    let delivery = id_after(&detail, "/console/webhook-deliveries/", "whdl_");
+    let redeliver_path = format!("/console/webhook-deliveries/{delivery}/redeliver");
+    let (status, page) = post(&client, &server, &redeliver_path, &[("csrf", &csrf)]).await;
+    assert_eq!(status, 202, "{page}");
+    assert!(page.contains("Redelivery queued"), "{page}");
+    let (_, detail) = get(&client, &server, &detail_path).await;
+    assert_eq!(
+        detail.matches("<tr><td><code>webhook.test</code>").count(),
+        2,
+        "{detail}"
+    );
+
+    // A wrong form token changes nothing.
+    let (status, _) = post(&client, &server, &test_path, &[("csrf", "wrong")]).await;
+    assert_eq!(status, 403);
+    let (status, _) = post(&client, &server, &redeliver_path, &[]).await;
+    assert_eq!(status, 403);
+
+    // Every change is the API's, audited as the session's key.
+    for action in [
+        "webhook_endpoint.create",
+        "webhook_endpoint.update",
+        "webhook_endpoint.rotate_secret",
+        "webhook_endpoint.test",
+        "webhook_delivery.redeliver",
+    ] {
+        let events = tenants::call(
+            &server,
+            Method::GET,
+            &format!("/v1/audit-events?action={action}"),
+            Some(&tenant.key),
+            None,
+        )
+        .await;
+        assert_eq!(
+            events.body["data"][0]["actor"],
+            format!("api_key:{}", tenant.key_id),
+            "{action}: {:?}",
+            events.body
+        );
+    }
+    let deliveries = tenants::call(
+        &server,
+        Method::GET,
+        &format!("/v1/webhook-endpoints/{id}/deliveries"),
+        Some(&tenant.key),
+        None,
+    )
+    .await;
+    assert_eq!(deliveries.body["data"].as_array().unwrap().len(), 2);
+    assert_eq!(deliveries.body["data"][0]["id"], delivery.as_str());
+
+    // Another tenant's endpoint and delivery are not found.
+    let other = tenants::create_tenant(&server, "Other").await;
+    let (other_client, other_csrf) = sign_in(&server, &other.key).await;
+    let (status, page) = get(&other_client, &server, &detail_path).await;
+    assert_eq!(status, 404, "{page}");
+    assert!(page.contains("belongs to another tenant"), "{page}");
+    let (status, _) = get(&other_client, &server, &rotate_path).await;
+    assert_eq!(status, 404);
+    let (status, _) = post(&other_client, &server, &test_path, &[("csrf", &other_csrf)]).await;
+    assert_eq!(status, 404);
+    let (status, _) = post(
+        &other_client,
+        &server,
+        &redeliver_path,
+        &[("csrf", &other_csrf)],
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = get(&client, &server, "/console/webhooks/whep_nonsense").await;
+    assert_eq!(status, 404);
+
+    // A read-only key sees the endpoint but no action, and is refused.
+    let key = tenants::call(
+        &server,
+        Method::POST,
+        "/v1/api-keys",
+        Some(&tenant.key),
+        Some(&json!({ "label": "watcher", "scopes": ["webhooks:read"] })),
+    )
+    .await;
+    assert_eq!(key.status, 201, "{:?}", key.body);
+    let (reader, reader_csrf) = sign_in(&server, key.body["secret"].as_str().unwrap()).await;
+    let (status, list) = get(&reader, &server, "/console/webhooks").await;
+    assert_eq!(status, 200);
+    assert!(!list.contains("/console/webhooks/new"), "{list}");
+    assert!(list.contains(&detail_path), "{list}");
+    let (status, detail) = get(&reader, &server, &detail_path).await;
+    assert_eq!(status, 200);
+    assert!(
+        detail.contains("<tr><td><code>webhook.test</code>"),
+        "{detail}"
+    );
+    assert!(
+        !detail.contains("action=\"/console/webhook")
+            && !detail.contains("Redeliver")
+            && !detail.contains("Rotate secret"),
+        "{detail}"
+    );
+    let (status, _) = get(&reader, &server, "/console/webhooks/new").await;
+    assert_eq!(status, 403);
+    let (status, _) = get(&reader, &server, &rotate_path).await;
+    assert_eq!(status, 403);
+    for (path, fields) in [
+        (
+            "/console/webhooks".to_owned(),
+            vec![
+                ("url", "http://127.0.0.1:9/other"),
+                ("event", "account.login"),
+            ],
+        ),
+        (enabled_path.clone(), vec![("enabled", "false")]),
+        (rotate_path.clone(), vec![]),
+        (test_path.clone(), vec![]),
+        (redeliver_path.clone(), vec![]),
+    ] {
+        let mut form = vec![("csrf", reader_csrf.as_str())];
+        form.extend(fields);
+        let (status, page) = post(&reader, &server, &path, &form).await;
+        assert_eq!(status, 403, "{path}: {page}");
+        assert!(page.contains("webhooks:write"), "{path}: {page}");
+    }
+    let (_, detail) = get(&client, &server, &detail_path).await;
+    assert_eq!(
+        detail.matches("<tr><td><code>webhook.test</code>").count(),
+        2,
+        "the refused posts changed nothing"
+    );
+    assert!(detail.contains("id=\"endpoint-status\">enabled<"));
 }

@@ -72,15 +72,53 @@ impl From<&AccountView> for AccountRow {
 struct AccountsPage {
     layout: Layout,
     apps: Vec<AppChoice>,
+    /// What the search box holds (empty: no search).
     screen_name: String,
+    /// What it is searched by.
+    by: SearchBy,
     accounts: Vec<AccountRow>,
     next: Option<String>,
 }
 
-/// `?app_id=&screen_name=&cursor=`.
+/// What the accounts search looks at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum SearchBy {
+    /// The `@handle` (case-insensitive; a leading `@` is dropped).
+    #[default]
+    ScreenName,
+    /// The tenant's own user id.
+    Subject,
+    /// Twitter's numeric user id.
+    UserId,
+}
+
+impl SearchBy {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::ScreenName => "screen_name",
+            Self::Subject => "subject",
+            Self::UserId => "user_id",
+        }
+    }
+
+    /// In "No account of this app has the ... “x”".
+    fn described(self) -> &'static str {
+        match self {
+            Self::ScreenName => "screen name",
+            Self::Subject => "subject",
+            Self::UserId => "X user id",
+        }
+    }
+}
+
+/// `?app_id=&by=&screen_name=&cursor=` (`screen_name` is the search box,
+/// whatever it searches by).
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct AccountsQuery {
     app_id: Option<String>,
+    #[serde(default)]
+    by: SearchBy,
     screen_name: Option<String>,
     cursor: Option<String>,
 }
@@ -111,10 +149,18 @@ pub(crate) async fn list(
         .app_id
         .filter(|id| !id.is_empty())
         .or_else(|| apps.first().map(|app| app.id.to_string()));
+    let by = query.by;
     let screen_name = query
         .screen_name
-        .map(|s| s.trim().trim_start_matches('@').to_owned())
+        .map(|s| {
+            let s = s.trim();
+            match by {
+                SearchBy::ScreenName => s.trim_start_matches('@').to_owned(),
+                SearchBy::Subject | SearchBy::UserId => s.to_owned(),
+            }
+        })
         .unwrap_or_default();
+    let searched = |wanted: SearchBy| (by == wanted).then(|| screen_name.clone());
     let (accounts, next) = match &chosen {
         Some(app_id) => {
             let page = perch_flow::accounts::list(
@@ -124,8 +170,9 @@ pub(crate) async fn list(
                 AccountListParams {
                     limit: None,
                     cursor: query.cursor,
-                    screen_name: Some(screen_name.clone()),
-                    subject: None,
+                    screen_name: searched(SearchBy::ScreenName),
+                    subject: searched(SearchBy::Subject),
+                    provider_user_id: searched(SearchBy::UserId),
                     status: None,
                 },
             )
@@ -139,8 +186,9 @@ pub(crate) async fn list(
             };
             let next = page.next_cursor.map(|cursor| {
                 format!(
-                    "/console/accounts?app_id={}&screen_name={}&cursor={}",
+                    "/console/accounts?app_id={}&by={}&screen_name={}&cursor={}",
                     view::encode(app_id),
+                    by.as_str(),
                     view::encode(&screen_name),
                     view::encode(&cursor)
                 )
@@ -162,6 +210,7 @@ pub(crate) async fn list(
                 })
                 .collect(),
             screen_name,
+            by,
             accounts,
             next,
         },

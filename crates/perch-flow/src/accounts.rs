@@ -128,7 +128,7 @@ impl std::fmt::Debug for CredentialsView {
     }
 }
 
-/// `?limit=&cursor=&screen_name=&subject=`.
+/// `?limit=&cursor=&screen_name=&subject=&provider_user_id=&status=`.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AccountListParams {
@@ -142,6 +142,8 @@ pub struct AccountListParams {
     pub screen_name: Option<String>,
     /// Only accounts with this subject (empty: any).
     pub subject: Option<String>,
+    /// Only the account of this Twitter user id (empty: any).
+    pub provider_user_id: Option<String>,
     /// Only `active` or only `revoked` accounts (empty: any).
     #[param(value_type = Option<String>, pattern = "^(active|revoked)?$")]
     pub status: Option<String>,
@@ -213,7 +215,7 @@ pub async fn list_handler(
 }
 
 /// A page of one of the tenant's apps' accounts, oldest first, optionally
-/// only those with a screen name or subject; another tenant's app is not
+/// only those with a screen name, subject, Twitter user id or status; another tenant's app is not
 /// found.
 pub async fn list(
     state: &FlowState,
@@ -240,12 +242,17 @@ pub async fn list(
     let filter = AccountFilter {
         screen_name: params.screen_name.filter(|s| !s.is_empty()),
         subject: params.subject.filter(|s| !s.is_empty()),
+        provider_user_id: params.provider_user_id.filter(|s| !s.is_empty()),
         status,
     };
-    if [&filter.screen_name, &filter.subject]
-        .into_iter()
-        .flatten()
-        .any(|value| crate::matches_no_text(value))
+    if [
+        &filter.screen_name,
+        &filter.subject,
+        &filter.provider_user_id,
+    ]
+    .into_iter()
+    .flatten()
+    .any(|value| crate::matches_no_text(value))
     {
         return Ok(AccountList {
             data: Vec::new(),

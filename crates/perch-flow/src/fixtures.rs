@@ -10,7 +10,7 @@ use sqlx::PgExecutor;
 
 /// Seeded accounts' Twitter user ids start with this, so they can be
 /// counted apart from accounts real logins made.
-const SEED_PREFIX: &str = "seed";
+pub const SEED_PREFIX: &str = "seed";
 
 /// What a seeded account row holds besides its number.
 #[derive(Debug, Clone, Copy)]

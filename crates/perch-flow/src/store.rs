@@ -634,6 +634,8 @@ pub struct AccountFilter {
     pub screen_name: Option<String>,
     /// Exact subject.
     pub subject: Option<String>,
+    /// Exact Twitter user id.
+    pub provider_user_id: Option<String>,
     /// Only active or only revoked accounts.
     pub status: Option<AccountStatus>,
 }
@@ -664,6 +666,9 @@ pub async fn list_accounts(
     if filter.subject.is_some() {
         condition(" AND subject = ?");
     }
+    if filter.provider_user_id.is_some() {
+        condition(" AND provider_user_id = ?");
+    }
     if filter.status.is_some() {
         condition(" AND status = ?");
     }
@@ -677,6 +682,9 @@ pub async fn list_accounts(
     }
     if let Some(subject) = &filter.subject {
         query = query.bind(subject);
+    }
+    if let Some(provider_user_id) = &filter.provider_user_id {
+        query = query.bind(provider_user_id);
     }
     if let Some(status) = filter.status {
         query = query.bind(status);

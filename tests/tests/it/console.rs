@@ -1261,6 +1261,26 @@ async fn accounts_and_the_audit_log_come_in_keyset_pages() {
     let (_, one) = get(&client, server, "/console/accounts?screen_name=%40S7").await;
     assert_eq!(rows(&one), 1, "case-insensitive, the @ ignored");
     assert!(one.contains(">@s7</a>"));
+    // By X user id, and by subject (none of the seeded accounts has one).
+    let by_id = format!(
+        "/console/accounts?by=user_id&screen_name={}12",
+        perch_flow::fixtures::SEED_PREFIX
+    );
+    let (_, twelve) = get(&client, server, &by_id).await;
+    assert_eq!(rows(&twelve), 1, "{twelve}");
+    assert!(twelve.contains(">@s12</a>"));
+    assert!(twelve.contains("<option value=\"user_id\" selected>"));
+    let (_, none) = get(
+        &client,
+        server,
+        "/console/accounts?by=subject&screen_name=u-42",
+    )
+    .await;
+    assert_eq!(rows(&none), 0);
+    assert!(
+        none.contains("No account of this app has the subject “u-42”"),
+        "{none}"
+    );
     let (status, _) = get(&client, server, "/console/accounts?cursor=garbage").await;
     assert_eq!(status, 404, "a cursor from nowhere");
 
@@ -1304,9 +1324,17 @@ fn id_after(html: &str, marker: &str, start: &str) -> String {
     html[at..end].to_owned()
 }
 
-/// The `whsec_` secret a page shows once.
+/// The `whsec_` secret a page shows once (base64, so it may hold `/`:
+/// it ends where the element does).
 fn webhook_secret_of(html: &str) -> String {
-    id_after(html, "id=\"webhook-secret\">", "whsec_")
+    let marker = "id=\"webhook-secret\">";
+    let from = html
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker} in {html}"))
+        + marker.len();
+    let at = html[from..].find("whsec_").unwrap() + from;
+    let end = html[at..].find('<').unwrap() + at;
+    html[at..end].to_owned()
 }
 
 #[tokio::test]

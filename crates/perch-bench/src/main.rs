@@ -444,7 +444,6 @@ impl Perch {
         self.wait_ready().await
     }
 
-    /// VmHWM (peak resident set) in KiB.
     /// CPU time the process has used (user + system), from
     /// `/proc/<pid>/stat` (in clock ticks of 10 ms, Linux's USER_HZ).
     fn cpu_time(&self) -> anyhow::Result<Duration> {
@@ -465,6 +464,7 @@ impl Perch {
         Ok(Duration::from_millis((ticks(11)? + ticks(12)?) * 10))
     }
 
+    /// VmHWM (peak resident set) in KiB.
     fn peak_rss_kib(&self) -> anyhow::Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
         status

@@ -8,7 +8,9 @@
 #      fresh database `perch_bench`): logins (with 1M linked accounts,
 #      then paced at half the rate reached), oidc-logins (the same through
 #      the tenant's OpenID Provider), accounts-read (1M), proxy (signed
-#      calls through the proxy for 100 linked users),
+#      calls through the proxy for 100 linked users), logins and
+#      oidc-logins again with --separate-provider (the provider-URL mode:
+#      the sandbox in its own perch serve, the broker's cost alone),
 #      accounts-list (10k, 1M; 10M with TEN_MILLION=1), sweep (1M expired
 #      logins), sign (criterion), the limiter's cost: logins with
 #      every budget off, then at the shipped budgets (users from 2000
@@ -92,6 +94,12 @@ run oidc-logins oidc-logins --concurrency "$CONCURRENCY" --duration "$DURATION" 
 run accounts-read accounts-read --concurrency "$CONCURRENCY" --duration "$DURATION" \
   --accounts 1000000
 run proxy proxy --concurrency "$CONCURRENCY" --duration "$DURATION" --users 100
+# The provider-URL mode: the sandbox in a perch serve of its own, so CPU,
+# commits and RSS are the broker's alone.
+run logins-separate --separate-provider logins --concurrency "$CONCURRENCY" \
+  --duration "$DURATION" --users 2000
+run oidc-logins-separate --separate-provider oidc-logins --concurrency "$CONCURRENCY" \
+  --duration "$DURATION" --users 2000
 LIST_FLAGS=()
 [ "$TEN_MILLION" = 1 ] && LIST_FLAGS+=(--ten-million)
 run accounts-list accounts-list --concurrency "$CONCURRENCY" --duration "$DURATION" \
@@ -140,6 +148,14 @@ cmp() { awk -v a="$1" -v op="$2" -v b="$3" 'BEGIN { r = (op == ">=") ? a >= b : 
   printf '%-48s %-14s %-12s %-10s %s\n' "account reads/s vs pgbench -S tps" "$READS" "$r" ">= 0.5" "$(verdict "$(cmp "$r" ">=" 0.5)")"
   r="$(ratio "$FLOOR" "$TPS_S")"
   printf '%-48s %-14s %-12s %-10s %s\n' "  (HTTP floor: GET /healthz/s vs pgbench -S)" "$FLOOR" "$r" "-" "-"
+  # The broker alone (the provider in its own process).
+  for scenario in logins-separate oidc-logins-separate; do
+    echo "  $scenario (provider apart): $(j "$scenario" '"\(.max.logins_per_sec) logins/s, own p99 per hop at half rate (ms) \(.half_rate.perch_own | to_entries | map("\(.key) \(.value.p99_ms)") | join(", ")), peak RSS \(.perch_peak_rss_kib / 1024 * 10 | round / 10) MiB"')"
+    c="$(j "$scenario" '.commits_per_login')"
+    printf '%-48s %-14s %-12s %-10s %s\n' "  broker commits per login ($scenario)" "$c" "-" "<= 4" "$(verdict "$(cmp "$c" "<=" 4)")"
+    c="$(j "$scenario" '.cpu_ms_per_login')"
+    printf '%-48s %-14s %-12s %-10s %s\n' "  broker CPU ms per login ($scenario)" "$c" "-" "<= 0.85" "$(verdict "$(cmp "$c" "<=" 0.85)")"
+  done
   # Signed calls through the proxy: no target yet; Perch's own share.
   printf '%-48s %-14s %-12s %-10s %s\n' "proxied calls/s (the sandbox in-process)" "$(j proxy '.calls.per_sec')" "-" "-" "-"
   echo "    call p99 $(j proxy '.calls.latency.p99_ms') ms, Perch's own p99 $(j proxy '.perch_own.p99_ms') ms, CPU $(j proxy '.perch_cpu_ms_per_call') ms per call (Perch and sandbox)"

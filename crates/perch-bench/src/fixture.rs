@@ -196,10 +196,11 @@ impl Fixture {
         progress: &crate::Progress,
     ) -> anyhow::Result<()> {
         let prefix = format!("bu{}", self.user_count);
+        let sandbox = target.sandbox();
         let (status, template) = json_call(
-            target,
+            sandbox,
             "/sandbox/admin/users",
-            &target.operator_token,
+            &sandbox.operator_token,
             &json!({
                 "screen_name": format!("{prefix}t"),
                 "name": "Bench Template",
@@ -215,7 +216,7 @@ impl Fixture {
         let first = i64::try_from(self.user_count)?;
         let count_i64 = i64::try_from(count)?;
         perch_sandbox::fixtures::clone_users(
-            &target.pool,
+            &sandbox.pool,
             template_id,
             USER_ID_BASE,
             first,
@@ -472,6 +473,34 @@ impl Fixture {
 
 /// Creates a sandbox app through the API.
 async fn create_app(target: &Target, api_key: &str, name: &str) -> anyhow::Result<BenchApp> {
+    // Perch provisions a sandbox app's consumer itself; with the provider
+    // apart, the consumer is made there and the app names it as a Twitter
+    // app at the provider's URL.
+    let provider = match &target.provider {
+        None => json!({"kind": "sandbox"}),
+        Some(sandbox) => {
+            let (status, consumer) = json_call(
+                sandbox,
+                "/sandbox/admin/consumers",
+                &sandbox.operator_token,
+                &json!({
+                    "name": name,
+                    "callback_urls": [target.url("/callback")],
+                    "sign_in_with_twitter": true,
+                }),
+            )
+            .await?;
+            if status != StatusCode::CREATED {
+                bail!("POST /sandbox/admin/consumers: {status} {consumer}");
+            }
+            json!({
+                "kind": "twitter",
+                "consumer_key": text(&consumer, "/consumer_key")?,
+                "consumer_secret": text(&consumer, "/consumer_secret")?,
+                "base_url": sandbox.url("/sandbox"),
+            })
+        }
+    };
     let (status, app) = json_call(
         target,
         "/v1/apps",
@@ -479,7 +508,7 @@ async fn create_app(target: &Target, api_key: &str, name: &str) -> anyhow::Resul
         &json!({
             "name": name,
             "callback_urls": [REDIRECT_URI],
-            "provider": {"kind": "sandbox"},
+            "provider": provider,
             "sign_in_with_twitter": true,
         }),
     )

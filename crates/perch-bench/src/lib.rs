@@ -24,8 +24,8 @@ pub mod scenarios;
 pub mod stats;
 pub mod webhooks;
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -45,6 +45,10 @@ pub struct Target {
     /// The shared HTTP client: no redirects, no cookie store (each virtual
     /// user keeps its own cookies), keep-alive.
     pub http: reqwest::Client,
+    /// The provider, when it runs apart (a `perch serve` of its own with
+    /// the sandbox on; this one's sandbox is then off): where sandbox
+    /// consumers and users are made.
+    pub provider: Option<Arc<Target>>,
 }
 
 impl Target {
@@ -68,7 +72,19 @@ impl Target {
             key_id: key_id.into(),
             pool,
             http,
+            provider: None,
         })
+    }
+
+    /// This broker with its provider in a process of its own.
+    pub fn with_provider(mut self, provider: Arc<Target>) -> Self {
+        self.provider = Some(provider);
+        self
+    }
+
+    /// Where the sandbox is: the provider apart, or this server.
+    pub fn sandbox(&self) -> &Target {
+        self.provider.as_deref().unwrap_or(self)
     }
 
     /// `base` + `path`.

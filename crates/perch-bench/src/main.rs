@@ -60,6 +60,12 @@ struct Global {
     /// system's temporary directory).
     #[arg(long, global = true)]
     perch_log: Option<PathBuf>,
+    /// The provider-URL mode: the provider in a `perch serve` of its own
+    /// (the sandbox on, its own database `<db-name>_provider`) and the
+    /// broker with the sandbox off, its apps pointing at the provider's
+    /// URL; CPU, commits and RSS are then the broker's alone.
+    #[arg(long, global = true)]
+    separate_provider: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -306,6 +312,19 @@ struct Perch {
     target: Arc<Target>,
     command: tokio::process::Command,
     log: PathBuf,
+    /// The provider's own process, in the provider-URL mode.
+    provider: Option<Box<Perch>>,
+}
+
+/// What a `perch serve` process of the tool's is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Perch with its sandbox in the same process (the default mode).
+    Both,
+    /// The provider alone: the sandbox on, no load of its own to measure.
+    Provider,
+    /// The broker alone: the sandbox off, its apps at the provider's URL.
+    Broker,
 }
 
 impl Perch {
@@ -323,10 +342,42 @@ impl Perch {
         budgets: Budgets,
         concurrency: usize,
     ) -> anyhow::Result<Self> {
+        if !global.separate_provider {
+            return Self::launch(global, Role::Both, extra_env, budgets, concurrency).await;
+        }
+        let provider = Self::launch(
+            global,
+            Role::Provider,
+            &[],
+            Budgets::Unreachable,
+            concurrency,
+        )
+        .await?;
+        let mut env = extra_env.to_vec();
+        env.push(("PERCH_ALLOWED_PROVIDER_HOSTS", provider.target.base.clone()));
+        let mut broker = Self::launch(global, Role::Broker, &env, budgets, concurrency).await?;
+        let target = (*broker.target)
+            .clone()
+            .with_provider(provider.target.clone());
+        broker.target = Arc::new(target);
+        broker.provider = Some(Box::new(provider));
+        Ok(broker)
+    }
+
+    async fn launch(
+        global: &Global,
+        role: Role,
+        extra_env: &[(&str, String)],
+        budgets: Budgets,
+        concurrency: usize,
+    ) -> anyhow::Result<Self> {
         let admin = PgConnectOptions::from_str(&global.database_url)
             .context("DATABASE_URL does not parse")?;
         let mut conn = admin.connect().await.context("connect to Postgres")?;
-        let name = &global.db_name;
+        let name = &match role {
+            Role::Provider => format!("{}_provider", global.db_name),
+            Role::Both | Role::Broker => global.db_name.clone(),
+        };
         if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             bail!("--db-name must be letters, digits and underscores");
         }
@@ -345,10 +396,13 @@ impl Perch {
             .port();
         let key = perch_core::Keyring::generate_entry("bench");
         let operator_token = perch_core::token::random_alphanumeric(32);
-        let log_path = global
+        let mut log_path = global
             .perch_log
             .clone()
             .unwrap_or_else(|| std::env::temp_dir().join("perch-bench-serve.log"));
+        if role == Role::Provider {
+            log_path.set_extension("provider.log");
+        }
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("create {}", log_path.display()))?;
         let mut command = tokio::process::Command::new(&global.perch_bin);
@@ -358,7 +412,10 @@ impl Perch {
             .env("PERCH_LISTEN", format!("127.0.0.1:{port}"))
             .env("PERCH_ENCRYPTION_KEYS", &key)
             .env("PERCH_OPERATOR_TOKEN", &operator_token)
-            .env("PERCH_SANDBOX", "on")
+            .env(
+                "PERCH_SANDBOX",
+                if role == Role::Broker { "off" } else { "on" },
+            )
             .env("PERCH_SWEEP_INTERVAL_SECS", "0")
             // Every virtual user comes from 127.0.0.1, so the per-address
             // budgets would measure the limiter's refusals, not logins.
@@ -399,6 +456,7 @@ impl Perch {
             target: Arc::new(target),
             command,
             log: log_path.clone(),
+            provider: None,
         };
         perch.wait_ready().await?;
         Ok(perch)
@@ -479,6 +537,9 @@ impl Perch {
         // SIGTERM for a graceful stop would need a signal crate (or unsafe);
         // the measurements are taken, so a kill is fine.
         self.child.kill().await?;
+        if let Some(provider) = self.provider.take() {
+            Box::pin(provider.stop()).await?;
+        }
         Ok(())
     }
 }
@@ -682,9 +743,12 @@ async fn logins(global: &Global, args: &LoginsArgs, flow: LoginFlow) -> anyhow::
         ..load_options(load)
     };
     let commits_before = committed_transactions(&perch.target.pool).await?;
+    let cpu_before = perch.cpu_time()?;
     let received_before = received();
     let max = run_logins(&perch, &fixture, &options, &progress, flow.name()).await?;
     let logins_run = progress.done.load(Ordering::Relaxed);
+    let cpu_ms_per_login =
+        perch.cpu_time()?.saturating_sub(cpu_before).as_secs_f64() * 1e3 / logins_run.max(1) as f64;
     let received_max = received() - received_before;
     // Backends publish their counters within a second of going idle.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -698,13 +762,22 @@ async fn logins(global: &Global, args: &LoginsArgs, flow: LoginFlow) -> anyhow::
         ),
         &max,
     );
+    let whose = match (global.separate_provider, endpoint.is_some()) {
+        (true, false) => "the broker's own database",
+        (true, true) => "the broker's own database, webhook deliveries included",
+        (false, false) => "Perch and sandbox",
+        (false, true) => "Perch and sandbox and webhook deliveries",
+    };
     println!(
-        "  commits per login (Perch and sandbox{}, pg_stat_database): {commits_per_login:.2} \
-         ({commits} for {logins_run} logins, warm-up included)",
-        if endpoint.is_some() {
-            " and webhook deliveries"
+        "  commits per login ({whose}, pg_stat_database): {commits_per_login:.2} \
+         ({commits} for {logins_run} logins, warm-up included)"
+    );
+    println!(
+        "  CPU per login of the {} process: {cpu_ms_per_login:.3} ms (warm-up included)",
+        if global.separate_provider {
+            "broker"
         } else {
-            ""
+            "perch (and sandbox)"
         }
     );
     let mut half = None;
@@ -750,7 +823,9 @@ async fn logins(global: &Global, args: &LoginsArgs, flow: LoginFlow) -> anyhow::
         "budgets": format!("{:?}", args.budgets).to_lowercase(),
         "seeded_accounts": args.seed_accounts,
         "max": max.to_json(),
+        "provider": if global.separate_provider { "separate" } else { "in-process" },
         "commits_per_login": round3(commits_per_login),
+        "cpu_ms_per_login": round3(cpu_ms_per_login),
         "half_rate": half.map(|h| h.to_json()),
         "webhook": webhook,
         "perch_peak_rss_kib": rss,

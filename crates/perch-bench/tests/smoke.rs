@@ -363,3 +363,70 @@ async fn logins_with_a_subscribed_endpoint_deliver_every_event() {
     assert_eq!(queue.failed_attempts, 0, "{queue:?}");
     server.shutdown().await;
 }
+
+/// The provider-URL mode: the sandbox in a server of its own, the broker
+/// with its sandbox off and its app pointing at the provider's URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_complete_with_the_provider_in_its_own_server() {
+    let unreachable = perch_core::limits::Budgets::new(100_000_000, 100_000_000, 100_000_000);
+    let provider = TestServer::start_with(perch_tests::TestServerOptions {
+        budgets: unreachable,
+        ..perch_tests::TestServerOptions::default()
+    })
+    .await;
+    let broker = TestServer::start_with(perch_tests::TestServerOptions {
+        sandbox: false,
+        allowed_provider_hosts: vec![provider.base.clone()],
+        budgets: unreachable,
+        ..perch_tests::TestServerOptions::default()
+    })
+    .await;
+    let target_of = |server: &TestServer| {
+        Target::new(
+            &server.base,
+            OPERATOR_TOKEN,
+            "test1",
+            server.db.pool.clone(),
+            CONCURRENCY,
+        )
+        .unwrap()
+    };
+    let target = Arc::new(target_of(&broker).with_provider(Arc::new(target_of(&provider))));
+    let progress = Arc::new(Progress::default());
+    let mut fixture = Fixture::create(&target, "Apart").await.unwrap();
+    fixture.add_users(&target, 8, 2, &progress).await.unwrap();
+    let fixture = Arc::new(fixture);
+    let report = scenarios::logins(
+        target.clone(),
+        fixture.clone(),
+        &login_options(),
+        progress.clone(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.errors.total(), 0, "{}", report.to_json());
+    assert!(report.completed > 0);
+    // The broker's database holds the logins; the sandbox's rows are the
+    // provider's alone.
+    let count = |pool: sqlx::PgPool, sql: &'static str| async move {
+        sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let linked = count(
+        broker.db.pool.clone(),
+        "SELECT count(*) FROM linked_accounts",
+    )
+    .await;
+    assert_eq!(linked, 8);
+    let broker_users = count(broker.db.pool.clone(), "SELECT count(*) FROM sandbox_users").await;
+    assert_eq!(broker_users, 0);
+    let provider_users = count(
+        provider.db.pool.clone(),
+        "SELECT count(*) FROM sandbox_users",
+    )
+    .await;
+    assert!(provider_users >= 8, "{provider_users}");
+}

@@ -146,6 +146,9 @@ async function tour(page, base, key, out, shots, operatorToken) {
   await page.fill('#name', 'Browser Tenant');
   await submit(page, 'Create tenant');
   await visit(page, 'operator-tenant-created', out, shots);
+  await Promise.all([page.waitForNavigation(), page.getByRole('link', { name: 'System health', exact: true }).click()]);
+  await page.locator('#readiness').waitFor();
+  await visit(page, 'operator-health', out, shots);
 }
 
 async function noScript(page, base, key, out, shots) {

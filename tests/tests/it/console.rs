@@ -410,6 +410,67 @@ async fn the_operator_signs_in_and_creates_a_tenant() {
 }
 
 #[tokio::test]
+async fn the_operator_reads_system_health_and_a_tenant_cannot() {
+    let server = TestServer::start().await;
+    let (client, _) = sign_in(&server, OPERATOR_TOKEN).await;
+    let (status, page) = get(&client, &server, "/console/operator/health").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("<strong>Ready.</strong>"), "{page}");
+    assert!(
+        page.contains("<dd id=\"database\">answering</dd>"),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!(
+            "<code id=\"version\">{}</code>",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{page}"
+    );
+    // The pool has at least the connection the probe just used.
+    let marker = "<dd id=\"pool-size\">";
+    let from = page.find(marker).unwrap() + marker.len();
+    let size = &page[from..from + page[from..].find('<').unwrap()];
+    assert!(size.parse::<u32>().unwrap() >= 1, "{page}");
+    assert!(page.contains("<dd id=\"pool-idle\">"), "{page}");
+    assert!(page.contains("id=\"sweeper-empty\""), "{page}");
+    assert!(page.contains("<dd id=\"webhook-due\">0</dd>"), "{page}");
+    assert!(
+        page.contains("aria-current=\"page\">System health</a>"),
+        "{page}"
+    );
+
+    // A sweep reported as the sweeper reports one shows up on the next view.
+    let tenant = tenants::create_tenant(&server, "Acme").await;
+    let (_tenant_client, _) = sign_in(&server, &tenant.key).await;
+    let metrics = server.metrics().unwrap();
+    metrics.sweep(&perch_flow::sweeper::SweepReport {
+        logins: 3,
+        codes: 1,
+        other: 2,
+    });
+    let (_, page) = get(&client, &server, "/console/operator/health").await;
+    assert!(page.contains("<dd id=\"sweeper-runs\">1</dd>"), "{page}");
+    assert!(page.contains("<dd id=\"sweeper-deleted\">6</dd>"), "{page}");
+    assert!(
+        page.contains("<tr><td><code>login_flows</code></td><td>3</td></tr>"),
+        "{page}"
+    );
+    let scraped = server.scrape().await;
+    assert!(scraped.contains("perch_sweeper_runs_total 1"), "{scraped}");
+
+    // A tenant's key, even with every scope, has no operator pages.
+    let (tenant_client, _) = sign_in(&server, &tenant.key).await;
+    let (status, page) = get(&tenant_client, &server, "/console/operator/health").await;
+    assert_eq!(status, 404, "{page}");
+    assert!(!page.contains("System health"), "{page}");
+    // Signed out, the page is behind sign-in.
+    let (status, to) = get(&browser(), &server, "/console/operator/health").await;
+    assert_eq!(status, 303);
+    assert!(to.starts_with("/console/sign-in"), "{to}");
+}
+
+#[tokio::test]
 async fn a_post_without_this_sessions_form_token_changes_nothing() {
     let server = TestServer::start().await;
     let tenant = tenants::create_tenant(&server, "Acme").await;

@@ -127,6 +127,7 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/apps/new", get(apps::new_form))
         .route("/apps/{id}", get(apps::detail))
         .route("/apps/{id}/callback-urls", post(apps::update_callback_urls))
+        .route("/apps/{id}/settings", post(apps::update_settings))
         .route("/apps/{id}/rotate-secret", post(apps::rotate_secret))
         .route(
             "/apps/{id}/delete",

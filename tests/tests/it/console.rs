@@ -471,6 +471,150 @@ async fn the_operator_reads_system_health_and_a_tenant_cannot() {
 }
 
 #[tokio::test]
+async fn a_tenant_edits_an_apps_settings_with_the_apis_messages() {
+    let fx = Fixture::new(TestServerOptions::default()).await;
+    let server = &fx.server;
+    let path = format!("/console/apps/{}", fx.app_id);
+    let action = format!("{path}/settings");
+    let (client, csrf) = sign_in(server, &fx.tenant.key).await;
+    let (_, page) = get(&client, server, &path).await;
+    assert!(page.contains(&format!("action=\"{action}\"")), "{page}");
+    assert!(
+        page.contains("<option value=\"confidential\" selected>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("name=\"sign_in_with_twitter\" value=\"on\" checked"),
+        "{page}"
+    );
+
+    // A change: the API sees it, audited as the API's own update.
+    let (status, page) = post(
+        &client,
+        server,
+        &action,
+        &[
+            ("csrf", &csrf),
+            ("name", "  Renamed App "),
+            ("client_type", "public"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Settings saved."), "{page}");
+    assert!(page.contains("<h1>Renamed App</h1>"), "{page}");
+    assert!(
+        page.contains("<dd id=\"client-type\">public</dd>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<dd id=\"sign-in-with-twitter\">off</dd>"),
+        "{page}"
+    );
+    let app = fx
+        .api(Method::GET, &format!("/v1/apps/{}", fx.app_id))
+        .await;
+    assert_eq!(app.body["name"], "Renamed App");
+    assert_eq!(app.body["client_type"], "public");
+    assert_eq!(app.body["sign_in_with_twitter"], false);
+    let events = fx
+        .api(Method::GET, "/v1/audit-events?action=app.update")
+        .await;
+    assert_eq!(
+        events.body["data"][0]["actor"],
+        format!("api_key:{}", fx.tenant.key_id)
+    );
+
+    // Refused values: the API's message beside the field, the posted
+    // values kept in the form, nothing changed.
+    let too_long = "x".repeat(101);
+    for (name, client_type, field, message) in [
+        ("   ", "confidential", "name-error", "must not be empty"),
+        (
+            too_long.as_str(),
+            "confidential",
+            "name-error",
+            "must be at most 100 characters",
+        ),
+        (
+            "Fine",
+            "secretive",
+            "client-type-error",
+            "must be one of: confidential, public",
+        ),
+    ] {
+        let (status, page) = post(
+            &client,
+            server,
+            &action,
+            &[
+                ("csrf", &csrf),
+                ("name", name),
+                ("client_type", client_type),
+                ("sign_in_with_twitter", "on"),
+            ],
+        )
+        .await;
+        assert_eq!(status, 422, "{name}: {page}");
+        assert!(
+            page.contains(&format!(
+                "<p class=\"field-error\" id=\"{field}\">{message}</p>"
+            )),
+            "{name}: {page}"
+        );
+        assert!(page.contains("aria-invalid=\"true\""), "{page}");
+        assert!(
+            page.contains("name=\"sign_in_with_twitter\" value=\"on\" checked"),
+            "{page}"
+        );
+        let app = fx
+            .api(Method::GET, &format!("/v1/apps/{}", fx.app_id))
+            .await;
+        assert_eq!(app.body["name"], "Renamed App", "{name}");
+        assert_eq!(app.body["client_type"], "public");
+        assert_eq!(app.body["sign_in_with_twitter"], false);
+    }
+
+    // A read-only key sees the settings but no form, and a post is refused.
+    let key = tenants::call(
+        server,
+        Method::POST,
+        "/v1/api-keys",
+        Some(&fx.tenant.key),
+        Some(&json!({ "label": "read only", "scopes": ["apps:read"] })),
+    )
+    .await;
+    assert_eq!(key.status, 201, "{:?}", key.body);
+    let (reader, reader_csrf) = sign_in(server, key.body["secret"].as_str().unwrap()).await;
+    let (status, page) = get(&reader, server, &path).await;
+    assert_eq!(status, 200);
+    assert!(
+        !page.contains("Save settings") && !page.contains(&action),
+        "{page}"
+    );
+    assert!(
+        page.contains("<dd id=\"client-type\">public</dd>"),
+        "{page}"
+    );
+    let (status, _) = post(
+        &reader,
+        server,
+        &action,
+        &[
+            ("csrf", &reader_csrf),
+            ("name", "Hijacked"),
+            ("client_type", "confidential"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 403);
+    let app = fx
+        .api(Method::GET, &format!("/v1/apps/{}", fx.app_id))
+        .await;
+    assert_eq!(app.body["name"], "Renamed App");
+}
+
+#[tokio::test]
 async fn a_post_without_this_sessions_form_token_changes_nothing() {
     let server = TestServer::start().await;
     let tenant = tenants::create_tenant(&server, "Acme").await;

@@ -1497,6 +1497,185 @@ async fn accounts_and_the_audit_log_come_in_keyset_pages() {
     );
 }
 
+#[tokio::test]
+async fn the_audit_log_filters_by_app_and_time_and_shows_each_events_details() {
+    let clock = perch_core::clock::ManualClock::new(time::macros::datetime!(2026-01-01 12:00 UTC));
+    let fx = Fixture::new(TestServerOptions {
+        clock: std::sync::Arc::new(clock.clone()),
+        ..TestServerOptions::default()
+    })
+    .await;
+    let server = &fx.server;
+    let fx = &fx;
+    let rotate = |app: String| async move {
+        let rotated = fx
+            .api(Method::POST, &format!("/v1/apps/{app}/rotate-secret"))
+            .await;
+        assert_eq!(rotated.status, 200);
+    };
+    // At noon: the fixture's app, and one rotation of it.
+    rotate(fx.app_id.clone()).await;
+    // Two hours later: another app, and 55 more rotations of the first.
+    clock.advance(time::Duration::hours(2));
+    let other = tenants::create_app(
+        server,
+        &fx.tenant.key,
+        &json!({
+            "name": "Other Site",
+            "callback_urls": ["https://other.example/cb"],
+            "provider": {"kind": "sandbox"},
+        }),
+    )
+    .await;
+    let other_id = other["id"].as_str().unwrap().to_owned();
+    for _ in 0..55 {
+        rotate(fx.app_id.clone()).await;
+    }
+    let (client, _) = sign_in(server, &fx.tenant.key).await;
+    let rows = |page: &str| page.matches("<tr><td>20").count();
+    let next = |page: &str| -> Option<String> {
+        let end = page.find("\">Older events</a>")?;
+        let start = page[..end].rfind("href=\"").unwrap() + "href=\"".len();
+        Some(page[start..end].replace("&#38;", "&"))
+    };
+
+    // The app filter is a select of the tenant's apps.
+    let (_, page) = get(&client, server, "/console/audit").await;
+    assert!(
+        page.contains(&format!("<option value=\"{other_id}\">Other Site</option>")),
+        "{page}"
+    );
+    let (status, page) = get(
+        &client,
+        server,
+        &format!("/console/audit?app_id={other_id}&action=&from=&to="),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(rows(&page), 1, "{page}");
+    assert!(page.contains("<code>app.create</code>"), "{page}");
+    assert!(
+        page.contains(&format!("<option value=\"{other_id}\" selected>")),
+        "{page}"
+    );
+
+    // Each event's details behind a native disclosure, pretty-printed.
+    assert!(page.contains("<details id=\"evt_"), "{page}");
+    assert!(page.contains("<summary>Details"), "{page}");
+    assert!(
+        page.contains(&format!("<dt>App</dt><dd><code>{other_id}</code></dd>")),
+        "{page}"
+    );
+    let start = page.find("<pre class=\"json\">").unwrap();
+    let json_text = &page[start..start + page[start..].find("</pre>").unwrap()];
+    assert!(
+        json_text.contains("{\n  &#34;"),
+        "pretty-printed: {json_text}"
+    );
+
+    // A time range: before 13:00 only the noon events; from 13:00 the rest,
+    // in keyset pages that keep every filter.
+    let (_, noon) = get(&client, server, "/console/audit?to=2026-01-01T13%3A00").await;
+    let noon_actions: Vec<&str> = noon
+        .match_indices("</td><td><code>")
+        .map(|(at, m)| {
+            let from = at + m.len();
+            &noon[from..from + noon[from..].find('<').unwrap()]
+        })
+        .filter(|a| !a.contains(':'))
+        .collect();
+    assert!(
+        noon_actions.contains(&"app.rotate_secret"),
+        "{noon_actions:?}"
+    );
+    assert!(noon_actions.contains(&"app.create"), "{noon_actions:?}");
+    assert!(!noon.contains("14:00:00 UTC"), "{noon}");
+    assert!(
+        !noon.contains("console.sign_in"),
+        "signed in at 14:00: {noon}"
+    );
+
+    let filter = format!(
+        "/console/audit?action=app.rotate_secret&app_id={}&from=2026-01-01T13%3A00&to=",
+        fx.app_id
+    );
+    let (_, first) = get(&client, server, &filter).await;
+    assert_eq!(rows(&first), 50);
+    assert!(!first.contains("12:00:00 UTC"), "{first}");
+    let second_url = next(&first).expect("older events");
+    assert!(
+        second_url.contains("action=app.rotate_secret")
+            && second_url.contains(&format!("app_id={}", fx.app_id))
+            && second_url.contains("from=2026-01-01T13%3A00"),
+        "{second_url}"
+    );
+    let (_, second) = get(&client, server, &second_url).await;
+    assert_eq!(rows(&second), 5, "55 rotations after 13:00, none before");
+    assert!(next(&second).is_none());
+    assert!(
+        second.contains("value=\"2026-01-01T13:00\""),
+        "the form keeps the range"
+    );
+
+    // The API takes the same range.
+    let api = fx
+        .api(
+            Method::GET,
+            &format!(
+                "/v1/audit-events?app_id={}&action=app.rotate_secret&since=2026-01-01T13:00:00Z&limit=200",
+                fx.app_id
+            ),
+        )
+        .await;
+    assert_eq!(api.body["data"].as_array().unwrap().len(), 55);
+    let api = fx
+        .api(
+            Method::GET,
+            "/v1/audit-events?action=app.rotate_secret&until=2026-01-01T13:00:00Z",
+        )
+        .await;
+    assert_eq!(api.body["data"].as_array().unwrap().len(), 1);
+    let api = fx.api(Method::GET, "/v1/audit-events?since=noon").await;
+    assert_eq!(api.status, 422, "{:?}", api.body);
+    assert_eq!(api.body["field"], "since");
+    let api = fx.api(Method::GET, "/v1/audit-events?until=").await;
+    assert_eq!(api.status, 422, "an empty time is no time: {:?}", api.body);
+    // A range ending before it starts holds nothing.
+    let api = fx
+        .api(
+            Method::GET,
+            "/v1/audit-events?since=2026-01-01T13:00:00Z&until=2026-01-01T12:00:00Z",
+        )
+        .await;
+    assert_eq!((api.status, api.body["data"].clone()), (200, json!([])));
+
+    // Nothing in range: the empty state says what to do.
+    let (_, none) = get(&client, server, "/console/audit?from=2026-02-01T00%3A00").await;
+    assert_eq!(rows(&none), 0);
+    assert!(none.contains("No event matches these filters."), "{none}");
+    assert!(none.contains("Clear filters</a>"), "{none}");
+
+    // Refused ranges: the API's message beside the field.
+    let (status, page) = get(&client, server, "/console/audit?from=tomorrow").await;
+    assert_eq!(status, 422, "{page}");
+    assert!(
+        page.contains("<p class=\"field-error\" id=\"from-error\">is not an RFC 3339 time"),
+        "{page}"
+    );
+    let (status, page) = get(
+        &client,
+        server,
+        "/console/audit?from=2026-01-01T13%3A00&to=2026-01-01T12%3A00",
+    )
+    .await;
+    assert_eq!(status, 422, "{page}");
+    assert!(
+        page.contains("<p class=\"field-error\" id=\"to-error\">must be later than From</p>"),
+        "{page}"
+    );
+    assert!(page.contains("Correct the filter marked above"), "{page}");
+}
+
 /// The text between `start` (included) and the next `"`, from its first
 /// occurrence after `marker`.
 fn id_after(html: &str, marker: &str, start: &str) -> String {

@@ -93,6 +93,8 @@ async function tour(page, base, key, out, shots, operatorToken) {
   if ((await page.locator('td code', { hasText: 'account.delete' }).count()) !== 1) {
     throw new Error('the unlink is not in the audit log');
   }
+  await page.locator('summary').first().click();
+  await page.locator('pre.json').first().waitFor();
   await visit(page, 'audit', out, shots);
   await Promise.all([page.waitForNavigation(), page.getByRole('link', { name: 'API keys', exact: true }).click()]);
   await page.fill('#label', 'reporting');
@@ -146,6 +148,9 @@ async function tour(page, base, key, out, shots, operatorToken) {
   await page.fill('#name', 'Browser Tenant');
   await submit(page, 'Create tenant');
   await visit(page, 'operator-tenant-created', out, shots);
+  await Promise.all([page.waitForNavigation(), page.getByRole('link', { name: 'System health', exact: true }).click()]);
+  await page.locator('#readiness').waitFor();
+  await visit(page, 'operator-health', out, shots);
 }
 
 async function noScript(page, base, key, out, shots) {

@@ -153,6 +153,12 @@ impl TestServer {
         }
     }
 
+    /// The server's own metrics (HTTP, upstream, sweeper), to record into
+    /// as its background tasks would.
+    pub fn metrics(&self) -> Option<std::sync::Arc<perch::metrics::Metrics>> {
+        self.running.as_ref().map(|running| running.metrics.clone())
+    }
+
     /// The server's metrics in Prometheus text (from `/metrics`, wherever
     /// it is served).
     pub async fn scrape(&self) -> String {

@@ -89,6 +89,7 @@ struct FieldErrors {
     name: Option<String>,
     callback_urls: Option<String>,
     provider: Option<String>,
+    client_type: Option<String>,
     other: Option<String>,
 }
 
@@ -106,6 +107,7 @@ fn field_message(field: &str, message: &str) -> (&'static str, String) {
     match field {
         "name" => ("name", message.to_owned()),
         "callback_urls" => ("callback_urls", message.to_owned()),
+        "client_type" => ("client_type", message.to_owned()),
         f if f.starts_with("provider") => ("provider", format!("{field}: {message}")),
         _ => ("other", format!("{field}: {message}")),
     }
@@ -123,6 +125,7 @@ impl FieldErrors {
                     "name" => errors.name = Some(text),
                     "callback_urls" => errors.callback_urls = Some(text),
                     "provider" => errors.provider = Some(text),
+                    "client_type" => errors.client_type = Some(text),
                     _ => errors.other = Some(text),
                 }
             }
@@ -271,8 +274,28 @@ struct AppPage {
     callback_error: Option<String>,
     secret: Option<String>,
     notice: Option<String>,
+    settings: Settings,
+    settings_errors: FieldErrors,
     can_write: bool,
     can_accounts: bool,
+}
+
+/// The settings form's values: the app's, or what was posted when refused.
+#[derive(Debug, Clone)]
+struct Settings {
+    name: String,
+    client_type: String,
+    sign_in_with_twitter: bool,
+}
+
+impl Settings {
+    fn of(app: &AppView) -> Self {
+        Self {
+            name: app.name.clone(),
+            client_type: app.client_type.as_str().to_owned(),
+            sign_in_with_twitter: app.sign_in_with_twitter,
+        }
+    }
 }
 
 struct AppDetail {
@@ -282,6 +305,8 @@ struct AppDetail {
     login_url: String,
     upstream_callback_url: String,
     callback_urls: Vec<String>,
+    client_type: &'static str,
+    sign_in_with_twitter: bool,
     created: String,
 }
 
@@ -292,6 +317,8 @@ struct AppExtras {
     notice: Option<String>,
     callback_error: Option<String>,
     callback_text: Option<String>,
+    settings: Option<Settings>,
+    settings_errors: FieldErrors,
 }
 
 fn app_page(
@@ -315,6 +342,8 @@ fn app_page(
             callback_error: extras.callback_error,
             secret: extras.secret,
             notice: extras.notice,
+            settings: extras.settings.unwrap_or_else(|| Settings::of(app)),
+            settings_errors: extras.settings_errors,
             can_write: session.can(Scope::AppsWrite),
             can_accounts: session.can(Scope::AccountsRead),
             app: AppDetail {
@@ -324,6 +353,8 @@ fn app_page(
                 login_url: app.login_url.clone(),
                 upstream_callback_url: app.upstream_callback_url.clone(),
                 callback_urls: app.callback_urls.clone(),
+                client_type: app.client_type.as_str(),
+                sign_in_with_twitter: app.sign_in_with_twitter,
                 created: view::when(app.created_at),
             },
         },
@@ -383,6 +414,74 @@ pub(crate) async fn update_callback_urls(
             )
         }
         Err(error) => Err(error.into()),
+    }
+}
+
+/// `POST /console/apps/{id}/settings`: the name, client type and "Sign in
+/// with Twitter", through the same `apps::update` as `PATCH
+/// /v1/apps/{id}`; a refusal shows the API's message beside its field and
+/// changes nothing.
+pub(crate) async fn update_settings(
+    State(state): State<ConsoleState>,
+    meta: RequestMeta,
+    PathText(id): PathText,
+    posted: Posted,
+) -> Result<Response, ConsoleError> {
+    let Posted { session, fields } = posted;
+    let auth = *session.require(Scope::AppsWrite)?;
+    let posted = Settings {
+        name: fields.text("name").to_owned(),
+        client_type: fields.text("client_type").to_owned(),
+        // An unchecked box is not posted at all.
+        sign_in_with_twitter: fields.get("sign_in_with_twitter").is_some(),
+    };
+    let refused = |errors: FieldErrors, app: &AppView| {
+        app_page(
+            &state,
+            &session,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            app,
+            AppExtras {
+                settings: Some(posted.clone()),
+                settings_errors: errors,
+                ..AppExtras::default()
+            },
+        )
+    };
+    let Some(client_type) = ClientType::from_stored(&posted.client_type) else {
+        let app = perch_tenants::apps::get(state.tenants(), auth.tenant_id, &id).await?;
+        return refused(
+            FieldErrors {
+                client_type: Some("must be one of: confidential, public".to_owned()),
+                ..FieldErrors::default()
+            },
+            &app,
+        );
+    };
+    let body = UpdateApp {
+        name: Some(posted.name.clone()),
+        client_type: Some(client_type),
+        sign_in_with_twitter: Some(posted.sign_in_with_twitter),
+        ..UpdateApp::default()
+    };
+    match perch_tenants::apps::update(state.tenants(), &auth, &meta, &id, body).await {
+        Ok(app) => app_page(
+            &state,
+            &session,
+            StatusCode::OK,
+            &app,
+            AppExtras {
+                notice: Some("Settings saved.".to_owned()),
+                ..AppExtras::default()
+            },
+        ),
+        Err(error) => match FieldErrors::from_error(&error) {
+            Some(errors) => {
+                let app = perch_tenants::apps::get(state.tenants(), auth.tenant_id, &id).await?;
+                refused(errors, &app)
+            }
+            None => Err(error.into()),
+        },
     }
 }
 

@@ -15,6 +15,7 @@ mod assets;
 mod audit;
 mod error;
 mod form;
+mod health;
 mod oidc;
 mod operator;
 mod overview;
@@ -37,6 +38,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use url::Url;
 
 pub use error::ConsoleError;
+pub use health::{HealthFigures, SystemHealth};
 
 /// The policy of an answer that is not a page: nothing at all may load.
 const FALLBACK_POLICY: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
@@ -61,6 +63,8 @@ pub struct ConsoleConfig {
     pub flow: perch_flow::FlowState,
     /// The webhooks API's state (endpoints).
     pub webhooks: perch_webhooks::WebhooksState,
+    /// The process's own figures, for the operator's health page.
+    pub health: Arc<dyn SystemHealth>,
 }
 
 #[derive(Debug)]
@@ -98,6 +102,9 @@ impl ConsoleState {
     pub(crate) fn webhooks(&self) -> &perch_webhooks::WebhooksState {
         &self.0.config.webhooks
     }
+    pub(crate) fn health(&self) -> &dyn SystemHealth {
+        self.0.config.health.as_ref()
+    }
     /// `PERCH_PUBLIC_URL` without a trailing slash (for the API calls the
     /// pages show).
     pub(crate) fn public_base(&self) -> &str {
@@ -120,6 +127,7 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/apps/new", get(apps::new_form))
         .route("/apps/{id}", get(apps::detail))
         .route("/apps/{id}/callback-urls", post(apps::update_callback_urls))
+        .route("/apps/{id}/settings", post(apps::update_settings))
         .route("/apps/{id}/rotate-secret", post(apps::rotate_secret))
         .route(
             "/apps/{id}/delete",
@@ -154,6 +162,7 @@ pub fn router(state: ConsoleState) -> Router {
         )
         .route("/operator", get(operator::page))
         .route("/operator/tenants", post(operator::create_tenant))
+        .route("/operator/health", get(health::page))
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(perch_core::json::MAX_BODY_BYTES))
         // Answers no handler wrote (axum's 405s, body-limit 413s) get the

@@ -72,7 +72,7 @@ async fn tenants(
     ))
 }
 
-fn operator_only(session: &Session) -> Result<(), ConsoleError> {
+pub(crate) fn operator_only(session: &Session) -> Result<(), ConsoleError> {
     if session.is_operator() {
         Ok(())
     } else {

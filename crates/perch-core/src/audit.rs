@@ -318,6 +318,10 @@ pub struct EventFilter {
     pub action: Option<String>,
     /// Only events older than this one (the previous page's last id).
     pub before: Option<Uuid>,
+    /// Only events that occurred at or after this time.
+    pub since: Option<OffsetDateTime>,
+    /// Only events that occurred before this time.
+    pub until: Option<OffsetDateTime>,
 }
 
 /// Up to `limit` of a tenant's events, newest first.
@@ -335,6 +339,8 @@ pub async fn list(
            AND ($2::uuid IS NULL OR app_id = $2) \
            AND ($3::text IS NULL OR action = $3) \
            AND ($4::uuid IS NULL OR id < $4) \
+           AND ($6::timestamptz IS NULL OR occurred_at >= $6) \
+           AND ($7::timestamptz IS NULL OR occurred_at < $7) \
          ORDER BY id DESC LIMIT $5",
     )
     .bind(tenant_id)
@@ -342,6 +348,8 @@ pub async fn list(
     .bind(&filter.action)
     .bind(filter.before)
     .bind(limit)
+    .bind(filter.since)
+    .bind(filter.until)
     .fetch_all(exec)
     .await
 }

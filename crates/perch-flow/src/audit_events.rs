@@ -76,7 +76,7 @@ pub struct AuditEventList {
     pub next_cursor: Option<String>,
 }
 
-/// `?app_id=&action=&limit=&cursor=`.
+/// `?app_id=&action=&since=&until=&limit=&cursor=`.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AuditEventParams {
@@ -85,6 +85,13 @@ pub struct AuditEventParams {
     pub app_id: Option<String>,
     /// Only events with this action, e.g. `login.complete` (empty: any).
     pub action: Option<String>,
+    /// Only events that occurred at or after this time, RFC 3339.
+    #[param(value_type = Option<String>, format = DateTime, example = "2026-12-01T00:00:00Z")]
+    pub since: Option<String>,
+    /// Only events that occurred before this time, RFC 3339 (none when it
+    /// is not later than `since`).
+    #[param(value_type = Option<String>, format = DateTime, example = "2026-12-02T00:00:00Z")]
+    pub until: Option<String>,
     /// Page size, 1..=200 (default 50).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 200, default = 50)]
     pub limit: Option<String>,
@@ -96,7 +103,7 @@ pub struct AuditEventParams {
 /// List the tenant's audit events.
 ///
 /// 400 when a query parameter is given twice; 422 for an invalid `app_id`,
-/// `limit` or `cursor`.
+/// `since`, `until`, `limit` or `cursor`.
 #[utoipa::path(
     get, path = "/v1/audit-events", tag = "audit", operation_id = "list_audit_events",
     params(AuditEventParams),
@@ -132,8 +139,20 @@ pub async fn count_since(
     Ok(audit::count_since(state.pool(), tenant_id, action, since).await?)
 }
 
-/// A page of the tenant's audit trail, newest first, optionally of one app
-/// or one action.
+/// An RFC 3339 time parameter (absent: none).
+fn time_param(field: &str, raw: Option<&str>) -> Result<Option<OffsetDateTime>, FlowError> {
+    match raw {
+        None => Ok(None),
+        Some(raw) => OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+            .map(Some)
+            .map_err(|_| {
+                FlowError::invalid(field, "is not an RFC 3339 time (e.g. 2026-12-01T00:00:00Z)")
+            }),
+    }
+}
+
+/// A page of the tenant's audit trail, newest first, optionally of one
+/// app, one action or a time range (`since` inclusive, `until` exclusive).
 pub async fn list(
     state: &FlowState,
     tenant_id: perch_core::ids::TenantId,
@@ -151,8 +170,12 @@ pub async fn list(
                 .map_err(|_| FlowError::invalid("app_id", "is not an app id (app_...)"))?,
         ),
     };
+    let since = time_param("since", params.since.as_deref())?;
+    let until = time_param("until", params.until.as_deref())?;
     let action = params.action.filter(|s| !s.is_empty());
-    if action.as_deref().is_some_and(crate::matches_no_text) {
+    // An empty range, or an action no event can have: nothing.
+    let empty_range = matches!((since, until), (Some(since), Some(until)) if until <= since);
+    if empty_range || action.as_deref().is_some_and(crate::matches_no_text) {
         return Ok(AuditEventList {
             data: Vec::new(),
             next_cursor: None,
@@ -163,6 +186,8 @@ pub async fn list(
         app_id,
         action,
         before: page.after,
+        since,
+        until,
     };
     let rows = audit::list(state.pool(), tenant_id, &filter, page.limit + 1).await?;
     let (rows, next_cursor) = pagination::finish(rows, page, "audit", |row| row.id);

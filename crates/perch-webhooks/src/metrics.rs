@@ -75,6 +75,15 @@ impl WebhookMetrics {
             .store(oldest_age_secs.to_bits(), Ordering::Relaxed);
     }
 
+    /// The due queue as last measured: how many deliveries are due, and
+    /// the age in seconds of the oldest.
+    pub fn queue_gauges(&self) -> (i64, f64) {
+        (
+            self.queue_due.load(Ordering::Relaxed),
+            f64::from_bits(self.queue_age.load(Ordering::Relaxed)),
+        )
+    }
+
     /// Prometheus text.
     pub fn render(&self) -> String {
         let mut out = String::new();

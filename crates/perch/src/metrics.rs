@@ -116,6 +116,20 @@ impl Metrics {
         self.swept_other.fetch_add(report.other, Ordering::Relaxed);
     }
 
+    /// Completed sweeps, and the rows they deleted by table (as
+    /// `perch_sweeper_*` reports them).
+    pub fn sweeper_totals(&self) -> (u64, Vec<(&'static str, u64)>) {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        (
+            load(&self.sweeper_runs),
+            vec![
+                ("login_flows", load(&self.swept_logins)),
+                ("login_codes", load(&self.swept_codes)),
+                ("sandbox", load(&self.swept_other)),
+            ],
+        )
+    }
+
     /// Everything, in Prometheus text format.
     pub fn render(&self, flow: &perch_flow::FlowMetrics, pool: &PgPool) -> String {
         let mut out = String::new();
@@ -255,6 +269,33 @@ pub struct MetricsState {
     pub sandbox: Arc<perch_sandbox::SandboxMetrics>,
     /// The webhook worker's counters and queue gauges.
     pub webhooks: Arc<perch_webhooks::WebhookMetrics>,
+}
+
+/// The figures the console's operator health page shows, read from the
+/// same counters and gauges as `/metrics`.
+#[derive(Debug)]
+pub struct ConsoleHealth {
+    /// The process's metrics (the sweeper's counters).
+    pub metrics: Arc<Metrics>,
+    /// The webhook worker's queue gauges.
+    pub webhooks: Arc<perch_webhooks::WebhookMetrics>,
+    /// Whether this replica still accepts work (false once shutting down).
+    pub readiness: crate::server::Readiness,
+}
+
+impl perch_console::SystemHealth for ConsoleHealth {
+    fn figures(&self) -> perch_console::HealthFigures {
+        let (sweeper_runs, swept) = self.metrics.sweeper_totals();
+        let (webhook_due, webhook_oldest_due_secs) = self.webhooks.queue_gauges();
+        perch_console::HealthFigures {
+            version: env!("CARGO_PKG_VERSION"),
+            accepting: self.readiness.get(),
+            sweeper_runs,
+            swept,
+            webhook_due,
+            webhook_oldest_due_secs,
+        }
+    }
 }
 
 /// `GET /metrics`.

@@ -39,7 +39,7 @@ impl Readiness {
     fn set(&self, ready: bool) {
         self.0.store(ready, Ordering::SeqCst);
     }
-    fn get(&self) -> bool {
+    pub(crate) fn get(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }
 }
@@ -98,7 +98,7 @@ pub fn router_with(
         .route("/readyz", get(readyz))
         .with_state(HealthState {
             pool: shared.pool.clone(),
-            readiness,
+            readiness: readiness.clone(),
         });
     let mut app = Router::new().merge(health).merge(extra);
     // Service routers are mounted here.
@@ -154,6 +154,11 @@ pub fn router_with(
             tenants,
             flow: flow.clone(),
             webhooks: perch_webhooks::WebhooksState::new(webhooks.clone()),
+            health: Arc::new(crate::metrics::ConsoleHealth {
+                metrics: shared.metrics.clone(),
+                webhooks: shared.webhook_metrics.clone(),
+                readiness,
+            }),
         },
     )));
     app = app.merge(perch_flow::router(flow));

@@ -410,6 +410,211 @@ async fn the_operator_signs_in_and_creates_a_tenant() {
 }
 
 #[tokio::test]
+async fn the_operator_reads_system_health_and_a_tenant_cannot() {
+    let server = TestServer::start().await;
+    let (client, _) = sign_in(&server, OPERATOR_TOKEN).await;
+    let (status, page) = get(&client, &server, "/console/operator/health").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("<strong>Ready.</strong>"), "{page}");
+    assert!(
+        page.contains("<dd id=\"database\">answering</dd>"),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!(
+            "<code id=\"version\">{}</code>",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{page}"
+    );
+    // The pool has at least the connection the probe just used.
+    let marker = "<dd id=\"pool-size\">";
+    let from = page.find(marker).unwrap() + marker.len();
+    let size = &page[from..from + page[from..].find('<').unwrap()];
+    assert!(size.parse::<u32>().unwrap() >= 1, "{page}");
+    assert!(page.contains("<dd id=\"pool-idle\">"), "{page}");
+    assert!(page.contains("id=\"sweeper-empty\""), "{page}");
+    assert!(page.contains("<dd id=\"webhook-due\">0</dd>"), "{page}");
+    assert!(
+        page.contains("aria-current=\"page\">System health</a>"),
+        "{page}"
+    );
+
+    // A sweep reported as the sweeper reports one shows up on the next view.
+    let tenant = tenants::create_tenant(&server, "Acme").await;
+    let (_tenant_client, _) = sign_in(&server, &tenant.key).await;
+    let metrics = server.metrics().unwrap();
+    metrics.sweep(&perch_flow::sweeper::SweepReport {
+        logins: 3,
+        codes: 1,
+        other: 2,
+    });
+    let (_, page) = get(&client, &server, "/console/operator/health").await;
+    assert!(page.contains("<dd id=\"sweeper-runs\">1</dd>"), "{page}");
+    assert!(page.contains("<dd id=\"sweeper-deleted\">6</dd>"), "{page}");
+    assert!(
+        page.contains("<tr><td><code>login_flows</code></td><td>3</td></tr>"),
+        "{page}"
+    );
+    let scraped = server.scrape().await;
+    assert!(scraped.contains("perch_sweeper_runs_total 1"), "{scraped}");
+
+    // A tenant's key, even with every scope, has no operator pages.
+    let (tenant_client, _) = sign_in(&server, &tenant.key).await;
+    let (status, page) = get(&tenant_client, &server, "/console/operator/health").await;
+    assert_eq!(status, 404, "{page}");
+    assert!(!page.contains("System health"), "{page}");
+    // Signed out, the page is behind sign-in.
+    let (status, to) = get(&browser(), &server, "/console/operator/health").await;
+    assert_eq!(status, 303);
+    assert!(to.starts_with("/console/sign-in"), "{to}");
+}
+
+#[tokio::test]
+async fn a_tenant_edits_an_apps_settings_with_the_apis_messages() {
+    let fx = Fixture::new(TestServerOptions::default()).await;
+    let server = &fx.server;
+    let path = format!("/console/apps/{}", fx.app_id);
+    let action = format!("{path}/settings");
+    let (client, csrf) = sign_in(server, &fx.tenant.key).await;
+    let (_, page) = get(&client, server, &path).await;
+    assert!(page.contains(&format!("action=\"{action}\"")), "{page}");
+    assert!(
+        page.contains("<option value=\"confidential\" selected>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("name=\"sign_in_with_twitter\" value=\"on\" checked"),
+        "{page}"
+    );
+
+    // A change: the API sees it, audited as the API's own update.
+    let (status, page) = post(
+        &client,
+        server,
+        &action,
+        &[
+            ("csrf", &csrf),
+            ("name", "  Renamed App "),
+            ("client_type", "public"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Settings saved."), "{page}");
+    assert!(page.contains("<h1>Renamed App</h1>"), "{page}");
+    assert!(
+        page.contains("<dd id=\"client-type\">public</dd>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<dd id=\"sign-in-with-twitter\">off</dd>"),
+        "{page}"
+    );
+    let app = fx
+        .api(Method::GET, &format!("/v1/apps/{}", fx.app_id))
+        .await;
+    assert_eq!(app.body["name"], "Renamed App");
+    assert_eq!(app.body["client_type"], "public");
+    assert_eq!(app.body["sign_in_with_twitter"], false);
+    let events = fx
+        .api(Method::GET, "/v1/audit-events?action=app.update")
+        .await;
+    assert_eq!(
+        events.body["data"][0]["actor"],
+        format!("api_key:{}", fx.tenant.key_id)
+    );
+
+    // Refused values: the API's message beside the field, the posted
+    // values kept in the form, nothing changed.
+    let too_long = "x".repeat(101);
+    for (name, client_type, field, message) in [
+        ("   ", "confidential", "name-error", "must not be empty"),
+        (
+            too_long.as_str(),
+            "confidential",
+            "name-error",
+            "must be at most 100 characters",
+        ),
+        (
+            "Fine",
+            "secretive",
+            "client-type-error",
+            "must be one of: confidential, public",
+        ),
+    ] {
+        let (status, page) = post(
+            &client,
+            server,
+            &action,
+            &[
+                ("csrf", &csrf),
+                ("name", name),
+                ("client_type", client_type),
+                ("sign_in_with_twitter", "on"),
+            ],
+        )
+        .await;
+        assert_eq!(status, 422, "{name}: {page}");
+        assert!(
+            page.contains(&format!(
+                "<p class=\"field-error\" id=\"{field}\">{message}</p>"
+            )),
+            "{name}: {page}"
+        );
+        assert!(page.contains("aria-invalid=\"true\""), "{page}");
+        assert!(
+            page.contains("name=\"sign_in_with_twitter\" value=\"on\" checked"),
+            "{page}"
+        );
+        let app = fx
+            .api(Method::GET, &format!("/v1/apps/{}", fx.app_id))
+            .await;
+        assert_eq!(app.body["name"], "Renamed App", "{name}");
+        assert_eq!(app.body["client_type"], "public");
+        assert_eq!(app.body["sign_in_with_twitter"], false);
+    }
+
+    // A read-only key sees the settings but no form, and a post is refused.
+    let key = tenants::call(
+        server,
+        Method::POST,
+        "/v1/api-keys",
+        Some(&fx.tenant.key),
+        Some(&json!({ "label": "read only", "scopes": ["apps:read"] })),
+    )
+    .await;
+    assert_eq!(key.status, 201, "{:?}", key.body);
+    let (reader, reader_csrf) = sign_in(server, key.body["secret"].as_str().unwrap()).await;
+    let (status, page) = get(&reader, server, &path).await;
+    assert_eq!(status, 200);
+    assert!(
+        !page.contains("Save settings") && !page.contains(&action),
+        "{page}"
+    );
+    assert!(
+        page.contains("<dd id=\"client-type\">public</dd>"),
+        "{page}"
+    );
+    let (status, _) = post(
+        &reader,
+        server,
+        &action,
+        &[
+            ("csrf", &reader_csrf),
+            ("name", "Hijacked"),
+            ("client_type", "confidential"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 403);
+    let app = fx
+        .api(Method::GET, &format!("/v1/apps/{}", fx.app_id))
+        .await;
+    assert_eq!(app.body["name"], "Renamed App");
+}
+
+#[tokio::test]
 async fn a_post_without_this_sessions_form_token_changes_nothing() {
     let server = TestServer::start().await;
     let tenant = tenants::create_tenant(&server, "Acme").await;
@@ -1310,6 +1515,185 @@ async fn accounts_and_the_audit_log_come_in_keyset_pages() {
         total.body["data"].as_array().unwrap().len(),
         "every event, once"
     );
+}
+
+#[tokio::test]
+async fn the_audit_log_filters_by_app_and_time_and_shows_each_events_details() {
+    let clock = perch_core::clock::ManualClock::new(time::macros::datetime!(2026-01-01 12:00 UTC));
+    let fx = Fixture::new(TestServerOptions {
+        clock: std::sync::Arc::new(clock.clone()),
+        ..TestServerOptions::default()
+    })
+    .await;
+    let server = &fx.server;
+    let fx = &fx;
+    let rotate = |app: String| async move {
+        let rotated = fx
+            .api(Method::POST, &format!("/v1/apps/{app}/rotate-secret"))
+            .await;
+        assert_eq!(rotated.status, 200);
+    };
+    // At noon: the fixture's app, and one rotation of it.
+    rotate(fx.app_id.clone()).await;
+    // Two hours later: another app, and 55 more rotations of the first.
+    clock.advance(time::Duration::hours(2));
+    let other = tenants::create_app(
+        server,
+        &fx.tenant.key,
+        &json!({
+            "name": "Other Site",
+            "callback_urls": ["https://other.example/cb"],
+            "provider": {"kind": "sandbox"},
+        }),
+    )
+    .await;
+    let other_id = other["id"].as_str().unwrap().to_owned();
+    for _ in 0..55 {
+        rotate(fx.app_id.clone()).await;
+    }
+    let (client, _) = sign_in(server, &fx.tenant.key).await;
+    let rows = |page: &str| page.matches("<tr><td>20").count();
+    let next = |page: &str| -> Option<String> {
+        let end = page.find("\">Older events</a>")?;
+        let start = page[..end].rfind("href=\"").unwrap() + "href=\"".len();
+        Some(page[start..end].replace("&#38;", "&"))
+    };
+
+    // The app filter is a select of the tenant's apps.
+    let (_, page) = get(&client, server, "/console/audit").await;
+    assert!(
+        page.contains(&format!("<option value=\"{other_id}\">Other Site</option>")),
+        "{page}"
+    );
+    let (status, page) = get(
+        &client,
+        server,
+        &format!("/console/audit?app_id={other_id}&action=&from=&to="),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(rows(&page), 1, "{page}");
+    assert!(page.contains("<code>app.create</code>"), "{page}");
+    assert!(
+        page.contains(&format!("<option value=\"{other_id}\" selected>")),
+        "{page}"
+    );
+
+    // Each event's details behind a native disclosure, pretty-printed.
+    assert!(page.contains("<details id=\"evt_"), "{page}");
+    assert!(page.contains("<summary>Details"), "{page}");
+    assert!(
+        page.contains(&format!("<dt>App</dt><dd><code>{other_id}</code></dd>")),
+        "{page}"
+    );
+    let start = page.find("<pre class=\"json\">").unwrap();
+    let json_text = &page[start..start + page[start..].find("</pre>").unwrap()];
+    assert!(
+        json_text.contains("{\n  &#34;"),
+        "pretty-printed: {json_text}"
+    );
+
+    // A time range: before 13:00 only the noon events; from 13:00 the rest,
+    // in keyset pages that keep every filter.
+    let (_, noon) = get(&client, server, "/console/audit?to=2026-01-01T13%3A00").await;
+    let noon_actions: Vec<&str> = noon
+        .match_indices("</td><td><code>")
+        .map(|(at, m)| {
+            let from = at + m.len();
+            &noon[from..from + noon[from..].find('<').unwrap()]
+        })
+        .filter(|a| !a.contains(':'))
+        .collect();
+    assert!(
+        noon_actions.contains(&"app.rotate_secret"),
+        "{noon_actions:?}"
+    );
+    assert!(noon_actions.contains(&"app.create"), "{noon_actions:?}");
+    assert!(!noon.contains("14:00:00 UTC"), "{noon}");
+    assert!(
+        !noon.contains("console.sign_in"),
+        "signed in at 14:00: {noon}"
+    );
+
+    let filter = format!(
+        "/console/audit?action=app.rotate_secret&app_id={}&from=2026-01-01T13%3A00&to=",
+        fx.app_id
+    );
+    let (_, first) = get(&client, server, &filter).await;
+    assert_eq!(rows(&first), 50);
+    assert!(!first.contains("12:00:00 UTC"), "{first}");
+    let second_url = next(&first).expect("older events");
+    assert!(
+        second_url.contains("action=app.rotate_secret")
+            && second_url.contains(&format!("app_id={}", fx.app_id))
+            && second_url.contains("from=2026-01-01T13%3A00"),
+        "{second_url}"
+    );
+    let (_, second) = get(&client, server, &second_url).await;
+    assert_eq!(rows(&second), 5, "55 rotations after 13:00, none before");
+    assert!(next(&second).is_none());
+    assert!(
+        second.contains("value=\"2026-01-01T13:00\""),
+        "the form keeps the range"
+    );
+
+    // The API takes the same range.
+    let api = fx
+        .api(
+            Method::GET,
+            &format!(
+                "/v1/audit-events?app_id={}&action=app.rotate_secret&since=2026-01-01T13:00:00Z&limit=200",
+                fx.app_id
+            ),
+        )
+        .await;
+    assert_eq!(api.body["data"].as_array().unwrap().len(), 55);
+    let api = fx
+        .api(
+            Method::GET,
+            "/v1/audit-events?action=app.rotate_secret&until=2026-01-01T13:00:00Z",
+        )
+        .await;
+    assert_eq!(api.body["data"].as_array().unwrap().len(), 1);
+    let api = fx.api(Method::GET, "/v1/audit-events?since=noon").await;
+    assert_eq!(api.status, 422, "{:?}", api.body);
+    assert_eq!(api.body["field"], "since");
+    let api = fx.api(Method::GET, "/v1/audit-events?until=").await;
+    assert_eq!(api.status, 422, "an empty time is no time: {:?}", api.body);
+    // A range ending before it starts holds nothing.
+    let api = fx
+        .api(
+            Method::GET,
+            "/v1/audit-events?since=2026-01-01T13:00:00Z&until=2026-01-01T12:00:00Z",
+        )
+        .await;
+    assert_eq!((api.status, api.body["data"].clone()), (200, json!([])));
+
+    // Nothing in range: the empty state says what to do.
+    let (_, none) = get(&client, server, "/console/audit?from=2026-02-01T00%3A00").await;
+    assert_eq!(rows(&none), 0);
+    assert!(none.contains("No event matches these filters."), "{none}");
+    assert!(none.contains("Clear filters</a>"), "{none}");
+
+    // Refused ranges: the API's message beside the field.
+    let (status, page) = get(&client, server, "/console/audit?from=tomorrow").await;
+    assert_eq!(status, 422, "{page}");
+    assert!(
+        page.contains("<p class=\"field-error\" id=\"from-error\">is not an RFC 3339 time"),
+        "{page}"
+    );
+    let (status, page) = get(
+        &client,
+        server,
+        "/console/audit?from=2026-01-01T13%3A00&to=2026-01-01T12%3A00",
+    )
+    .await;
+    assert_eq!(status, 422, "{page}");
+    assert!(
+        page.contains("<p class=\"field-error\" id=\"to-error\">must be later than From</p>"),
+        "{page}"
+    );
+    assert!(page.contains("Correct the filter marked above"), "{page}");
 }
 
 /// The text between `start` (included) and the next `"`, from its first

@@ -1,6 +1,7 @@
 //! `perch-console`: the web console at `{PUBLIC_URL}/console`.
 //!
-//! Server-rendered pages (askama templates, one stylesheet, no script),
+//! Server-rendered pages (askama templates, one stylesheet, one small
+//! script for "Copy" buttons that nothing depends on),
 //! signed in with a tenant API key (the console then has exactly that key's
 //! scopes, checked live on every request) or with the operator token. Every
 //! read and change goes through the service functions the API handlers
@@ -114,7 +115,7 @@ impl ConsoleState {
 pub fn router(state: ConsoleState) -> Router {
     let console = Router::new()
         .route("/", get(|| async { view::see_other("/console/overview") }))
-        .route("/assets/{file}", get(assets::stylesheet))
+        .route("/assets/{file}", get(assets::asset))
         .route("/sign-in", get(sign_in::page).post(sign_in::submit))
         .route("/sign-in/once", post(sign_in_link::submit))
         .route("/sign-in/once/{token}", get(sign_in_link::confirm))

@@ -40,7 +40,7 @@ fn assert_page_headers(response: &reqwest::Response) {
     let url = response.url().to_string();
     assert_eq!(
         headers["content-security-policy"],
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; \
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
          frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
         "{url}"
     );
@@ -392,7 +392,8 @@ async fn the_operator_signs_in_and_creates_a_tenant() {
     )
     .await;
     assert_eq!(status, 201, "{page}");
-    let start = page.find("<code class=\"secret\">").unwrap() + "<code class=\"secret\">".len();
+    let marker = "<code class=\"secret\" id=\"tenant-key\">";
+    let start = page.find(marker).unwrap() + marker.len();
     let key = &page[start..start + page[start..].find('<').unwrap()];
     // The key shown is a live key of the new tenant.
     let (tenant_client, _) = sign_in(&server, key).await;
@@ -728,7 +729,7 @@ async fn over_https_the_cookies_are_host_prefixed_and_secure() {
 }
 
 #[tokio::test]
-async fn the_stylesheet_is_cached_for_a_year_under_its_digest() {
+async fn the_stylesheet_and_script_are_cached_for_a_year_under_their_digests() {
     let server = TestServer::start().await;
     let page = reqwest::get(server.url("/console/sign-in"))
         .await
@@ -750,7 +751,29 @@ async fn the_stylesheet_is_cached_for_a_year_under_its_digest() {
         .await
         .unwrap();
     assert_eq!(stale.status(), 404);
-    assert!(!page.contains("<script"), "no script on any page");
+    // One script, from the binary under its digest; none inline.
+    let start = page.find("<script src=\"/console/assets/").unwrap() + "<script src=\"".len();
+    let src = &page[start..start + page[start..].find('"').unwrap()];
+    assert!(
+        page[start..].starts_with(&format!("{src}\" defer></script>")),
+        "{page}"
+    );
+    assert_eq!(page.matches("<script").count(), 1, "no inline script");
+    let js = reqwest::get(server.url(src)).await.unwrap();
+    assert_eq!(js.status(), 200);
+    assert_eq!(
+        js.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert_eq!(
+        js.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    assert!(js.text().await.unwrap().contains("navigator.clipboard"));
+    let stale = reqwest::get(server.url("/console/assets/console-0000000000000000.js"))
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 404);
     // Answers that are not pages are not framable either.
     let client = browser();
     let root = client.get(server.url("/console")).send().await.unwrap();
@@ -849,6 +872,8 @@ async fn a_tenant_tours_the_console_in_a_real_browser() {
         "{checked:?}"
     );
     assert!(result["secret"].as_str().unwrap().starts_with("perch_cs_"));
+    assert_eq!(result["copied"], true, "the Copy button copied: {result}");
+    assert_eq!(result["console_errors"], json!([]), "{result}");
     assert!(
         result["webhook_secret"]
             .as_str()
@@ -907,6 +932,7 @@ async fn an_app_is_created_with_javascript_off() {
         result["secret"].as_str().unwrap().starts_with("perch_cs_"),
         "{result}"
     );
+    assert_eq!(result["copy_hidden"], true, "{result}");
     let apps = fx.api(Method::GET, "/v1/apps").await;
     let names: Vec<&str> = apps.body["data"]
         .as_array()

@@ -16,7 +16,7 @@ async function visit(page, name, out, shots) {
   out.pages.push(name);
   if (!out.axe) return;
   // Evaluated through the DevTools protocol, which the pages' policy
-  // (no script at all) does not govern.
+  // (scripts from the console's own files only) does not govern.
   await page.evaluate(AXE);
   const results = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
   // How many rules axe applied and passed: proof that it ran at all.
@@ -67,6 +67,11 @@ async function tour(page, base, key, out, shots, operatorToken) {
   await submit(page, 'Create app');
   const first = (await page.locator('#client-secret').textContent()).trim();
   await visit(page, 'app-created', out, shots);
+  // The console's script shows a Copy button beside the secret; it copies
+  // the secret and says so in its live region.
+  await page.getByRole('button', { name: 'Copy', exact: true }).click();
+  await page.locator('#client-secret-status', { hasText: 'Copied' }).waitFor();
+  out.copied = (await page.evaluate(() => navigator.clipboard.readText())) === first;
 
   await submit(page, 'Rotate client secret');
   out.secret = (await page.locator('#client-secret').textContent()).trim();
@@ -161,6 +166,8 @@ async function noScript(page, base, key, out, shots) {
   await page.fill('#callback_urls', 'https://scriptless.example/cb');
   await submit(page, 'Create app');
   out.secret = (await page.locator('#client-secret').textContent()).trim();
+  // Without the script the Copy button stays hidden; the secret is text.
+  out.copy_hidden = await page.locator('button[data-copy]').isHidden();
   await visit(page, 'no-script-app-created', out, shots);
 }
 
@@ -180,7 +187,15 @@ async function main() {
       viewport: { width: 1100, height: 800 },
       javaScriptEnabled: scripted,
     });
+    if (scripted) {
+      await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
+    }
     const page = await context.newPage();
+    // Anything the pages' policy refused (an inline script, say) shows here.
+    out.console_errors = [];
+    page.on('console', (m) => {
+      if (m.type() === 'error' && m.text().includes('Content Security Policy')) out.console_errors.push(m.text());
+    });
     if (scripted) await tour(page, base, key, out, shots, operatorToken);
     else await noScript(page, base, key, out, shots);
     console.log(JSON.stringify(out));

@@ -1,12 +1,14 @@
 //! `perch-console`: the web console at `{PUBLIC_URL}/console`.
 //!
-//! Server-rendered pages (askama templates, one stylesheet, no script),
+//! Server-rendered pages (askama templates, one stylesheet, one small
+//! script for "Copy" buttons that nothing depends on),
 //! signed in with a tenant API key (the console then has exactly that key's
 //! scopes, checked live on every request) or with the operator token. Every
 //! read and change goes through the service functions the API handlers
 //! call (`perch_tenants::apps`, `perch_flow::accounts`, ...), so the
 //! console validates, audits and isolates tenants exactly as the API does.
-//! The one table it owns is `console_sessions` ([`session`]).
+//! It owns two tables: `console_sessions` ([`session`]) and
+//! `console_sign_in_links` ([`sign_in_link`], minted by `perch dev` only).
 
 mod accounts;
 mod api_keys;
@@ -21,6 +23,7 @@ mod operator;
 mod overview;
 pub mod session;
 mod sign_in;
+pub mod sign_in_link;
 mod store;
 mod view;
 mod webhooks;
@@ -119,8 +122,10 @@ impl ConsoleState {
 pub fn router(state: ConsoleState) -> Router {
     let console = Router::new()
         .route("/", get(|| async { view::see_other("/console/overview") }))
-        .route("/assets/{file}", get(assets::stylesheet))
+        .route("/assets/{file}", get(assets::asset))
         .route("/sign-in", get(sign_in::page).post(sign_in::submit))
+        .route("/sign-in/once", post(sign_in_link::submit))
+        .route("/sign-in/once/{token}", get(sign_in_link::confirm))
         .route("/sign-out", post(sign_in::sign_out))
         .route("/overview", get(overview::page))
         .route("/apps", get(apps::list).post(apps::create))
@@ -183,12 +188,14 @@ pub fn router(state: ConsoleState) -> Router {
     Router::new().nest(MOUNT, console)
 }
 
-/// Deletes one batch of expired sessions, for the sweeper; returns how
-/// many went.
+/// Deletes one batch of expired sessions and one of expired sign-in
+/// links, for the sweeper; returns how many went.
 pub async fn sweep(
     pool: &PgPool,
     now: time::OffsetDateTime,
     batch: i64,
 ) -> Result<u64, sqlx::Error> {
-    store::sweep_expired(pool, now, batch).await
+    let sessions = store::sweep_expired(pool, now, batch).await?;
+    let links = store::sweep_expired_links(pool, now, batch).await?;
+    Ok(sessions + links)
 }

@@ -11,7 +11,7 @@
 
 use askama::Template;
 use axum::extract::{Query, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use perch_core::audit::{self, Actor, AuditEvent, RequestMeta};
 use perch_core::client_ip::ClientIp;
@@ -60,28 +60,55 @@ fn sign_in_page(
     notice: Option<&'static str>,
     error: Option<&'static str>,
 ) -> Result<Response, ConsoleError> {
-    let names = state.cookies();
-    let existing = perch_core::cookie::get(headers, names.sign_in)
-        .filter(|v| v.len() >= 32 && v.bytes().all(|b| b.is_ascii_alphanumeric()))
-        .map(str::to_owned);
-    let fresh = existing.is_none();
-    let csrf = existing.unwrap_or_else(session::mint_form_token);
+    let (csrf, cookie) = form_token(state, headers);
     let mut response = view::render(
         status,
         &SignInPage {
             layout: Layout::signed_out("Sign in"),
-            csrf: csrf.clone(),
+            csrf,
             notice,
             error,
         },
     )?;
-    if fresh {
-        response.headers_mut().append(
-            header::SET_COOKIE,
-            names.set(names.sign_in, &csrf, time::Duration::hours(1)),
-        );
+    if let Some(cookie) = cookie {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     Ok(response)
+}
+
+/// The pre-session form token: the browser's own cookie, or a new value
+/// with the `Set-Cookie` that hands it over.
+pub(crate) fn form_token(
+    state: &ConsoleState,
+    headers: &HeaderMap,
+) -> (String, Option<HeaderValue>) {
+    let names = state.cookies();
+    let existing = perch_core::cookie::get(headers, names.sign_in)
+        .filter(|v| v.len() >= 32 && v.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .map(str::to_owned);
+    match existing {
+        Some(csrf) => (csrf, None),
+        None => {
+            let csrf = session::mint_form_token();
+            let cookie = names.set(names.sign_in, &csrf, time::Duration::hours(1));
+            (csrf, Some(cookie))
+        }
+    }
+}
+
+/// Whether a pre-session form repeated the browser's form-token cookie.
+pub(crate) fn check_form_token(
+    state: &ConsoleState,
+    headers: &HeaderMap,
+    fields: &Fields,
+) -> Result<(), ConsoleError> {
+    let cookie = perch_core::cookie::get(headers, state.cookies().sign_in);
+    match (cookie, fields.get(CSRF_FIELD)) {
+        (Some(cookie), Some(posted)) if bool::from(cookie.as_bytes().ct_eq(posted.as_bytes())) => {
+            Ok(())
+        }
+        _ => Err(ConsoleError::Csrf),
+    }
 }
 
 /// `GET /console/sign-in`.
@@ -111,12 +138,7 @@ pub(crate) async fn submit(
     let fields = Fields::read(Request::from_parts(parts, body), &state).await;
 
     // The form token first: a form from elsewhere signs nobody in.
-    let cookie = perch_core::cookie::get(&headers, state.cookies().sign_in);
-    let posted = fields.get(CSRF_FIELD);
-    match (cookie, posted) {
-        (Some(cookie), Some(posted)) if bool::from(cookie.as_bytes().ct_eq(posted.as_bytes())) => {}
-        _ => return Err(ConsoleError::Csrf),
-    }
+    check_form_token(&state, &headers, &fields)?;
     state
         .limits()
         .check_credentials(client)
@@ -147,8 +169,20 @@ pub(crate) async fn submit(
         );
     };
 
-    // A new session, replacing whatever the browser had.
-    session::end_presented(&state, &headers).await?;
+    open_session(&state, &headers, &meta, principal, None).await
+}
+
+/// Opens a new session for `principal`, replacing whatever the browser
+/// had, audited as `console.sign_in` (with `details`, if any); answers the
+/// 303 to the principal's home page that sets the cookie.
+pub(crate) async fn open_session(
+    state: &ConsoleState,
+    headers: &HeaderMap,
+    meta: &RequestMeta,
+    principal: Principal,
+    details: Option<serde_json::Value>,
+) -> Result<Response, ConsoleError> {
+    session::end_presented(state, headers).await?;
     let minted = session::mint();
     let now = state.clock().now();
     let mut tx = state.pool().begin().await?;
@@ -157,13 +191,16 @@ pub(crate) async fn submit(
         Principal::Operator => None,
     };
     session::store_new(&mut tx, &minted, tenant, now).await?;
-    let event = match principal {
+    let mut event = match principal {
         Principal::Tenant(auth) => AuditEvent::new(now, auth.actor(), "console.sign_in", "api_key")
             .tenant(auth.tenant_id)
             .target(auth.api_key_id),
         Principal::Operator => AuditEvent::new(now, Actor::Operator, "console.sign_in", "operator"),
     };
-    audit::record(&mut tx, &event.request(&meta)).await?;
+    if let Some(details) = details {
+        event = event.details(details);
+    }
+    audit::record(&mut tx, &event.request(meta)).await?;
     tx.commit().await?;
 
     let names = state.cookies();

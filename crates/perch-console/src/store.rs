@@ -1,4 +1,5 @@
-//! SQL for `console_sessions`: the only place that names the table.
+//! SQL for `console_sessions` and `console_sign_in_links`: the only place
+//! that names the tables.
 
 use perch_core::ids::{ApiKeyId, TenantId};
 use sqlx::{FromRow, PgConnection, PgExecutor};
@@ -109,6 +110,83 @@ pub(crate) async fn sweep_expired(
            SELECT id_digest FROM console_sessions \
            WHERE idle_expires_at <= $1 OR absolute_expires_at <= $1 \
            ORDER BY idle_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(now)
+    .bind(batch)
+    .execute(exec)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// A new one-time sign-in link (by the digest of its token).
+pub(crate) async fn insert_link(
+    exec: impl PgExecutor<'_>,
+    token_digest: &[u8; 32],
+    tenant_id: TenantId,
+    api_key_id: ApiKeyId,
+    now: OffsetDateTime,
+    expires_at: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO console_sign_in_links (token_digest, tenant_id, api_key_id, created_at, \
+           expires_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(token_digest.as_slice())
+    .bind(tenant_id)
+    .bind(api_key_id)
+    .bind(now)
+    .bind(expires_at)
+    .execute(exec)
+    .await?;
+    Ok(())
+}
+
+/// Whether an unused, unexpired link has this digest (nothing changes).
+pub(crate) async fn link_is_live(
+    exec: impl PgExecutor<'_>,
+    token_digest: &[u8; 32],
+    now: OffsetDateTime,
+) -> Result<bool, sqlx::Error> {
+    let found: Option<(i32,)> = sqlx::query_as(
+        "SELECT 1 FROM console_sign_in_links WHERE token_digest = $1 AND expires_at > $2",
+    )
+    .bind(token_digest.as_slice())
+    .bind(now)
+    .fetch_optional(exec)
+    .await?;
+    Ok(found.is_some())
+}
+
+/// Uses up the link with this digest: deletes it, and answers its tenant
+/// and key when it had not expired. Of two concurrent uses only one gets
+/// the row.
+pub(crate) async fn take_link(
+    exec: impl PgExecutor<'_>,
+    token_digest: &[u8; 32],
+    now: OffsetDateTime,
+) -> Result<Option<(TenantId, ApiKeyId)>, sqlx::Error> {
+    let row: Option<(TenantId, ApiKeyId, OffsetDateTime)> = sqlx::query_as(
+        "DELETE FROM console_sign_in_links WHERE token_digest = $1 \
+         RETURNING tenant_id, api_key_id, expires_at",
+    )
+    .bind(token_digest.as_slice())
+    .fetch_optional(exec)
+    .await?;
+    Ok(row.and_then(|(tenant_id, key_id, expires_at)| {
+        (expires_at > now).then_some((tenant_id, key_id))
+    }))
+}
+
+/// Deletes up to `batch` expired sign-in links.
+pub(crate) async fn sweep_expired_links(
+    exec: impl PgExecutor<'_>,
+    now: OffsetDateTime,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM console_sign_in_links WHERE token_digest IN ( \
+           SELECT token_digest FROM console_sign_in_links WHERE expires_at <= $1 \
+           ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
     )
     .bind(now)
     .bind(batch)

@@ -1,7 +1,7 @@
 //! The pages' data (askama templates under `templates/`) and the response
 //! every page goes out in: `text/html`, never cached, the console's
-//! content security policy (no script at all, only the console's own
-//! stylesheet, never framed), set once in `perch_core::html`
+//! content security policy (only the console's own stylesheet and script,
+//! never framed), set once in `perch_core::html`
 //! (`self_styled_page_response`).
 
 use askama::Template;
@@ -19,6 +19,7 @@ use crate::session::{Principal, Session};
 pub(crate) struct Layout {
     pub(crate) title: String,
     pub(crate) css: String,
+    pub(crate) js: String,
     pub(crate) nav: Option<Nav>,
 }
 
@@ -42,6 +43,7 @@ impl Layout {
         Self {
             title: title.to_owned(),
             css: crate::assets::stylesheet_href(),
+            js: crate::assets::script_src(),
             nav: None,
         }
     }
@@ -57,6 +59,7 @@ impl Layout {
         Self {
             title: title.to_owned(),
             css: crate::assets::stylesheet_href(),
+            js: crate::assets::script_src(),
             nav: Some(Nav {
                 current,
                 operator: session.is_operator(),

@@ -34,13 +34,17 @@ impl PagePolicy {
     /// only (every page carries its own `<style>`; `'unsafe-inline'` for
     /// styles cannot run code), never framed, no `<base>` rewriting.
     fn header(self) -> String {
-        self.header_with_styles("'unsafe-inline'")
+        self.header_with(None, "'unsafe-inline'")
     }
 
-    /// The policy with `style_src` as its `style-src`.
-    fn header_with_styles(self, style_src: &str) -> String {
+    /// The policy with `script_src` (if any) as its `script-src` and
+    /// `style_src` as its `style-src`.
+    fn header_with(self, script_src: Option<&str>, style_src: &str) -> String {
+        let scripts = script_src
+            .map(|src| format!("script-src {src}; "))
+            .unwrap_or_default();
         let mut csp = format!(
-            "default-src 'none'; style-src {style_src}; img-src {}; \
+            "default-src 'none'; {scripts}style-src {style_src}; img-src {}; \
              frame-ancestors 'none'; base-uri 'none'",
             self.img_src
         );
@@ -68,15 +72,15 @@ pub fn page_response_with(status: StatusCode, html: String, policy: PagePolicy) 
     page_response_under(status, html, &policy.header())
 }
 
-/// A whole HTML page that takes its styles only from Perch's own
-/// stylesheets and has no inline style (the console), with
+/// A whole HTML page that takes its styles and scripts only from Perch's
+/// own files and has no inline style or script (the console), with
 /// [`PagePolicy::STRICT`]'s other directives and the same headers as
 /// [`page_response_with`].
 pub fn self_styled_page_response(status: StatusCode, html: String) -> Response {
     page_response_under(
         status,
         html,
-        &PagePolicy::STRICT.header_with_styles("'self'"),
+        &PagePolicy::STRICT.header_with(Some("'self'"), "'self'"),
     )
 }
 
@@ -148,7 +152,7 @@ mod tests {
         let response = self_styled_page_response(StatusCode::OK, String::new());
         assert_eq!(
             response.headers()[header::CONTENT_SECURITY_POLICY],
-            "default-src 'none'; style-src 'self'; img-src 'self' data:; \
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
              frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
         );
         assert_eq!(response.headers()[header::X_FRAME_OPTIONS], "DENY");

@@ -40,7 +40,7 @@ fn assert_page_headers(response: &reqwest::Response) {
     let url = response.url().to_string();
     assert_eq!(
         headers["content-security-policy"],
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; \
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
          frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
         "{url}"
     );
@@ -392,7 +392,8 @@ async fn the_operator_signs_in_and_creates_a_tenant() {
     )
     .await;
     assert_eq!(status, 201, "{page}");
-    let start = page.find("<code class=\"secret\">").unwrap() + "<code class=\"secret\">".len();
+    let marker = "<code class=\"secret\" id=\"tenant-key\">";
+    let start = page.find(marker).unwrap() + marker.len();
     let key = &page[start..start + page[start..].find('<').unwrap()];
     // The key shown is a live key of the new tenant.
     let (tenant_client, _) = sign_in(&server, key).await;
@@ -933,7 +934,7 @@ async fn over_https_the_cookies_are_host_prefixed_and_secure() {
 }
 
 #[tokio::test]
-async fn the_stylesheet_is_cached_for_a_year_under_its_digest() {
+async fn the_stylesheet_and_script_are_cached_for_a_year_under_their_digests() {
     let server = TestServer::start().await;
     let page = reqwest::get(server.url("/console/sign-in"))
         .await
@@ -955,7 +956,29 @@ async fn the_stylesheet_is_cached_for_a_year_under_its_digest() {
         .await
         .unwrap();
     assert_eq!(stale.status(), 404);
-    assert!(!page.contains("<script"), "no script on any page");
+    // One script, from the binary under its digest; none inline.
+    let start = page.find("<script src=\"/console/assets/").unwrap() + "<script src=\"".len();
+    let src = &page[start..start + page[start..].find('"').unwrap()];
+    assert!(
+        page[start..].starts_with(&format!("{src}\" defer></script>")),
+        "{page}"
+    );
+    assert_eq!(page.matches("<script").count(), 1, "no inline script");
+    let js = reqwest::get(server.url(src)).await.unwrap();
+    assert_eq!(js.status(), 200);
+    assert_eq!(
+        js.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert_eq!(
+        js.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    assert!(js.text().await.unwrap().contains("navigator.clipboard"));
+    let stale = reqwest::get(server.url("/console/assets/console-0000000000000000.js"))
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 404);
     // Answers that are not pages are not framable either.
     let client = browser();
     let root = client.get(server.url("/console")).send().await.unwrap();
@@ -1054,6 +1077,8 @@ async fn a_tenant_tours_the_console_in_a_real_browser() {
         "{checked:?}"
     );
     assert!(result["secret"].as_str().unwrap().starts_with("perch_cs_"));
+    assert_eq!(result["copied"], true, "the Copy button copied: {result}");
+    assert_eq!(result["console_errors"], json!([]), "{result}");
     assert!(
         result["webhook_secret"]
             .as_str()
@@ -1112,6 +1137,7 @@ async fn an_app_is_created_with_javascript_off() {
         result["secret"].as_str().unwrap().starts_with("perch_cs_"),
         "{result}"
     );
+    assert_eq!(result["copy_hidden"], true, "{result}");
     let apps = fx.api(Method::GET, "/v1/apps").await;
     let names: Vec<&str> = apps.body["data"]
         .as_array()
@@ -2023,4 +2049,166 @@ async fn a_tenant_manages_a_webhook_endpoint_in_the_console() {
         "the refused posts changed nothing"
     );
     assert!(detail.contains("id=\"endpoint-status\">enabled<"));
+}
+
+/// The `href`-less part of a sign-in link: its path under the server.
+fn link_path(url: &str) -> &str {
+    &url[url.find("/console/").unwrap()..]
+}
+
+/// Follows a one-time sign-in link as a browser does: GET shows one
+/// button, its POST signs in. Returns the POST's status and `Location`
+/// (or the page).
+async fn follow_link(server: &TestServer, client: &reqwest::Client, path: &str) -> (u16, String) {
+    let (status, page) = get(client, server, path).await;
+    if status != 200 {
+        return (status, page);
+    }
+    assert!(page.contains("action=\"/console/sign-in/once\""), "{page}");
+    let csrf = csrf_of(&page);
+    let token = path.rsplit('/').next().unwrap();
+    post(
+        client,
+        server,
+        "/console/sign-in/once",
+        &[("csrf", csrf.as_str()), ("token", token)],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_one_time_sign_in_link_signs_in_once_and_not_after_it_expires() {
+    let clock = perch_core::clock::ManualClock::new(time::macros::datetime!(2026-01-01 12:00 UTC));
+    let server = TestServer::start_with(TestServerOptions {
+        clock: std::sync::Arc::new(clock.clone()),
+        ..TestServerOptions::default()
+    })
+    .await;
+    let tenant = tenants::create_tenant(&server, "Acme").await;
+
+    // Minted the way `perch dev` mints its link: for the key's secret.
+    let link = perch_console::sign_in_link::mint(&server.db.pool, &clock, &tenant.key)
+        .await
+        .unwrap();
+    let url = link.url(&server.base);
+    assert!(url.starts_with(&format!("{}/console/sign-in/once/", server.base)));
+    assert_eq!(format!("{link:?}"), "SignInLink([redacted])");
+    let path = link_path(&url).to_owned();
+    let token = path.rsplit('/').next().unwrap().to_owned();
+    // Only the digest is stored.
+    let stored: Vec<Vec<u8>> = sqlx::query_scalar("SELECT token_digest FROM console_sign_in_links")
+        .fetch_all(&server.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored,
+        vec![perch_core::token::digest(&token).to_vec()],
+        "the digest, not the token"
+    );
+
+    // The GET changes nothing: twice, and the link still works.
+    let client = browser();
+    for _ in 0..2 {
+        let (status, page) = get(&client, &server, &path).await;
+        assert_eq!(status, 200, "{page}");
+        assert!(
+            page.contains("<button type=\"submit\">Sign in</button>"),
+            "{page}"
+        );
+    }
+    // A POST without the page's form token signs nobody in (login CSRF).
+    let (status, _) = post(
+        &browser(),
+        &server,
+        "/console/sign-in/once",
+        &[("csrf", "x".repeat(43).as_str()), ("token", token.as_str())],
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    let (status, home) = follow_link(&server, &client, &path).await;
+    assert_eq!((status, home.as_str()), (303, "/console/overview"));
+    let (status, page) = get(&client, &server, "/console/overview").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains(&format!("Tenant {} · key {}", tenant.id, tenant.key_id)),
+        "signed in with the key: {page}"
+    );
+    // The session has the key's scopes (this one has all: API keys show).
+    assert!(page.contains("href=\"/console/api-keys\""), "{page}");
+    let events: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_events WHERE action = 'console.sign_in' \
+         AND details->>'via' = 'sign_in_link'",
+    )
+    .fetch_one(&server.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(events, 1);
+    // The key still works: nothing was rotated.
+    let (status, _) = sign_in_status(&server, &tenant.key).await;
+    assert_eq!(status, 303);
+
+    // A second use is refused, by GET and by POST, with a page saying
+    // what to do instead.
+    let again = browser();
+    let (status, page) = get(&again, &server, &path).await;
+    assert_eq!(status, 410, "{page}");
+    assert!(page.contains("Sign in with the tenant API key"), "{page}");
+    let (status, page) = post(
+        &again,
+        &server,
+        "/console/sign-in/once",
+        &[
+            (
+                "csrf",
+                csrf_of(&get(&again, &server, "/console/sign-in").await.1).as_str(),
+            ),
+            ("token", token.as_str()),
+        ],
+    )
+    .await;
+    assert_eq!(status, 410, "{page}");
+    let (status, to) = get(&again, &server, "/console/overview").await;
+    assert_eq!((status, to.as_str()), (303, "/console/sign-in"));
+
+    // An expired link is refused too, and swept.
+    let expired = perch_console::sign_in_link::mint(&server.db.pool, &clock, &tenant.key)
+        .await
+        .unwrap()
+        .url(&server.base);
+    let fresh = browser();
+    let (status, _) = get(&fresh, &server, link_path(&expired)).await;
+    assert_eq!(status, 200, "live for now");
+    clock.advance(time::Duration::minutes(16));
+    let (status, page) = follow_link(&server, &fresh, link_path(&expired)).await;
+    assert_eq!(status, 410, "{page}");
+    assert!(page.contains("already used or has expired"), "{page}");
+    let shared: perch_core::clock::SharedClock = std::sync::Arc::new(clock.clone());
+    perch_flow::sweeper::sweep_once(
+        &server.db.pool,
+        &shared,
+        10,
+        &[perch::server::console_sweep()],
+    )
+    .await
+    .unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM console_sign_in_links")
+        .fetch_one(&server.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0, "the expired link was swept");
+
+    // Nonsense tokens are refused without a lookup; an unknown key mints nothing.
+    let (status, _) = get(&fresh, &server, "/console/sign-in/once/nope").await;
+    assert_eq!(status, 410);
+    let minted = perch_console::sign_in_link::mint(&server.db.pool, &clock, "perch_sk_nope").await;
+    assert!(matches!(
+        minted,
+        Err(perch_console::sign_in_link::MintError::UnknownKey)
+    ));
+}
+
+/// Signs in with `credential` in a new browser; the status and location.
+async fn sign_in_status(server: &TestServer, credential: &str) -> (u16, String) {
+    try_sign_in(server, &browser(), credential).await
 }

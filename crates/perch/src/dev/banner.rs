@@ -14,6 +14,7 @@ use super::{BANNER_END, DEV_FILE, READY_PREFIX};
 pub(super) fn banner(
     public_url: &Url,
     seeded: &Seeded,
+    sign_in_link: &str,
     operator_token: &str,
     data_dir: &Path,
     database: &str,
@@ -38,6 +39,8 @@ pub(super) fn banner(
          \x20 OpenID Connect   {base}/oidc/{tenant}/.well-known/openid-configuration\n\
          \x20                  (client_id {app}, client_secret below)\n\
          \x20 Webhook events   {base}/demo/events   (what the demo site was sent, signature checked)\n\
+         \x20 Console          {base}/console   (sign in with the tenant API key below)\n\
+         \x20 Console sign-in  {sign_in_link}   <- one click, works once within {minutes} minutes\n\
          \n\
          \x20 Operator token   {operator_token}\n\
          \x20 Tenant           {TENANT_NAME} ({tenant})\n\
@@ -54,6 +57,7 @@ pub(super) fn banner(
          \x20 Data: {data} ({database}); credentials kept in {file}.\n\
          {BANNER_END}\n",
         tenant = seeded.tenant_id,
+        minutes = perch_console::sign_in_link::LIFETIME.whole_minutes(),
         app = seeded.app_id,
         secret = seeded.client_secret,
         endpoint = seeded.webhook_endpoint_id,
@@ -79,7 +83,8 @@ mod tests {
             passwords: vec!["pa".to_owned(), "pb".to_owned()],
         };
         let url = Url::parse("http://127.0.0.1:8080/").unwrap();
-        let text = banner(&url, &seeded, "op", Path::new("/d"), "db");
+        let link = "http://127.0.0.1:8080/console/sign-in/once/tok";
+        let text = banner(&url, &seeded, link, "op", Path::new("/d"), "db");
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], format!("{READY_PREFIX}http://127.0.0.1:8080"));
         assert_eq!(lines.last().copied(), Some(BANNER_END));
@@ -88,6 +93,17 @@ mod tests {
         assert!(text.contains("(app_1), client secret cs"), "{text}");
         assert!(text.contains("http://127.0.0.1:8080/demo/events"), "{text}");
         assert!(text.contains("whep_1, secret whsec_x"), "{text}");
+        assert!(
+            text.contains("  Console          http://127.0.0.1:8080/console   ("),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "  Console sign-in  http://127.0.0.1:8080/console/sign-in/once/tok   <- one click, \
+                 works once within 15 minutes"
+            ),
+            "{text}"
+        );
         assert!(
             text.contains("http://127.0.0.1:8080/oidc/ten_1/.well-known/openid-configuration"),
             "{text}"

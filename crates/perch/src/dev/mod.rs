@@ -9,8 +9,9 @@
 //! server with the sandbox on and the demo site ([`crate::demo`]) mounted at
 //! `/demo`, seeds a tenant, an app, the demo site's webhook endpoint and
 //! sandbox users **through the public HTTP API** ([`seed`]; idempotently: a
-//! second run finds them), and prints
-//! a banner with URLs and credentials ([`banner`]).
+//! second run finds them), mints a one-time console sign-in link for the
+//! seeded key (`perch_console::sign_in_link`, new on every start), and
+//! prints a banner with URLs and credentials ([`banner`]).
 //!
 //! Printing secrets is the point of dev mode: the banner and `dev.env` are
 //! the only places they appear; logs still never carry them.
@@ -367,9 +368,10 @@ async fn serve(
     let internal_url = http_url(local)?;
 
     let pool = crate::db::connect(&config.database).await?;
+    let clock: perch_core::clock::SharedClock = std::sync::Arc::new(perch_core::SystemClock);
     let starting = async {
         crate::db::migrate(&pool).await?;
-        let clock: perch_core::clock::SharedClock = std::sync::Arc::new(perch_core::SystemClock);
+        let clock = clock.clone();
         let demo_state = DemoState::new(&public_url, &internal_url, clock.clone())?;
         let running = crate::server::start_with(
             config,
@@ -411,6 +413,17 @@ async fn serve(
             return Ok(());
         }
     };
+    // A one-time console sign-in link for the seeded key, new on every
+    // start (dev mode is the only place that mints them).
+    let link = match perch_console::sign_in_link::mint(&pool, clock.as_ref(), &seeded.api_key).await
+    {
+        Ok(link) => link.url(public_url.as_str()),
+        Err(error) => {
+            let _ = running.shutdown().await;
+            pool.close().await;
+            return Err(error.into());
+        }
+    };
     demo_state.set_app(DemoApp {
         tenant_id: seeded.tenant_id.clone(),
         app_id: seeded.app_id.clone(),
@@ -420,7 +433,14 @@ async fn serve(
     // Deliberately printed: dev mode exists to hand these to the developer.
     print!(
         "{}",
-        banner::banner(&public_url, &seeded, &operator_token, data_dir, database)
+        banner::banner(
+            &public_url,
+            &seeded,
+            &link,
+            &operator_token,
+            data_dir,
+            database
+        )
     );
     tracing::info!(
         demo = %demo_state.home_url(),

@@ -197,6 +197,36 @@ impl Drop for Dev {
     }
 }
 
+/// Follows the banner's one-time console sign-in link with a
+/// cookie-keeping client: the GET's one-button form, then its POST.
+/// Returns the client, the POST's status and its `Location` (or page).
+async fn follow_sign_in_link(base: &str, link: &str) -> (reqwest::Client, u16, String) {
+    let client = browser();
+    let page = client.get(link).send().await.unwrap();
+    let status = page.status().as_u16();
+    let page = page.text().await.unwrap();
+    if status != 200 {
+        return (client, status, page);
+    }
+    let marker = "name=\"csrf\" value=\"";
+    let start = page.find(marker).expect("a form token") + marker.len();
+    let csrf = &page[start..start + page[start..].find('"').unwrap()];
+    let token = link.rsplit('/').next().unwrap();
+    let answer = client
+        .post(format!("{base}/console/sign-in/once"))
+        .form(&[("csrf", csrf), ("token", token)])
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    let text = if status == 303 {
+        location(&answer)
+    } else {
+        answer.text().await.unwrap()
+    };
+    (client, status, text)
+}
+
 /// The `href` of the first link whose target contains `needle`.
 fn link_containing(html: &str, needle: &str) -> Option<String> {
     html.split("href=\"")
@@ -513,6 +543,44 @@ async fn perch_dev_runs_the_demo_and_keeps_its_data() {
     let openapi = reqwest::get(format!("{base}/openapi.json")).await.unwrap();
     assert_eq!(openapi.status(), 200);
 
+    // The banner's console link signs the demo tenant in with one click
+    // (and a confirming button), once.
+    assert!(
+        banner.contains(&format!("Console          {base}/console")),
+        "{banner}"
+    );
+    let link = dev.after("Console sign-in");
+    assert!(
+        link.starts_with(&format!("{base}/console/sign-in/once/")),
+        "{link}"
+    );
+    let (client, status, home) = follow_sign_in_link(&base, &link).await;
+    assert_eq!((status, home.as_str()), (303, "/console/overview"));
+    let overview = client
+        .get(format!("{base}/console/overview"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(overview.status(), 200);
+    let overview = overview.text().await.unwrap();
+    let tenant_line = dev
+        .banner
+        .iter()
+        .find(|l| l.starts_with("  Tenant  "))
+        .unwrap();
+    let tenant_id = tenant_line
+        .rsplit('(')
+        .next()
+        .unwrap()
+        .trim_end_matches(')');
+    assert!(
+        overview.contains(&format!("Tenant {tenant_id} · key ")),
+        "signed in as the demo tenant: {overview}"
+    );
+    let (_, status, page) = follow_sign_in_link(&base, &link).await;
+    assert_eq!(status, 410, "a second use is refused: {page}");
+    assert!(page.contains("Sign in with the tenant API key"), "{page}");
+
     let status = dev.terminate().await;
     assert_eq!(status.code(), Some(0), "a clean exit on SIGTERM");
     assert_cluster_stopped(&data_dir);
@@ -526,6 +594,12 @@ async fn perch_dev_runs_the_demo_and_keeps_its_data() {
     );
     assert_eq!(dev.api_key(), key, "the same tenant API key");
     assert_eq!(dev.app_id(), app_id, "the same app");
+    let (_, status, home) = follow_sign_in_link(&dev.base, &dev.after("Console sign-in")).await;
+    assert_eq!(
+        (status, home.as_str()),
+        (303, "/console/overview"),
+        "a new link on every start"
+    );
     assert_eq!(dev.password("alice"), alice_password);
     let base = dev.base.clone();
     let listed = accounts(&base, &key, &app_id).await;

@@ -11,7 +11,7 @@
 //! transaction per call.
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{FromRequest, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use perch_core::html::escape;
@@ -93,16 +93,16 @@ impl Call {
     /// committed (the call was made) and `over` is the error to answer.
     async fn open(
         state: &SandboxState,
-        request: Request<'_>,
+        request: &Request,
         limit: RateLimit,
         over: fn(HeaderMap) -> ApiError,
     ) -> Result<Self, ApiError> {
         let signed = auth::collect(
             state,
-            request.method,
-            request.uri,
-            request.headers,
-            request.body,
+            &request.method,
+            &request.uri,
+            &request.headers,
+            &request.body,
         )?;
         let mut tx = state.inner.pool.begin().await?;
         let mut authed = auth::authenticate(&mut tx, state, signed, TokenKind::Access).await?;
@@ -144,13 +144,35 @@ impl Call {
     }
 }
 
-/// What a handler received, passed on to [`Call::open`].
-#[derive(Clone, Copy)]
-struct Request<'a> {
-    method: &'a Method,
-    uri: &'a Uri,
-    headers: &'a HeaderMap,
-    body: &'a [u8],
+/// What a handler received, passed on to [`Call::open`]: the parts a
+/// signature covers, taken by one extractor.
+pub(crate) struct Request {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl<S: Send + Sync> FromRequest<S> for Request {
+    type Rejection = <Bytes as FromRequest<S>>::Rejection;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let (parts, body) = request.into_parts();
+        let body = Bytes::from_request(
+            axum::extract::Request::from_parts(parts.clone(), body),
+            state,
+        )
+        .await?;
+        Ok(Self {
+            method: parts.method,
+            uri: parts.uri,
+            headers: parts.headers,
+            body,
+        })
+    }
 }
 
 fn v1(state: &SandboxState, result: Result<Response, ApiError>) -> Response {
@@ -293,21 +315,9 @@ async fn post(call: &mut Call, text: Option<&str>, path: &str) -> Result<store::
 }
 
 /// `GET 1.1/users/show.json?user_id=|screen_name=`.
-pub(crate) async fn users_show(
-    State(state): State<SandboxState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let request = Request {
-        method: &method,
-        uri: &uri,
-        headers: &headers,
-        body: &body,
-    };
+pub(crate) async fn users_show(State(state): State<SandboxState>, request: Request) -> Response {
     let result = async {
-        let mut call = Call::open(&state, request, USERS_SHOW, rate_limited).await?;
+        let mut call = Call::open(&state, &request, USERS_SHOW, rate_limited).await?;
         let user = named_user(&mut call, false).await?;
         let mut body = user_json(&state, &user)?;
         if truthy(call.param("include_entities")).unwrap_or(true) {
@@ -321,21 +331,9 @@ pub(crate) async fn users_show(
 
 /// `GET 1.1/statuses/user_timeline.json`: the named user's statuses (the
 /// caller's by default), newest first.
-pub(crate) async fn user_timeline(
-    State(state): State<SandboxState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let request = Request {
-        method: &method,
-        uri: &uri,
-        headers: &headers,
-        body: &body,
-    };
+pub(crate) async fn user_timeline(State(state): State<SandboxState>, request: Request) -> Response {
     let result = async {
-        let mut call = Call::open(&state, request, USER_TIMELINE, rate_limited).await?;
+        let mut call = Call::open(&state, &request, USER_TIMELINE, rate_limited).await?;
         let user = named_user(&mut call, true).await?;
         // Twitter takes any count and clamps it.
         let count = call
@@ -361,19 +359,10 @@ pub(crate) async fn user_timeline(
 /// `POST 1.1/statuses/update.json` with `status` in the (signed) form.
 pub(crate) async fn statuses_update(
     State(state): State<SandboxState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Response {
-    let request = Request {
-        method: &method,
-        uri: &uri,
-        headers: &headers,
-        body: &body,
-    };
     let result = async {
-        let mut call = Call::open(&state, request, STATUSES_UPDATE, over_update_limit).await?;
+        let mut call = Call::open(&state, &request, STATUSES_UPDATE, over_update_limit).await?;
         let text = call.param("status").map(str::to_owned);
         let tweet = post(&mut call, text.as_deref(), "/1.1/statuses/update.json").await?;
         let trim_user = truthy(call.param("trim_user")).unwrap_or(false);
@@ -387,21 +376,9 @@ pub(crate) async fn statuses_update(
 }
 
 /// `GET 2/users/me`, with the `user.fields` X knows.
-pub(crate) async fn users_me(
-    State(state): State<SandboxState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let request = Request {
-        method: &method,
-        uri: &uri,
-        headers: &headers,
-        body: &body,
-    };
+pub(crate) async fn users_me(State(state): State<SandboxState>, request: Request) -> Response {
     let result = async {
-        let call = Call::open(&state, request, USERS_ME, rate_limited).await?;
+        let call = Call::open(&state, &request, USERS_ME, rate_limited).await?;
         let fields: Vec<&str> = call
             .param("user.fields")
             .map(|f| f.split(',').filter(|f| !f.is_empty()).collect())
@@ -459,23 +436,11 @@ struct NewTweet {
 
 /// `POST 2/tweets` with a JSON body `{"text": ...}` (not signed, as X
 /// expects: only the OAuth parameters and the query are).
-pub(crate) async fn tweets_create(
-    State(state): State<SandboxState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let request = Request {
-        method: &method,
-        uri: &uri,
-        headers: &headers,
-        body: &body,
-    };
+pub(crate) async fn tweets_create(State(state): State<SandboxState>, request: Request) -> Response {
     let result = async {
-        let mut call = Call::open(&state, request, TWEETS_CREATE, rate_limited).await?;
+        let mut call = Call::open(&state, &request, TWEETS_CREATE, rate_limited).await?;
         let new: NewTweet =
-            serde_json::from_slice(&body).map_err(|e| ApiError::InvalidParameter {
+            serde_json::from_slice(&request.body).map_err(|e| ApiError::InvalidParameter {
                 name: "body",
                 message: format!("The request body is not a JSON object the sandbox takes: {e}"),
             })?;
